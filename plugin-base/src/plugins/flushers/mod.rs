@@ -1,0 +1,2 @@
+pub mod sls;
+pub mod stdout;

@@ -1,0 +1,1 @@
+pub mod metric_mock;

@@ -1,0 +1,206 @@
+//! The in-memory event model: a `PipelineEventGroup` holds events of any kind (log, metric,
+//! span, raw) that share tags and metadata.
+//!
+//! Keys and values are `bytes::Bytes`, so an event's fields can be views into the buffer a line
+//! was read into (or a LogGroup was decoded from): a line crosses the pipeline to the serializer
+//! without being copied. Anchor: LoongCollector's SourceBuffer/StringView.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+/// A batch of events that share tags (written to the output) and metadata (not written).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PipelineEventGroup {
+    pub events: Vec<PipelineEvent>,
+    /// Tags shared by every event; they become the LogGroup's `LogTags`.
+    pub tags: Vec<(Bytes, Bytes)>,
+    /// Facts about the group that plugins may read but that are not output as such
+    /// (the LogGroup's topic and source, a file's path and offset, ...).
+    pub metadata: BTreeMap<String, String>,
+    /// The buffer the events' fields point into, when they were cut from one (kept so that the
+    /// group owns what its views borrow, and so that its size can be accounted).
+    pub source_buffer: Option<Bytes>,
+}
+
+/// One event of any kind.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PipelineEvent {
+    Log(LogEvent),
+    Metric(MetricEvent),
+    Span(SpanEvent),
+    Raw(RawEvent),
+}
+
+/// A log: a time and an ordered list of key/value contents.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LogEvent {
+    /// Seconds since the epoch.
+    pub time: u32,
+    /// Nanosecond part of the time, when known.
+    pub time_ns: Option<u32>,
+    pub contents: Vec<(Bytes, Bytes)>,
+}
+
+/// The value of a metric: one number, or several named ones (iLogtail's multi-value metrics).
+#[derive(Clone, Debug, PartialEq)]
+pub enum MetricValue {
+    Untyped(f64),
+    Multi(Vec<(Bytes, f64)>),
+}
+
+/// A metric sample.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricEvent {
+    pub name: Bytes,
+    pub time: u32,
+    pub time_ns: Option<u32>,
+    pub value: MetricValue,
+    pub tags: Vec<(Bytes, Bytes)>,
+}
+
+/// A trace span.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SpanEvent {
+    pub trace_id: Bytes,
+    pub span_id: Bytes,
+    pub parent_span_id: Bytes,
+    pub name: Bytes,
+    pub kind: Bytes,
+    pub start_time_ns: u64,
+    pub end_time_ns: u64,
+    pub status: Bytes,
+    pub attributes: Vec<(Bytes, Bytes)>,
+}
+
+/// Bytes not yet parsed into fields: a line, or a whole block read from a file.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RawEvent {
+    pub time: u32,
+    pub time_ns: Option<u32>,
+    pub content: Bytes,
+}
+
+impl PipelineEventGroup {
+    pub fn with_capacity(events: usize) -> Self {
+        PipelineEventGroup {
+            events: Vec::with_capacity(events),
+            ..Default::default()
+        }
+    }
+
+    /// Sets a tag, replacing a tag of the same key.
+    pub fn set_tag(&mut self, key: impl Into<Bytes>, value: impl Into<Bytes>) {
+        set_pair(&mut self.tags, key.into(), value.into());
+    }
+
+    pub fn tag(&self, key: &[u8]) -> Option<&Bytes> {
+        get_pair(&self.tags, key)
+    }
+
+    pub fn set_metadata(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        self.metadata.insert(key.into(), value.into());
+    }
+
+    pub fn metadata(&self, key: &str) -> Option<&str> {
+        self.metadata.get(key).map(String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// Moves `other`'s events into `self` (tags and metadata of `self` win).
+    pub fn append(&mut self, other: &mut PipelineEventGroup) {
+        self.events.append(&mut other.events);
+    }
+
+    /// The group's logs, for processors that only handle logs.
+    pub fn logs_mut(&mut self) -> impl Iterator<Item = &mut LogEvent> {
+        self.events.iter_mut().filter_map(|e| match e {
+            PipelineEvent::Log(log) => Some(log),
+            _ => None,
+        })
+    }
+}
+
+impl LogEvent {
+    pub fn new(time: u32, time_ns: Option<u32>) -> Self {
+        LogEvent {
+            time,
+            time_ns,
+            contents: Vec::new(),
+        }
+    }
+
+    pub fn content(&self, key: &[u8]) -> Option<&Bytes> {
+        get_pair(&self.contents, key)
+    }
+
+    pub fn has_content(&self, key: &[u8]) -> bool {
+        self.content(key).is_some()
+    }
+
+    /// Sets a content, replacing one of the same key (keeping its position).
+    pub fn set_content(&mut self, key: impl Into<Bytes>, value: impl Into<Bytes>) {
+        set_pair(&mut self.contents, key.into(), value.into());
+    }
+
+    /// Removes a content; returns its value.
+    pub fn remove_content(&mut self, key: &[u8]) -> Option<Bytes> {
+        let pos = self.contents.iter().position(|(k, _)| k == key)?;
+        Some(self.contents.remove(pos).1)
+    }
+}
+
+impl MetricEvent {
+    pub fn new(name: impl Into<Bytes>, time: u32, value: MetricValue) -> Self {
+        MetricEvent {
+            name: name.into(),
+            time,
+            time_ns: None,
+            value,
+            tags: Vec::new(),
+        }
+    }
+}
+
+fn get_pair<'a>(pairs: &'a [(Bytes, Bytes)], key: &[u8]) -> Option<&'a Bytes> {
+    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+}
+
+fn set_pair(pairs: &mut Vec<(Bytes, Bytes)>, key: Bytes, value: Bytes) {
+    match pairs.iter_mut().find(|(k, _)| *k == key) {
+        Some((_, v)) => *v = value,
+        None => pairs.push((key, value)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_content_replaces_in_place() {
+        let mut log = LogEvent::new(1, None);
+        log.set_content("a", "1");
+        log.set_content("b", "2");
+        log.set_content("a", "3");
+        assert_eq!(log.contents.len(), 2);
+        assert_eq!(log.contents[0].1, Bytes::from_static(b"3"));
+        assert_eq!(log.remove_content(b"a"), Some(Bytes::from_static(b"3")));
+        assert!(!log.has_content(b"a"));
+    }
+
+    #[test]
+    fn views_share_the_source_buffer() {
+        let buf = Bytes::from_static(b"line one\nline two\n");
+        let mut log = LogEvent::new(0, None);
+        log.set_content(Bytes::from_static(b"content"), buf.slice(0..8));
+        assert_eq!(log.content(b"content").unwrap().as_ptr(), buf.as_ptr());
+    }
+}

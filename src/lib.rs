@@ -1,0 +1,25 @@
+//! Tailrace's shared core.
+//!
+//! Everything both the host daemon and the plugin base need to agree on lives here, so that
+//! one line of a log file has exactly one in-memory shape and one wire shape wherever it goes:
+//!
+//! * [`event`]: the in-memory model, `PipelineEventGroup` with log, metric, span and raw events
+//!   whose fields are views (`bytes::Bytes`) into the group's buffers.
+//! * [`proto`]: the `sls_logs.LogGroup` wire format, and the conversion between the two.
+//! * [`plugin_config`]: the plugin manager's JSON (the shape iLogtail's core sends its plugin
+//!   base), including iLogtail's `GlobalConfig` names and defaults.
+//! * [`plugin`]: the processor, input, aggregator and flusher interfaces.
+//! * [`stdout_format`]: the JSON-lines format of every stdout and file flusher (DESIGN §7).
+//! * [`ffi_boundary`]: the panic boundary every `extern "C"` export is wrapped in.
+
+pub mod event;
+pub mod ffi_boundary;
+pub mod plugin;
+pub mod plugin_config;
+pub mod proto;
+pub mod stdout_format;
+
+pub use event::{
+    LogEvent, MetricEvent, MetricValue, PipelineEvent, PipelineEventGroup, RawEvent, SpanEvent,
+};
+pub use proto::{Log, LogContent, LogGroup, LogTag};

@@ -1,0 +1,38 @@
+//! The plugin interfaces shared by the host's native plugins and the plugin base's extended
+//! ones. They are synchronous and work on whole groups: a processor sees a batch, never a single
+//! event, so a batch crosses every stage (and the ABI) whole.
+
+use crate::event::PipelineEventGroup;
+
+/// Turns a group into another group in place (parse, add fields, filter, ...).
+pub trait Processor: Send {
+    fn process(&mut self, group: &mut PipelineEventGroup);
+}
+
+/// A pull input: called once per interval to collect what it has (iLogtail's MetricInput).
+pub trait MetricInput: Send {
+    fn collect(&mut self, out: &mut Vec<PipelineEventGroup>);
+}
+
+/// Packs processed groups into the batches the flushers send.
+pub trait Aggregator: Send {
+    /// Takes a group; returns the batches that became full.
+    fn add(&mut self, group: PipelineEventGroup) -> Vec<PipelineEventGroup>;
+    /// Everything still held, at each aggregation interval and at stop.
+    fn flush(&mut self) -> Vec<PipelineEventGroup>;
+}
+
+/// Delivers batches somewhere.
+pub trait Flusher: Send {
+    /// Whether the destination takes data now; when false the runner keeps the data and asks
+    /// again later (backpressure).
+    fn is_ready(&mut self) -> bool {
+        true
+    }
+    /// Delivers `groups`, in order. On return `groups` holds what was *not* delivered (empty
+    /// after `Ok`), and the runner retries it later: nothing is dropped, and a flusher that
+    /// panics half-way leaves the rest in place too.
+    fn flush(&mut self, groups: &mut Vec<PipelineEventGroup>) -> Result<(), String>;
+    /// Called once when the pipeline stops, after the last flush.
+    fn stop(&mut self) {}
+}

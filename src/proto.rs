@@ -1,0 +1,337 @@
+//! The `sls_logs.LogGroup` wire format (proto2), written by hand with prost's derive so that no
+//! `protoc` is needed to build.
+//!
+//! Key and Value are `bytes` here where iLogtail declares `string`: the two are identical on the
+//! wire, and `bytes` means a non-UTF-8 log line never fails to decode. `Time`, `Key` and `Value`
+//! are `required`, so prost always writes them, even when zero or empty, as iLogtail's C++ side
+//! insists.
+
+use bytes::Bytes;
+use prost::Message;
+
+use crate::event::{LogEvent, MetricValue, PipelineEvent, PipelineEventGroup};
+
+/// One key/value pair of a log.
+#[derive(Clone, PartialEq, Message)]
+pub struct LogContent {
+    #[prost(bytes = "bytes", required, tag = "1")]
+    pub key: Bytes,
+    #[prost(bytes = "bytes", required, tag = "2")]
+    pub value: Bytes,
+}
+
+/// One log: a time in seconds, its contents, and optionally the nanosecond part of the time.
+#[derive(Clone, PartialEq, Message)]
+pub struct Log {
+    #[prost(uint32, required, tag = "1")]
+    pub time: u32,
+    #[prost(message, repeated, tag = "2")]
+    pub contents: Vec<LogContent>,
+    #[prost(fixed32, optional, tag = "4")]
+    pub time_ns: Option<u32>,
+}
+
+/// A tag shared by every log of a group.
+#[derive(Clone, PartialEq, Message)]
+pub struct LogTag {
+    #[prost(bytes = "bytes", required, tag = "1")]
+    pub key: Bytes,
+    #[prost(bytes = "bytes", required, tag = "2")]
+    pub value: Bytes,
+}
+
+/// `sls_logs.LogGroup`: what crosses the ABI (SendPb, ProcessLogGroup) and goes to SLS.
+#[derive(Clone, PartialEq, Message)]
+pub struct LogGroup {
+    #[prost(message, repeated, tag = "1")]
+    pub logs: Vec<Log>,
+    #[prost(string, optional, tag = "2")]
+    pub category: Option<String>,
+    #[prost(string, optional, tag = "3")]
+    pub topic: Option<String>,
+    #[prost(string, optional, tag = "4")]
+    pub source: Option<String>,
+    #[prost(string, optional, tag = "5")]
+    pub machine_uuid: Option<String>,
+    #[prost(message, repeated, tag = "6")]
+    pub log_tags: Vec<LogTag>,
+}
+
+/// Metadata keys under which a group decoded from a LogGroup keeps the group-level fields that
+/// have no tag of their own, so that encoding it again gives them back.
+pub mod meta {
+    pub const TOPIC: &str = "__topic__";
+    pub const SOURCE: &str = "__source__";
+    pub const CATEGORY: &str = "__category__";
+    pub const MACHINE_UUID: &str = "__machine_uuid__";
+}
+
+impl Log {
+    /// Builds a log from `key, value` pairs (handy in tests and plugins).
+    pub fn from_pairs<K: AsRef<[u8]>, V: AsRef<[u8]>>(time: u32, pairs: &[(K, V)]) -> Log {
+        Log {
+            time,
+            contents: pairs
+                .iter()
+                .map(|(k, v)| LogContent {
+                    key: Bytes::copy_from_slice(k.as_ref()),
+                    value: Bytes::copy_from_slice(v.as_ref()),
+                })
+                .collect(),
+            time_ns: None,
+        }
+    }
+}
+
+impl LogGroup {
+    /// Decodes a serialized LogGroup; the returned error says why the buffer is not one.
+    pub fn decode_bytes(buf: &[u8]) -> Result<LogGroup, prost::DecodeError> {
+        LogGroup::decode(buf)
+    }
+
+    /// Encodes to a fresh buffer.
+    pub fn encode_to_bytes(&self) -> Vec<u8> {
+        self.encode_to_vec()
+    }
+
+    /// The in-memory group this LogGroup describes: one `LogEvent` per log, its `LogTags` as
+    /// tags, Topic/Source/Category/MachineUUID kept in metadata.
+    pub fn into_event_group(self) -> PipelineEventGroup {
+        let mut group = PipelineEventGroup::with_capacity(self.logs.len());
+        for tag in self.log_tags {
+            group.set_tag(tag.key, tag.value);
+        }
+        let meta_fields = [
+            (meta::TOPIC, self.topic),
+            (meta::SOURCE, self.source),
+            (meta::CATEGORY, self.category),
+            (meta::MACHINE_UUID, self.machine_uuid),
+        ];
+        for (key, value) in meta_fields {
+            if let Some(value) = value {
+                group.set_metadata(key, value);
+            }
+        }
+        for log in self.logs {
+            let mut event = LogEvent::new(log.time, log.time_ns);
+            event.contents = log.contents.into_iter().map(|c| (c.key, c.value)).collect();
+            group.events.push(PipelineEvent::Log(event));
+        }
+        group
+    }
+
+    /// The LogGroup for an in-memory group. Log events keep their contents; metrics become
+    /// iLogtail's metric logs (`__name__`, `__labels__`, `__time_nano__`, `__value__`); spans
+    /// become one log each with their fields; raw events become a log with `content`.
+    pub fn from_event_group(group: &PipelineEventGroup) -> LogGroup {
+        let mut out = LogGroup {
+            logs: Vec::with_capacity(group.events.len()),
+            topic: group.metadata(meta::TOPIC).map(str::to_owned),
+            source: group.metadata(meta::SOURCE).map(str::to_owned),
+            category: group.metadata(meta::CATEGORY).map(str::to_owned),
+            machine_uuid: group.metadata(meta::MACHINE_UUID).map(str::to_owned),
+            log_tags: group
+                .tags
+                .iter()
+                .map(|(k, v)| LogTag {
+                    key: k.clone(),
+                    value: v.clone(),
+                })
+                .collect(),
+        };
+        for event in &group.events {
+            out.logs.push(event_to_log(event));
+        }
+        out
+    }
+}
+
+/// Several LogGroups in one buffer (used to persist undelivered batches).
+#[derive(Clone, PartialEq, Message)]
+pub struct LogGroupList {
+    #[prost(message, repeated, tag = "1")]
+    pub log_group_list: Vec<LogGroup>,
+}
+
+fn content(key: &'static str, value: impl Into<Bytes>) -> LogContent {
+    LogContent {
+        key: Bytes::from_static(key.as_bytes()),
+        value: value.into(),
+    }
+}
+
+/// The log an event is written as (see [`LogGroup::from_event_group`]).
+pub fn event_to_log(event: &PipelineEvent) -> Log {
+    match event {
+        PipelineEvent::Log(log) => Log {
+            time: log.time,
+            time_ns: log.time_ns,
+            contents: log
+                .contents
+                .iter()
+                .map(|(k, v)| LogContent {
+                    key: k.clone(),
+                    value: v.clone(),
+                })
+                .collect(),
+        },
+        PipelineEvent::Raw(raw) => Log {
+            time: raw.time,
+            time_ns: raw.time_ns,
+            contents: vec![content("content", raw.content.clone())],
+        },
+        PipelineEvent::Metric(metric) => {
+            let labels = metric
+                .tags
+                .iter()
+                .map(|(k, v)| {
+                    format!(
+                        "{}#$#{}",
+                        String::from_utf8_lossy(k),
+                        String::from_utf8_lossy(v)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("|");
+            let value = match &metric.value {
+                MetricValue::Untyped(v) => v.to_string(),
+                MetricValue::Multi(values) => values
+                    .iter()
+                    .map(|(k, v)| format!("{}#$#{}", String::from_utf8_lossy(k), v))
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            };
+            let nanos =
+                u64::from(metric.time) * 1_000_000_000 + u64::from(metric.time_ns.unwrap_or(0));
+            Log {
+                time: metric.time,
+                time_ns: metric.time_ns,
+                contents: vec![
+                    content("__name__", metric.name.clone()),
+                    content("__labels__", labels),
+                    content("__time_nano__", nanos.to_string()),
+                    content("__value__", value),
+                ],
+            }
+        }
+        PipelineEvent::Span(span) => {
+            let mut contents = vec![
+                content("traceID", span.trace_id.clone()),
+                content("spanID", span.span_id.clone()),
+                content("parentSpanID", span.parent_span_id.clone()),
+                content("spanName", span.name.clone()),
+                content("kind", span.kind.clone()),
+                content("start", span.start_time_ns.to_string()),
+                content("end", span.end_time_ns.to_string()),
+                content(
+                    "duration",
+                    span.end_time_ns
+                        .saturating_sub(span.start_time_ns)
+                        .to_string(),
+                ),
+                content("statusCode", span.status.clone()),
+            ];
+            for (k, v) in &span.attributes {
+                contents.push(LogContent {
+                    key: k.clone(),
+                    value: v.clone(),
+                });
+            }
+            Log {
+                time: (span.start_time_ns / 1_000_000_000) as u32,
+                time_ns: Some((span.start_time_ns % 1_000_000_000) as u32),
+                contents,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{MetricEvent, RawEvent, SpanEvent};
+
+    #[test]
+    fn required_fields_are_written_even_when_empty() {
+        let group = LogGroup {
+            logs: vec![Log {
+                time: 0,
+                contents: vec![LogContent::default()],
+                time_ns: None,
+            }],
+            ..Default::default()
+        };
+        let buf = group.encode_to_bytes();
+        // Logs(1){ Time(1)=0, Contents(2){ Key(1)="", Value(2)="" } }
+        assert_eq!(
+            buf,
+            vec![0x0a, 0x08, 0x08, 0x00, 0x12, 0x04, 0x0a, 0x00, 0x12, 0x00]
+        );
+    }
+
+    #[test]
+    fn non_utf8_values_round_trip() {
+        let log = Log::from_pairs(1, &[(b"content".as_slice(), b"\xff\xfe bad".as_slice())]);
+        let group = LogGroup {
+            logs: vec![log],
+            ..Default::default()
+        };
+        let decoded = LogGroup::decode_bytes(&group.encode_to_bytes()).unwrap();
+        assert_eq!(&decoded.logs[0].contents[0].value[..], b"\xff\xfe bad");
+    }
+
+    #[test]
+    fn garbage_is_a_decode_error() {
+        assert!(LogGroup::decode_bytes(&[0xff, 0xff, 0xff, 0x07, 0x01]).is_err());
+    }
+
+    #[test]
+    fn event_group_round_trip_keeps_tags_topic_and_time() {
+        let group = LogGroup {
+            logs: vec![Log {
+                time_ns: Some(5),
+                ..Log::from_pairs(1_700_000_000, &[("msg", "hello")])
+            }],
+            topic: Some("t1".into()),
+            source: Some("10.0.0.1".into()),
+            log_tags: vec![LogTag {
+                key: Bytes::from_static(b"k"),
+                value: Bytes::from_static(b"v"),
+            }],
+            ..Default::default()
+        };
+        let back = LogGroup::from_event_group(&group.clone().into_event_group());
+        assert_eq!(back, group);
+    }
+
+    #[test]
+    fn every_event_kind_serialises() {
+        let mut group = PipelineEventGroup::default();
+        group.events.push(PipelineEvent::Raw(RawEvent {
+            time: 3,
+            time_ns: None,
+            content: Bytes::from_static(b"raw line"),
+        }));
+        let mut metric = MetricEvent::new("cpu", 4, MetricValue::Untyped(0.5));
+        metric
+            .tags
+            .push((Bytes::from_static(b"host"), Bytes::from_static(b"a")));
+        group.events.push(PipelineEvent::Metric(metric));
+        group.events.push(PipelineEvent::Span(SpanEvent {
+            name: Bytes::from_static(b"GET /"),
+            start_time_ns: 5_000_000_001,
+            end_time_ns: 5_000_000_011,
+            ..Default::default()
+        }));
+        let out = LogGroup::from_event_group(&group);
+        assert_eq!(out.logs.len(), 3);
+        assert_eq!(&out.logs[0].contents[0].value[..], b"raw line");
+        let m = &out.logs[1].contents;
+        assert_eq!(&m[0].value[..], b"cpu");
+        assert_eq!(&m[1].value[..], b"host#$#a");
+        assert_eq!(&m[2].value[..], b"4000000000");
+        assert_eq!(&m[3].value[..], b"0.5");
+        assert_eq!(out.logs[2].time, 5);
+        assert_eq!(out.logs[2].time_ns, Some(1));
+    }
+}
