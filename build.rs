@@ -15,7 +15,7 @@ fn main() {
     );
     generate(
         root,
-        &["plugin-base/src/ffi.rs", "plugin-base/src/rslice.rs"],
+        &["plugin-base/src/ffi.rs", "src/rslice.rs"],
         "LOGTAIL_PLUGIN_BASE_H",
         "The plugin-base ABI (DESIGN §3), with iLogtail's Go-compatible GoString/GoSlice layouts\n * (64-bit). Strings are not NUL-terminated. LoadConfig/InitPluginBase* return 0 or 1;\n * Process* return 0 or -1.",
         "include/LogtailPluginBase.h",

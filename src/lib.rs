@@ -10,6 +10,7 @@
 //!   base), including iLogtail's `GlobalConfig` names and defaults.
 //! * [`plugin`]: the processor, input, aggregator and flusher interfaces.
 //! * [`stdout_format`]: the JSON-lines format of every stdout and file flusher (DESIGN §7).
+//! * [`rslice`]: the checked string and slice types of the C boundaries.
 //! * [`ffi_boundary`]: the panic boundary every `extern "C"` export is wrapped in.
 
 pub mod event;
@@ -17,6 +18,7 @@ pub mod ffi_boundary;
 pub mod plugin;
 pub mod plugin_config;
 pub mod proto;
+pub mod rslice;
 pub mod stdout_format;
 
 pub use event::{

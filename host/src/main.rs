@@ -1,1 +1,165 @@
-fn main() {}
+//! `tailrace`: the host daemon (CLI: DESIGN §7).
+//!
+//! It owns file collection, native processing and native flushing, and loads the two plugin
+//! libraries as an extra it can lose at any moment: if they are missing or broken, one warning
+//! says why and everything native keeps running.
+
+mod config;
+mod flusher;
+mod input;
+mod pipeline;
+mod plugin;
+mod processor;
+mod queue;
+mod runner;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+
+use config::watcher::{validate_files, ConfigWatcher};
+use input::file::FileServer;
+use pipeline::manager::PipelineManager;
+use plugin::BaseClient;
+
+/// How often the config dirs are polled.
+const CONFIG_POLL: Duration = Duration::from_secs(1);
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tailrace",
+    version,
+    about = "Tail log files, process them, ship them."
+)]
+struct Cli {
+    /// A directory of pipeline configs (.yaml, .yml, .json); repeatable.
+    #[arg(
+        long = "config-dir",
+        value_name = "DIR",
+        default_value = "./conf/pipelines"
+    )]
+    config_dirs: Vec<PathBuf>,
+    /// Where checkpoints and persisted buffers live.
+    #[arg(long, value_name = "DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// Where libPluginAdapter.so and libPluginBase.so are (default: next to the executable).
+    #[arg(long, value_name = "DIR")]
+    plugin_dir: Option<PathBuf>,
+    /// Read every matched file to its end, deliver everything, save checkpoints, exit.
+    #[arg(long)]
+    once: bool,
+    /// Serve metrics on this address.
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<String>,
+    /// trace, debug, info, warn or error (or a tracing filter).
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check pipeline config files; print each error with its file and field.
+    Validate {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Validate { files }) = &cli.command {
+        let errors = validate_files(files);
+        if errors.is_empty() {
+            println!("{} file(s) valid", files.len());
+            return ExitCode::SUCCESS;
+        }
+        for e in &errors {
+            println!("{e}");
+        }
+        return ExitCode::FAILURE;
+    }
+    init_logging(&cli.log_level);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| level.to_owned());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    if cli.once {
+        return Err("--once is not supported yet (it comes with file collection)".to_owned());
+    }
+    if let Some(addr) = &cli.metrics_addr {
+        tracing::warn!("--metrics-addr {addr}: the metrics server is not built yet; ignored");
+    }
+    std::fs::create_dir_all(&cli.data_dir)
+        .map_err(|e| format!("--data-dir {}: cannot create: {e}", cli.data_dir.display()))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone())
+            .map_err(|e| format!("cannot handle signals: {e}"))?;
+    }
+
+    let plugin_dir = cli
+        .plugin_dir
+        .clone()
+        .unwrap_or_else(plugin::loader::default_plugin_dir);
+    let base = match plugin::loader::load(&plugin_dir) {
+        Ok(api) => Ok(BaseClient::start(api, base_global_config(&cli))),
+        Err(e) => {
+            tracing::warn!("plugins unavailable: {e}; native collection runs without them");
+            Err(e.to_string())
+        }
+    };
+
+    let mut manager = PipelineManager::new(FileServer::start(), base);
+    let mut watcher = ConfigWatcher::new(cli.config_dirs.clone());
+    let mut next_poll = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        if Instant::now() >= next_poll {
+            let diff = watcher.poll();
+            if !diff.is_empty() {
+                manager.update(diff);
+            }
+            next_poll = Instant::now() + CONFIG_POLL;
+        }
+        manager.poll_base();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tracing::info!("stopping");
+    manager.shutdown();
+    Ok(())
+}
+
+/// The global config handed to `InitPluginBaseV2`, with iLogtail's and LoongCollector's names.
+fn base_global_config(cli: &Cli) -> String {
+    let data_dir = std::fs::canonicalize(&cli.data_dir).unwrap_or_else(|_| cli.data_dir.clone());
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    serde_json::json!({
+        "DataDir": data_dir,
+        "LoongcollectorDataDir": data_dir,
+        "Hostname": hostname.trim(),
+        "LogLevel": cli.log_level,
+    })
+    .to_string()
+}

@@ -14,8 +14,8 @@ use tailrace::{Log, LogEvent, LogGroup, PipelineEvent, PipelineEventGroup};
 
 use crate::context::AlarmLevel;
 use crate::global;
-use crate::rslice::{GoInt, GoInt64, GoSlice, GoString};
 use crate::runtime::{clock, LoadRequest, PluginBase, Settings};
+use tailrace::rslice::{ArgError, GoInt, GoInt64, GoSlice, GoString};
 
 /// Metadata key of the pack id a host gives with its data.
 const PACK_ID_META: &str = "__pack_id__";
@@ -436,7 +436,7 @@ fn load(
     // SAFETY: the caller passes GoStrings valid for the duration of the call.
     let args = unsafe {
         (|| {
-            Ok::<_, crate::rslice::ArgError>((
+            Ok::<_, ArgError>((
                 project.as_str("project")?,
                 logstore.as_str("logstore")?,
                 config_name.as_str("configName")?,
@@ -500,7 +500,7 @@ fn feed_group(
     // SAFETY: the caller passes GoStrings and GoSlices valid for the duration of the call.
     let args = unsafe {
         (|| {
-            Ok::<_, crate::rslice::ArgError>((
+            Ok::<_, ArgError>((
                 config_name.as_str("configName")?,
                 pack_id.as_bytes("packId")?,
                 match topic {

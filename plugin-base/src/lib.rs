@@ -2,7 +2,7 @@
 //! (DESIGN §3) by Tailrace's host or by iLogtail's own C++ core.
 //!
 //! * `ffi`: every `extern "C"` export, and nothing else; arguments arrive as Go-compatible
-//!   `GoString`/`GoSlice` (`rslice`), are checked, and are handed to safe Rust.
+//!   `GoString`/`GoSlice` (`tailrace::rslice`), are checked, and are handed to safe Rust.
 //! * `runtime`: the tokio runtime, the pipeline instances and the hold-on cycle.
 //! * `context`: alarms and statistics, reported back to the host.
 //! * `plugins`: inputs, processors, aggregators and flushers, one per file.
@@ -14,5 +14,4 @@ pub mod ffi;
 mod global;
 pub mod host_link;
 pub mod plugins;
-pub mod rslice;
 pub mod runtime;

@@ -593,7 +593,10 @@ mod tests {
             if pred(&groups) {
                 return;
             }
-            assert!(start.elapsed() < Duration::from_secs(10), "timed out waiting for {config}");
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "timed out waiting for {config}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -616,17 +619,26 @@ mod tests {
         base.load_config(&req("mock/1", &mock_json("a"))).unwrap();
         base.resume();
         wait_for(&host, "mock", |g| values(g, "f").contains(&"a".to_owned()));
-        assert!(values(&host.sent().iter().map(|s| s.2.clone()).collect::<Vec<_>>(), "added")
-            .iter()
-            .all(|v| v == "yes"));
-        assert!(base.load_config(&req("mock/1", &mock_json("b"))).is_err(), "not held on");
+        assert!(values(
+            &host.sent().iter().map(|s| s.2.clone()).collect::<Vec<_>>(),
+            "added"
+        )
+        .iter()
+        .all(|v| v == "yes"));
+        assert!(
+            base.load_config(&req("mock/1", &mock_json("b"))).is_err(),
+            "not held on"
+        );
 
         base.hold_on(false);
         base.load_config(&req("mock/1", &mock_json("b"))).unwrap();
         base.resume();
         let before = host.sent().len();
-        wait_for(&host, "mock", |g| g.len() > before && values(&g[before..], "f").contains(&"b".to_owned()));
-        let after_reload: Vec<LogGroup> = host.sent()[before..].iter().map(|s| s.2.clone()).collect();
+        wait_for(&host, "mock", |g| {
+            g.len() > before && values(&g[before..], "f").contains(&"b".to_owned())
+        });
+        let after_reload: Vec<LogGroup> =
+            host.sent()[before..].iter().map(|s| s.2.clone()).collect();
         assert!(!values(&after_reload, "f").contains(&"a".to_owned()));
         base.hold_on(true);
     }
@@ -676,7 +688,8 @@ mod tests {
         let unknown_flusher = r#"{"flushers":[{"type":"flusher_nope"}]}"#;
         let err = base.load_config(&req("x/2", unknown_flusher)).unwrap_err();
         assert!(err.contains("flusher_nope"), "{err}");
-        let bad_option = r#"{"processors":[{"type":"processor_add_fields","detail":{"Fields":3}}]}"#;
+        let bad_option =
+            r#"{"processors":[{"type":"processor_add_fields","detail":{"Fields":3}}]}"#;
         let err = base.load_config(&req("x/2", bad_option)).unwrap_err();
         assert!(err.contains("Fields"), "{err}");
         // An unknown processor is skipped with an alarm; the pipeline loads.
@@ -684,7 +697,9 @@ mod tests {
         base.load_config(&req("y/2", unknown_processor)).unwrap();
         base.resume();
         wait_for(&host, ALARM_CONFIG_NAME, |g| {
-            values(g, "alarm_message").iter().any(|m| m.contains("processor_nope"))
+            values(g, "alarm_message")
+                .iter()
+                .any(|m| m.contains("processor_nope"))
         });
         assert!(base.feed("x/2", PipelineEventGroup::default()).is_err());
         base.hold_on(true);

@@ -1,8 +1,9 @@
-//! The borrowed strings and byte slices that cross the plugin-base ABI, in the layouts of Go's
-//! cgo (`GoString`, `GoSlice`) so that a core written for iLogtail's `libPluginBase.so` can load
-//! this one. This is the one place that turns them into Rust references, and it checks them:
-//! a null pointer with a non-zero length, a negative length or invalid UTF-8 is an error,
-//! never undefined behaviour.
+//! The borrowed strings and byte slices that cross the two ABIs: the plugin base's Go-compatible
+//! `GoString`/`GoSlice` (cgo's layouts, so that a core written for iLogtail's `libPluginBase.so`
+//! can load ours and our host can load theirs) and the adaptor's `(const char*, int)` pairs.
+//! This is the one place that turns them into Rust references, and it checks them: a null
+//! pointer with a non-zero length, a negative length or invalid UTF-8 is an error, never
+//! undefined behaviour.
 
 use std::fmt;
 use std::os::raw::{c_char, c_longlong, c_void};
@@ -53,10 +54,12 @@ impl fmt::Display for ArgError {
 
 impl std::error::Error for ArgError {}
 
+/// A checked view of `len` bytes at `ptr`.
+///
 /// # Safety
 /// `ptr` must point to `len` readable bytes that stay valid and unchanged for `'a`, when it is
 /// not null and `len` is positive.
-unsafe fn bytes_from_raw<'a>(
+pub unsafe fn bytes_from_raw<'a>(
     arg: &'static str,
     ptr: *const u8,
     len: i64,

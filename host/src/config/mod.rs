@@ -1,0 +1,390 @@
+//! Pipeline configs: iLogtail 2.0's format, one YAML or JSON file per pipeline, the file name
+//! (without extension) being the pipeline's name.
+//!
+//! `load` parses and validates a file into a [`PipelineConfig`] whose plugins are each marked
+//! native (run by the host) or extended (run by the plugin base); every problem is a
+//! [`ConfigError`] naming the file, the field and the value.
+
+pub mod catalog;
+pub mod watcher;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use crate::flusher;
+use crate::input;
+use crate::processor;
+
+/// One problem with one config file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// Where in the file: `inputs[0].FilePaths`, or empty for the file as a whole.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(
+                f,
+                "{}: {}: {}",
+                self.file.display(),
+                self.field,
+                self.message
+            )
+        }
+    }
+}
+
+/// Where a plugin runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    Native,
+    Extended,
+}
+
+/// The four sections of a pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Section {
+    Inputs,
+    Processors,
+    Aggregators,
+    Flushers,
+    Extensions,
+}
+
+impl Section {
+    pub fn key(self) -> &'static str {
+        match self {
+            Section::Inputs => "inputs",
+            Section::Processors => "processors",
+            Section::Aggregators => "aggregators",
+            Section::Flushers => "flushers",
+            Section::Extensions => "extensions",
+        }
+    }
+}
+
+/// One plugin of a pipeline.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PluginConfig {
+    /// `Type`, as written (iLogtail suffixes kept).
+    pub plugin_type: String,
+    /// Where it stands: `processors[2]`.
+    pub field: String,
+    pub placement: Placement,
+    /// Every key but `Type`.
+    pub options: Map<String, Value>,
+}
+
+impl PluginConfig {
+    /// The registry name (`Type` without `/id` and `#priority`).
+    pub fn kind(&self) -> &str {
+        tailrace::plugin_config::plugin_kind(&self.plugin_type)
+    }
+}
+
+/// A parsed, validated pipeline.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PipelineConfig {
+    pub name: String,
+    pub file: PathBuf,
+    pub enable: bool,
+    pub global: Map<String, Value>,
+    pub inputs: Vec<PluginConfig>,
+    pub processors: Vec<PluginConfig>,
+    pub aggregators: Vec<PluginConfig>,
+    pub flushers: Vec<PluginConfig>,
+    pub extensions: Vec<PluginConfig>,
+}
+
+/// Whether a path is a config file (by extension).
+pub fn is_config_file(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml" | "json")
+    )
+}
+
+/// The pipeline name of a config file: its name without extension.
+pub fn pipeline_name(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Reads, parses and validates a config file. All problems found are returned, not just the
+/// first.
+pub fn load(path: &Path) -> Result<PipelineConfig, Vec<ConfigError>> {
+    let text =
+        std::fs::read(path).map_err(|e| vec![error(path, "", format!("cannot read: {e}"))])?;
+    parse(path, &text)
+}
+
+/// Parses and validates config text as the file `path`.
+pub fn parse(path: &Path, text: &[u8]) -> Result<PipelineConfig, Vec<ConfigError>> {
+    let text = std::str::from_utf8(text)
+        .map_err(|e| vec![error(path, "", format!("not valid UTF-8: {e}"))])?;
+    let is_json = path.extension().and_then(|e| e.to_str()) == Some("json");
+    let value: Value = if is_json {
+        serde_json::from_str(text)
+            .map_err(|e| vec![error(path, "", format!("invalid JSON: {e}"))])?
+    } else {
+        serde_yaml::from_str(text)
+            .map_err(|e| vec![error(path, "", format!("invalid YAML: {e}"))])?
+    };
+    let mut errors = Vec::new();
+    let config = validate(path, value, &mut errors);
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(errors)
+    }
+}
+
+fn error(file: &Path, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        file: file.to_owned(),
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// A value as it appears in a message: JSON, shortened.
+pub fn show(value: &Value) -> String {
+    let mut s = value.to_string();
+    if s.len() > 80 {
+        s.truncate(77);
+        s.push_str("...");
+    }
+    s
+}
+
+fn validate(path: &Path, value: Value, errors: &mut Vec<ConfigError>) -> PipelineConfig {
+    let mut config = PipelineConfig {
+        name: pipeline_name(path),
+        file: path.to_owned(),
+        enable: true,
+        global: Map::new(),
+        inputs: Vec::new(),
+        processors: Vec::new(),
+        aggregators: Vec::new(),
+        flushers: Vec::new(),
+        extensions: Vec::new(),
+    };
+    let Value::Object(top) = value else {
+        errors.push(error(
+            path,
+            "",
+            format!("expected a mapping at the top, got {}", show(&value)),
+        ));
+        return config;
+    };
+    for (key, value) in top {
+        match key.as_str() {
+            "enable" => match value {
+                Value::Bool(b) => config.enable = b,
+                other => errors.push(error(path, "enable", format!("expected true or false, got {}", show(&other)))),
+            },
+            "global" => match value {
+                Value::Object(map) => config.global = map,
+                Value::Null => {}
+                other => errors.push(error(path, "global", format!("expected a mapping, got {}", show(&other)))),
+            },
+            "inputs" => config.inputs = plugins(path, Section::Inputs, value, errors),
+            "processors" => config.processors = plugins(path, Section::Processors, value, errors),
+            "aggregators" => config.aggregators = plugins(path, Section::Aggregators, value, errors),
+            "flushers" => config.flushers = plugins(path, Section::Flushers, value, errors),
+            "extensions" => config.extensions = plugins(path, Section::Extensions, value, errors),
+            // iLogtail's config server adds these; they carry nothing for the pipeline.
+            "createTime" | "configName" | "version" => {}
+            other => errors.push(error(path, other, "unknown top-level key (expected enable, global, inputs, processors, aggregators, flushers, extensions)")),
+        }
+    }
+    check_structure(path, &config, errors);
+    config
+}
+
+fn plugins(
+    path: &Path,
+    section: Section,
+    value: Value,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<PluginConfig> {
+    let key = section.key();
+    let items = match value {
+        Value::Array(items) => items,
+        Value::Null => return Vec::new(),
+        other => {
+            errors.push(error(
+                path,
+                key,
+                format!("expected a list of plugins, got {}", show(&other)),
+            ));
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let field = format!("{key}[{i}]");
+        let Value::Object(mut options) = item else {
+            errors.push(error(
+                path,
+                &field,
+                format!("expected a mapping with a Type, got {}", show(&item)),
+            ));
+            continue;
+        };
+        let plugin_type = match options.remove("Type") {
+            Some(Value::String(t)) if !t.is_empty() => t,
+            Some(other) => {
+                errors.push(error(
+                    path,
+                    format!("{field}.Type"),
+                    format!("expected a plugin type name, got {}", show(&other)),
+                ));
+                continue;
+            }
+            None => {
+                errors.push(error(
+                    path,
+                    format!("{field}.Type"),
+                    "missing (every plugin needs a Type)",
+                ));
+                continue;
+            }
+        };
+        let kind = tailrace::plugin_config::plugin_kind(&plugin_type).to_owned();
+        let placement = match placement(section, &kind) {
+            Some(p) => p,
+            None => {
+                let known_elsewhere = match section {
+                    Section::Inputs => catalog::ILOGTAIL_NATIVE_INPUTS.contains(&kind.as_str()),
+                    Section::Processors => {
+                        catalog::ILOGTAIL_NATIVE_PROCESSORS.contains(&kind.as_str())
+                    }
+                    Section::Flushers => catalog::ILOGTAIL_NATIVE_FLUSHERS.contains(&kind.as_str()),
+                    Section::Aggregators | Section::Extensions => false,
+                };
+                let message = if known_elsewhere {
+                    format!("{plugin_type:?} is an iLogtail native {} that Tailrace does not implement yet", singular(section))
+                } else {
+                    format!("unknown {} type {plugin_type:?}", singular(section))
+                };
+                errors.push(error(path, format!("{field}.Type"), message));
+                continue;
+            }
+        };
+        let plugin = PluginConfig {
+            plugin_type,
+            field: field.clone(),
+            placement,
+            options,
+        };
+        if placement == Placement::Native {
+            if let Err(e) = check_native_options(section, &plugin) {
+                errors.push(error(path, e.0, e.1));
+            }
+        }
+        out.push(plugin);
+    }
+    out
+}
+
+fn singular(section: Section) -> &'static str {
+    match section {
+        Section::Inputs => "input",
+        Section::Processors => "processor",
+        Section::Aggregators => "aggregator",
+        Section::Flushers => "flusher",
+        Section::Extensions => "extension",
+    }
+}
+
+/// Native if the host implements it; extended if the plugin base does (or iLogtail's Go base
+/// has it); unknown otherwise. An iLogtail native plugin the host does not implement yet is
+/// unknown too: the message says so.
+fn placement(section: Section, kind: &str) -> Option<Placement> {
+    let native = match section {
+        Section::Inputs => input::NATIVE_INPUTS.contains(&kind),
+        Section::Processors => processor::NATIVE_PROCESSORS.contains(&kind),
+        Section::Aggregators | Section::Extensions => false,
+        Section::Flushers => flusher::NATIVE_FLUSHERS.contains(&kind),
+    };
+    if native {
+        return Some(Placement::Native);
+    }
+    let extended = match section {
+        Section::Inputs => catalog::EXTENDED_INPUTS.contains(&kind),
+        Section::Processors => catalog::EXTENDED_PROCESSORS.contains(&kind),
+        Section::Aggregators => catalog::EXTENDED_AGGREGATORS.contains(&kind),
+        Section::Flushers => catalog::EXTENDED_FLUSHERS.contains(&kind),
+        Section::Extensions => catalog::EXTENDED_EXTENSIONS.contains(&kind),
+    };
+    extended.then_some(Placement::Extended)
+}
+
+fn check_native_options(section: Section, plugin: &PluginConfig) -> Result<(), (String, String)> {
+    match section {
+        Section::Inputs => input::check_options(plugin),
+        Section::Processors => processor::check_options(plugin),
+        Section::Flushers => flusher::check_options(plugin),
+        Section::Aggregators | Section::Extensions => Ok(()),
+    }
+}
+
+/// Rules across plugins: one kind of input, native processors first and only after a native
+/// input, at least one input and one flusher.
+fn check_structure(path: &Path, config: &PipelineConfig, errors: &mut Vec<ConfigError>) {
+    if config.inputs.is_empty() && errors.iter().all(|e| !e.field.starts_with("inputs")) {
+        errors.push(error(path, "inputs", "a pipeline needs at least one input"));
+    }
+    if config.flushers.is_empty() && errors.iter().all(|e| !e.field.starts_with("flushers")) {
+        errors.push(error(
+            path,
+            "flushers",
+            "a pipeline needs at least one flusher",
+        ));
+    }
+    let native_inputs = config
+        .inputs
+        .iter()
+        .filter(|p| p.placement == Placement::Native)
+        .count();
+    if native_inputs > 0 && native_inputs < config.inputs.len() {
+        errors.push(error(
+            path,
+            "inputs",
+            "native and extended inputs cannot be mixed in one pipeline",
+        ));
+    }
+    if native_inputs > 1 {
+        errors.push(error(path, "inputs", "only one native input per pipeline"));
+    }
+    let mut seen_extended: Option<&PluginConfig> = None;
+    for p in &config.processors {
+        match (p.placement, seen_extended) {
+            (Placement::Extended, None) => seen_extended = Some(p),
+            (Placement::Native, Some(ext)) => errors.push(error(
+                path,
+                &p.field,
+                format!(
+                    "native processor {:?} comes after extended processor {:?} ({}): native processors must come first",
+                    p.plugin_type, ext.plugin_type, ext.field
+                ),
+            )),
+            (Placement::Native, None) if native_inputs == 0 && !config.inputs.is_empty() => errors.push(error(
+                path,
+                &p.field,
+                format!("native processor {:?} needs a native input", p.plugin_type),
+            )),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The PipelineManager: applies the ConfigWatcher's diffs. A new or modified pipeline is built
+//! first; only if it builds is the old one stopped and the new one started. The base parts of
+//! all pipelines then go through one hold-on window per diff, which reloads every live base
+//! pipeline (iLogtail's base forgets those not reloaded).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::config::watcher::Diff;
+use crate::config::PipelineConfig;
+use crate::input::file::FileServer;
+use crate::pipeline::{Built, Pipeline};
+use crate::plugin::base::{BaseConfig, BaseConfigs};
+use crate::plugin::BaseClient;
+
+/// How long a stopping pipeline gets to drain.
+const STOP_LIMIT: Duration = Duration::from_secs(5);
+
+pub struct PipelineManager {
+    files: FileServer,
+    base: Result<BaseClient, String>,
+    pipelines: BTreeMap<String, Pipeline>,
+    /// The base configs of the last window sent.
+    base_configs: BaseConfigs,
+    next_key: i64,
+}
+
+impl PipelineManager {
+    pub fn new(files: FileServer, base: Result<BaseClient, String>) -> PipelineManager {
+        PipelineManager {
+            files,
+            base,
+            pipelines: BTreeMap::new(),
+            base_configs: BaseConfigs::new(),
+            next_key: 1,
+        }
+    }
+
+    pub fn update(&mut self, diff: Diff) {
+        for name in diff.removed {
+            if let Some(pipeline) = self.pipelines.remove(&name) {
+                tracing::info!(pipeline = name, "config removed: pipeline stopped");
+                pipeline.stop(&self.files, STOP_LIMIT);
+            }
+        }
+        for config in diff.added.into_iter().chain(diff.modified) {
+            self.replace(config);
+        }
+        self.sync_base();
+    }
+
+    fn replace(&mut self, config: PipelineConfig) {
+        let name = config.name.clone();
+        if !config.enable {
+            if let Some(old) = self.pipelines.remove(&name) {
+                old.stop(&self.files, STOP_LIMIT);
+            }
+            tracing::info!(pipeline = name, "disabled (enable: false)");
+            return;
+        }
+        let built = match Built::new(config) {
+            Ok(built) => built,
+            Err(e) => {
+                tracing::error!(
+                    pipeline = name,
+                    "not loaded: {e}; the running version (if any) keeps running"
+                );
+                return;
+            }
+        };
+        if built.base.is_some() {
+            if let Err(why) = &self.base {
+                tracing::error!(
+                    pipeline = name,
+                    "not loaded: it needs the plugin base, which is unavailable ({why})"
+                );
+                return;
+            }
+        }
+        let key = match self.pipelines.remove(&name) {
+            Some(old) => {
+                let key = old.logstore_key;
+                old.stop(&self.files, STOP_LIMIT);
+                key
+            }
+            None => {
+                self.next_key += 1;
+                self.next_key
+            }
+        };
+        let pipeline = Pipeline::start(built, key, &self.files, self.base.as_ref().ok());
+        tracing::info!(
+            pipeline = name,
+            plugins = pipeline
+                .base
+                .as_ref()
+                .map(|b| b.config_name.as_str())
+                .unwrap_or("-"),
+            "pipeline started"
+        );
+        self.pipelines.insert(name, pipeline);
+    }
+
+    /// Sends a hold-on window when the set of base configs changed.
+    fn sync_base(&mut self) {
+        let wanted: BaseConfigs = self
+            .pipelines
+            .values()
+            .filter_map(|p| {
+                p.base.as_ref().map(|b| {
+                    (
+                        b.config_name.clone(),
+                        BaseConfig {
+                            json: b.json.clone(),
+                            logstore_key: p.logstore_key,
+                        },
+                    )
+                })
+            })
+            .collect();
+        if wanted == self.base_configs {
+            return;
+        }
+        if let Ok(base) = &mut self.base {
+            base.apply(wanted.clone());
+            self.base_configs = wanted;
+        }
+    }
+
+    /// Reports of the base's windows; call regularly.
+    pub fn poll_base(&mut self) {
+        let Ok(base) = &mut self.base else { return };
+        for report in base.poll() {
+            match report.failures {
+                Ok(failures) => {
+                    for (name, why) in failures {
+                        tracing::error!(config = name, "plugin part not loaded: {why}");
+                    }
+                }
+                Err(e) => tracing::error!("{e}"),
+            }
+        }
+    }
+
+    /// Stops everything: inputs first, then the base gets `HoldOn(1)` (it flushes what it holds
+    /// back to the native flushers, or persists it), then the native flushers drain.
+    pub fn shutdown(mut self) {
+        let mut pipelines: Vec<Pipeline> =
+            std::mem::take(&mut self.pipelines).into_values().collect();
+        for pipeline in &mut pipelines {
+            pipeline.stop_input(&self.files, STOP_LIMIT);
+        }
+        if let Ok(base) = self.base {
+            base.exit(Duration::from_secs(5));
+        }
+        for pipeline in pipelines {
+            pipeline.finish(STOP_LIMIT);
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! A pipeline's native part, and how a config is split between the host and the plugin base
+//! (DESIGN §5): native input → native processors → (extended processors → aggregators →
+//! extended flushers, in the base) → native flushers. Data crosses to the base once per batch
+//! (`ProcessLogGroup` as `P/2`) and comes back once per batch (`SendPb` under `P`); a pipeline
+//! whose input is extended runs in the base as `P/1` and flushes back to the host.
+
+pub mod manager;
+
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Map, Value};
+use tailrace::plugin::Flusher;
+
+use crate::config::{PipelineConfig, Placement, PluginConfig};
+use crate::input::file::{FileServer, InputFileConfig, InputId};
+use crate::plugin::{router, BaseClient};
+use crate::queue;
+use crate::runner::processor::Destination;
+use crate::{flusher, processor, runner};
+
+/// The plugin-base part of a pipeline.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BasePart {
+    /// `P/1` (it holds the input) or `P/2` (fed by the host).
+    pub config_name: String,
+    /// The plugin manager's JSON (DESIGN §3).
+    pub json: String,
+}
+
+/// The extended part of `config`, if it has one.
+pub fn base_part(config: &PipelineConfig) -> Option<BasePart> {
+    let extended = |plugins: &[PluginConfig]| -> Vec<Value> {
+        plugins
+            .iter()
+            .filter(|p| p.placement == Placement::Extended)
+            .map(|p| json!({"type": p.plugin_type, "detail": Value::Object(p.options.clone())}))
+            .collect()
+    };
+    let inputs = extended(&config.inputs);
+    let processors = extended(&config.processors);
+    let aggregators = extended(&config.aggregators);
+    let mut flushers = extended(&config.flushers);
+    let extensions = extended(&config.extensions);
+    if inputs.is_empty() && processors.is_empty() && aggregators.is_empty() && flushers.is_empty() {
+        return None;
+    }
+    if config
+        .flushers
+        .iter()
+        .any(|p| p.placement == Placement::Native)
+    {
+        // Data comes back to the host's native flushers.
+        flushers.push(json!({"type": "flusher_sls", "detail": {}}));
+    }
+    let suffix = if inputs.is_empty() { 2 } else { 1 };
+    let mut plugin_json = Map::new();
+    plugin_json.insert("global".into(), Value::Object(config.global.clone()));
+    if !inputs.is_empty() {
+        plugin_json.insert("inputs".into(), Value::Array(inputs));
+    }
+    plugin_json.insert("processors".into(), Value::Array(processors));
+    plugin_json.insert("aggregators".into(), Value::Array(aggregators));
+    plugin_json.insert("flushers".into(), Value::Array(flushers));
+    if !extensions.is_empty() {
+        plugin_json.insert("extensions".into(), Value::Array(extensions));
+    }
+    Some(BasePart {
+        config_name: format!("{}/{suffix}", config.name),
+        json: Value::Object(plugin_json).to_string(),
+    })
+}
+
+/// A pipeline's native plugins, built (options checked, files opened) but not started.
+pub struct Built {
+    pub config: PipelineConfig,
+    pub base: Option<BasePart>,
+    flushers: Vec<(String, Box<dyn Flusher>)>,
+    processors: Vec<Box<dyn tailrace::plugin::Processor>>,
+    input: Option<crate::input::file::FileInputSpec>,
+}
+
+impl Built {
+    pub fn new(config: PipelineConfig) -> Result<Built, String> {
+        let fail = |(field, message): (String, String)| {
+            format!("{}: {field}: {message}", config.file.display())
+        };
+        let mut flushers = Vec::new();
+        for p in config
+            .flushers
+            .iter()
+            .filter(|p| p.placement == Placement::Native)
+        {
+            flushers.push((p.plugin_type.clone(), flusher::build(p).map_err(fail)?));
+        }
+        let mut processors = Vec::new();
+        for p in config
+            .processors
+            .iter()
+            .filter(|p| p.placement == Placement::Native)
+        {
+            processors.push(processor::build(p).map_err(fail)?);
+        }
+        let input = match config
+            .inputs
+            .iter()
+            .find(|p| p.placement == Placement::Native)
+        {
+            Some(p) => Some(InputFileConfig::from_plugin(p).map_err(fail)?),
+            None => None,
+        };
+        Ok(Built {
+            base: base_part(&config),
+            config,
+            flushers,
+            processors,
+            input,
+        })
+    }
+}
+
+/// A running pipeline's native part.
+pub struct Pipeline {
+    pub config: PipelineConfig,
+    pub base: Option<BasePart>,
+    pub logstore_key: i64,
+    input: Option<InputId>,
+    processor: Option<JoinHandle<()>>,
+    flushers: Vec<JoinHandle<()>>,
+}
+
+impl Pipeline {
+    /// Starts a built pipeline, outputs first. `base` must be given when it has a base part.
+    pub fn start(
+        built: Built,
+        logstore_key: i64,
+        files: &FileServer,
+        base: Option<&BaseClient>,
+    ) -> Pipeline {
+        let name = built.config.name.clone();
+        let mut senders = Vec::new();
+        let mut flushers = Vec::new();
+        for (flusher_type, flusher) in built.flushers {
+            let (tx, rx) = queue::sender_queue();
+            flushers.push(runner::flusher::spawn(&name, &flusher_type, flusher, rx));
+            senders.push(tx);
+        }
+        if built.base.is_some() && !senders.is_empty() {
+            router::add(
+                &name,
+                router::Route {
+                    logstore_key,
+                    flushers: senders.clone(),
+                },
+            );
+        }
+        let mut pipeline = Pipeline {
+            config: built.config,
+            base: built.base,
+            logstore_key,
+            input: None,
+            processor: None,
+            flushers,
+        };
+        if let Some(spec) = built.input {
+            let destination = match (&pipeline.base, base) {
+                (Some(part), Some(base)) => Destination::Base(base.feed_for(&part.config_name)),
+                _ => Destination::Flushers(senders),
+            };
+            let (tx, rx) = queue::process_queue();
+            pipeline.processor = Some(runner::processor::spawn(
+                &name,
+                built.processors,
+                rx,
+                destination,
+            ));
+            pipeline.input = Some(files.register(&name, spec, tx));
+        }
+        pipeline
+    }
+
+    /// Stops the pipeline: its input first, then what is queued drains to the flushers (for at
+    /// most `limit`).
+    pub fn stop(mut self, files: &FileServer, limit: Duration) {
+        self.stop_input(files, limit);
+        self.finish(limit);
+    }
+
+    /// Stops reading and lets the processor runner hand on what it has (for at most `limit`).
+    pub fn stop_input(&mut self, files: &FileServer, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        if let Some(id) = self.input.take() {
+            files.unregister(id);
+        }
+        if let Some(thread) = self.processor.take() {
+            join_until(thread, deadline, &self.config.name);
+        }
+    }
+
+    /// Stops taking data back from the base and lets the flushers drain (for at most `limit`).
+    pub fn finish(mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        router::remove(&self.config.name);
+        for thread in self.flushers.drain(..) {
+            join_until(thread, deadline, &self.config.name);
+        }
+    }
+}
+
+fn join_until(thread: JoinHandle<()>, deadline: Instant, pipeline: &str) {
+    while !thread.is_finished() {
+        if Instant::now() >= deadline {
+            tracing::warn!(
+                pipeline,
+                "a pipeline thread did not finish in time; left behind"
+            );
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = thread.join();
+}

@@ -1,0 +1,273 @@
+//! The threads that call into the plugin base. A control thread runs `InitPluginBaseV2` and the
+//! hold-on windows (HoldOn → LoadConfig of every live base pipeline → Resume); a feeder thread
+//! runs `ProcessLogGroup`. Neither is a thread that collects or flushes native data, so a base
+//! that hangs stalls only the pipelines that use it; the main loop notices and says so.
+
+use std::collections::BTreeMap;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use tailrace::rslice::{GoSlice, GoString};
+use tailrace::{LogGroup, PipelineEventGroup};
+
+use crate::plugin::loader::BaseApi;
+
+/// What the base should run after a window: config name (`P/1`, `P/2`) → its plugin JSON.
+pub type BaseConfigs = BTreeMap<String, BaseConfig>;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct BaseConfig {
+    pub json: String,
+    pub logstore_key: i64,
+}
+
+/// The outcome of one window.
+#[derive(Debug)]
+pub struct WindowReport {
+    pub id: u64,
+    /// Config name → why it failed to load (and whether the previous version was reloaded in
+    /// its place); or why the base could not run the window at all.
+    pub failures: Result<BTreeMap<String, String>, String>,
+}
+
+enum Control {
+    Init { global_json: String },
+    Window { id: u64, configs: BaseConfigs },
+    Exit,
+}
+
+/// A batch for a pipeline's extended part.
+struct FeedItem {
+    config_name: String,
+    pb: Vec<u8>,
+}
+
+/// Where a pipeline's processor runner sends batches for the base.
+#[derive(Clone)]
+pub struct BaseFeed {
+    config_name: String,
+    tx: Sender<FeedItem>,
+}
+
+impl BaseFeed {
+    /// Serializes and queues a batch (blocks while the feeder is behind: backpressure).
+    pub fn send(&self, group: PipelineEventGroup) {
+        let pb = LogGroup::from_event_group(&group).encode_to_bytes();
+        let _ = self.tx.send(FeedItem {
+            config_name: self.config_name.clone(),
+            pb,
+        });
+    }
+}
+
+/// The host's handle on the plugin base.
+pub struct BaseClient {
+    control: Sender<Control>,
+    reports: Receiver<WindowReport>,
+    feed: Sender<FeedItem>,
+    next_window: u64,
+    /// Window sent and not yet reported, since when; and whether the stall was reported.
+    pending: Option<(u64, Instant, bool)>,
+    control_thread: Option<JoinHandle<()>>,
+}
+
+/// How long a window may take before the host says the base is stuck.
+const STALL_WARNING: Duration = Duration::from_secs(5);
+/// How long a batch for the base is retried before it is given up (logged).
+const FEED_RETRY_LIMIT: Duration = Duration::from_secs(30);
+
+impl BaseClient {
+    /// Starts the threads and queues `InitPluginBaseV2(global_json)`.
+    pub fn start(api: BaseApi, global_json: String) -> BaseClient {
+        let (control, control_rx) = crossbeam_channel::unbounded();
+        let (reports_tx, reports) = crossbeam_channel::unbounded();
+        let (feed, feed_rx) = crossbeam_channel::bounded(64);
+        let control_thread = std::thread::Builder::new()
+            .name("plugin-base-control".into())
+            .spawn(move || control_loop(api, control_rx, reports_tx))
+            .expect("spawn the plugin-base control thread");
+        std::thread::Builder::new()
+            .name("plugin-base-feed".into())
+            .spawn(move || feed_loop(api, feed_rx))
+            .expect("spawn the plugin-base feeder thread");
+        let _ = control.send(Control::Init { global_json });
+        BaseClient {
+            control,
+            reports,
+            feed,
+            next_window: 0,
+            pending: None,
+            control_thread: Some(control_thread),
+        }
+    }
+
+    /// A feed for pipeline part `config_name` (`P/2`).
+    pub fn feed_for(&self, config_name: &str) -> BaseFeed {
+        BaseFeed {
+            config_name: config_name.to_owned(),
+            tx: self.feed.clone(),
+        }
+    }
+
+    /// Queues a hold-on window that leaves exactly `configs` running in the base.
+    pub fn apply(&mut self, configs: BaseConfigs) -> u64 {
+        let id = self.next_window;
+        self.next_window += 1;
+        let _ = self.control.send(Control::Window { id, configs });
+        if self.pending.is_none() {
+            self.pending = Some((id, Instant::now(), false));
+        }
+        id
+    }
+
+    /// Reports of finished windows (non-blocking); warns once when a window takes too long.
+    pub fn poll(&mut self) -> Vec<WindowReport> {
+        let reports: Vec<_> = self.reports.try_iter().collect();
+        for report in &reports {
+            if self.pending.is_some_and(|(id, _, _)| id <= report.id) {
+                self.pending = (report.id + 1 < self.next_window)
+                    .then(|| (report.id + 1, Instant::now(), false));
+            }
+        }
+        if let Some((id, since, warned)) = &mut self.pending {
+            if !*warned && since.elapsed() >= STALL_WARNING {
+                *warned = true;
+                tracing::error!(
+                    window = *id,
+                    "the plugin base has not returned from HoldOn/LoadConfig/Resume for {}s: \
+                     pipelines that use plugins are stalled; native collection goes on",
+                    STALL_WARNING.as_secs()
+                );
+            }
+        }
+        reports
+    }
+
+    /// `HoldOn(1)`: waits at most `limit` for the base to stop.
+    pub fn exit(mut self, limit: Duration) {
+        let _ = self.control.send(Control::Exit);
+        let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
+        if let Some(thread) = self.control_thread.take() {
+            std::thread::spawn(move || {
+                let _ = thread.join();
+                let _ = done_tx.send(());
+            });
+            if done_rx.recv_timeout(limit).is_err() {
+                tracing::error!("the plugin base did not return from HoldOn(1) within {limit:?}; exiting without it");
+            }
+        }
+    }
+}
+
+fn go_str(s: &str) -> GoString {
+    GoString::from_str_ref(s)
+}
+
+fn control_loop(api: BaseApi, commands: Receiver<Control>, reports: Sender<WindowReport>) {
+    let mut available: Result<(), String> = Err("not initialised".to_owned());
+    let mut resumed = false;
+    // The last version of each config the base accepted: reloaded when a new one fails.
+    let mut accepted: BTreeMap<String, BaseConfig> = BTreeMap::new();
+    for command in commands.iter() {
+        match command {
+            Control::Init { global_json } => {
+                // SAFETY: a GoString borrowing a live String for the duration of the call.
+                let code = unsafe { (api.init_v2)(go_str(&global_json)) };
+                available = if code == 0 {
+                    Ok(())
+                } else {
+                    let e = format!("InitPluginBaseV2 returned {code}");
+                    tracing::warn!("plugin base unavailable: {e}; plugin pipelines will not load");
+                    Err(e)
+                };
+            }
+            Control::Window { id, configs } => {
+                if let Err(e) = &available {
+                    let _ = reports.send(WindowReport {
+                        id,
+                        failures: Err(format!("plugin base unavailable: {e}")),
+                    });
+                    continue;
+                }
+                if resumed {
+                    // SAFETY: a plain call into the base.
+                    unsafe { (api.hold_on)(0) };
+                }
+                let mut failures = BTreeMap::new();
+                let mut now_accepted = BTreeMap::new();
+                for (name, config) in configs {
+                    if load(&api, &name, &config) {
+                        now_accepted.insert(name, config);
+                        continue;
+                    }
+                    let mut why = "LoadConfig failed (the base's alarm says why)".to_owned();
+                    if let Some(previous) = accepted.get(&name).filter(|p| **p != config) {
+                        if load(&api, &name, previous) {
+                            why.push_str("; the previous version keeps running");
+                            now_accepted.insert(name.clone(), previous.clone());
+                        }
+                    }
+                    failures.insert(name, why);
+                }
+                accepted = now_accepted;
+                // SAFETY: a plain call into the base.
+                unsafe { (api.resume)() };
+                resumed = true;
+                let _ = reports.send(WindowReport {
+                    id,
+                    failures: Ok(failures),
+                });
+            }
+            Control::Exit => {
+                if available.is_ok() {
+                    // SAFETY: a plain call into the base.
+                    unsafe { (api.hold_on)(1) };
+                }
+                return;
+            }
+        }
+    }
+}
+
+fn load(api: &BaseApi, name: &str, config: &BaseConfig) -> bool {
+    // SAFETY: GoStrings borrowing live Strings for the duration of the call.
+    let code = unsafe {
+        (api.load_config)(
+            go_str(""),
+            go_str(""),
+            go_str(name),
+            config.logstore_key,
+            go_str(&config.json),
+        )
+    };
+    code == 0
+}
+
+fn feed_loop(api: BaseApi, items: Receiver<FeedItem>) {
+    for item in items.iter() {
+        let started = Instant::now();
+        loop {
+            // SAFETY: GoString/GoSlice borrowing live buffers for the duration of the call.
+            let code = unsafe {
+                (api.process_log_group)(
+                    go_str(&item.config_name),
+                    GoSlice::from_bytes(&item.pb),
+                    go_str(""),
+                )
+            };
+            if code == 0 {
+                break;
+            }
+            if started.elapsed() >= FEED_RETRY_LIMIT {
+                tracing::error!(
+                    config = item.config_name,
+                    "the plugin base refused a batch for {}s; batch dropped",
+                    FEED_RETRY_LIMIT.as_secs()
+                );
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Where data coming back from the plugin base goes: each pipeline with native flushers has a
+//! route (its flushers' sender queues and its logstore key). `SendPb` decodes the LogGroup and
+//! queues it for every flusher, or answers -1 when one has no room (the base retries later):
+//! that, and `IsValidToSend`, is the backpressure the base sees.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use tailrace::plugin_config::real_config_name;
+use tailrace::LogGroup;
+
+use crate::queue::QueueSender;
+
+/// The config names of the base's own built-in pipelines (iLogtail's).
+const ALARM_CONFIG: &str = "logtail_alarm";
+const STATISTICS_CONFIG: &str = "shennong_log_profile";
+
+pub struct Route {
+    pub logstore_key: i64,
+    pub flushers: Vec<QueueSender>,
+}
+
+#[derive(Default)]
+struct Table {
+    by_name: HashMap<String, Arc<Route>>,
+    by_key: HashMap<i64, Arc<Route>>,
+}
+
+static TABLE: RwLock<Option<Table>> = RwLock::new(None);
+
+fn with_table<R>(f: impl FnOnce(&Table) -> R) -> Option<R> {
+    let guard = TABLE.read().unwrap_or_else(|e| e.into_inner());
+    guard.as_ref().map(f)
+}
+
+/// Routes pipeline `name`'s data to `route`.
+pub fn add(name: &str, route: Route) {
+    let route = Arc::new(route);
+    let mut guard = TABLE.write().unwrap_or_else(|e| e.into_inner());
+    let table = guard.get_or_insert_with(Table::default);
+    if let Some(old) = table.by_name.insert(name.to_owned(), route.clone()) {
+        table.by_key.remove(&old.logstore_key);
+    }
+    table.by_key.insert(route.logstore_key, route);
+}
+
+/// Stops routing to pipeline `name`.
+pub fn remove(name: &str) {
+    let mut guard = TABLE.write().unwrap_or_else(|e| e.into_inner());
+    if let Some(table) = guard.as_mut() {
+        if let Some(old) = table.by_name.remove(name) {
+            table.by_key.remove(&old.logstore_key);
+        }
+    }
+}
+
+fn has_room(route: &Route) -> bool {
+    route.flushers.iter().all(|q| !q.is_full())
+}
+
+pub fn is_valid_to_send(logstore_key: i64) -> bool {
+    if logstore_key == -1 {
+        return true;
+    }
+    with_table(|t| t.by_key.get(&logstore_key).is_none_or(|r| has_room(r))).unwrap_or(true)
+}
+
+/// 0 queued, -1 no room or not a LogGroup, -2 unknown pipeline.
+pub fn send_pb(config_name: &str, pb: &[u8], lines: i32) -> i32 {
+    let name = real_config_name(config_name);
+    let group = match LogGroup::decode_bytes(pb) {
+        Ok(group) => group,
+        Err(e) => {
+            tracing::warn!(
+                config = config_name,
+                "SendPb: not an sls_logs.LogGroup: {e}"
+            );
+            return -1;
+        }
+    };
+    if name == ALARM_CONFIG || name == STATISTICS_CONFIG {
+        report_builtin(name, &group);
+        return 0;
+    }
+    let Some(route) = with_table(|t| t.by_name.get(name).cloned()).flatten() else {
+        return -2;
+    };
+    if lines >= 0 && lines as usize != group.logs.len() {
+        tracing::debug!(
+            config = config_name,
+            lines,
+            logs = group.logs.len(),
+            "SendPb: lines differs from the logs sent"
+        );
+    }
+    if !has_room(&route) {
+        return -1;
+    }
+    let group = group.into_event_group();
+    if let Some((last, others)) = route.flushers.split_last() {
+        for q in others {
+            let _ = q.try_send(group.clone());
+        }
+        if last.try_send(group).is_err() {
+            return -1;
+        }
+    }
+    0
+}
+
+/// Alarms and statistics from the base go to the host's log.
+fn report_builtin(name: &str, group: &LogGroup) {
+    for log in &group.logs {
+        let fields: Vec<String> = log
+            .contents
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}={}",
+                    String::from_utf8_lossy(&c.key),
+                    String::from_utf8_lossy(&c.value)
+                )
+            })
+            .collect();
+        if name == ALARM_CONFIG {
+            tracing::warn!(target: "plugin_base", "alarm: {}", fields.join(" "));
+        } else {
+            tracing::debug!(target: "plugin_base", "statistics: {}", fields.join(" "));
+        }
+    }
+}
