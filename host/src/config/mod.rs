@@ -388,3 +388,118 @@ fn check_structure(path: &Path, config: &PipelineConfig, errors: &mut Vec<Config
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors_of(name: &str, text: &str) -> Vec<ConfigError> {
+        parse(Path::new(name), text.as_bytes()).unwrap_err()
+    }
+
+    fn one_error(name: &str, text: &str) -> ConfigError {
+        let errors = errors_of(name, text);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        errors.into_iter().next().unwrap()
+    }
+
+    const FILE_INPUT: &str = "inputs:\n  - Type: input_file\n    FilePaths: [/var/log/*.log]\n";
+
+    #[test]
+    fn valid_ilogtail_config_is_split_by_placement() {
+        let text = format!(
+            "enable: true\n{FILE_INPUT}processors:\n  - Type: processor_parse_regex_native\n    Regex: (.*)\n    Keys: [msg]\n  - Type: processor_add_fields/2\n    Fields: {{a: b}}\nflushers:\n  - Type: flusher_stdout\n"
+        );
+        let config = parse(Path::new("/c/app.yaml"), text.as_bytes()).unwrap();
+        assert_eq!(config.name, "app");
+        assert_eq!(config.processors[0].placement, Placement::Native);
+        assert_eq!(config.processors[1].placement, Placement::Extended);
+        assert_eq!(config.processors[1].kind(), "processor_add_fields");
+    }
+
+    #[test]
+    fn json_configs_load_too() {
+        let text = r#"{"inputs":[{"Type":"metric_mock"}],"flushers":[{"Type":"flusher_stdout"}]}"#;
+        assert!(parse(Path::new("m.json"), text.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn unknown_type_names_file_field_and_value() {
+        let e = one_error(
+            "/c/a.yaml",
+            "inputs: [{Type: input_nope}]\nflushers: [{Type: flusher_stdout}]\n",
+        );
+        assert_eq!(e.file, Path::new("/c/a.yaml"));
+        assert_eq!(e.field, "inputs[0].Type");
+        assert!(e.message.contains("input_nope"), "{e}");
+        assert!(e.to_string().starts_with("/c/a.yaml: inputs[0].Type: "));
+    }
+
+    #[test]
+    fn unimplemented_ilogtail_native_plugins_say_so() {
+        let e = one_error(
+            "a.yaml",
+            &format!("{FILE_INPUT}processors: [{{Type: processor_parse_json_native}}]\nflushers: [{{Type: flusher_stdout}}]\n"),
+        );
+        assert!(e.message.contains("does not implement yet"), "{e}");
+    }
+
+    #[test]
+    fn wrong_option_type_and_missing_option() {
+        let e = one_error(
+            "a.yaml",
+            "inputs: [{Type: input_file, FilePaths: 3}]\nflushers: [{Type: flusher_stdout}]\n",
+        );
+        assert_eq!(e.field, "inputs[0].FilePaths");
+        assert!(e.message.contains("invalid type"), "{e}");
+        let e = one_error(
+            "a.yaml",
+            "inputs: [{Type: input_file}]\nflushers: [{Type: flusher_stdout}]\n",
+        );
+        assert_eq!(e.field, "inputs[0]");
+        assert!(e.message.contains("FilePaths"), "{e}");
+        let e = one_error(
+            "a.yaml",
+            &format!("{FILE_INPUT}flushers: [{{Type: flusher_file}}]\n"),
+        );
+        assert!(e.message.contains("FilePath"), "{e}");
+        let e = one_error(
+            "a.yaml",
+            "inputs: [{Type: input_file, FilePaths: [/x/*.log], EnableContainerDiscovery: true}]\nflushers: [{Type: flusher_stdout}]\n",
+        );
+        assert_eq!(e.field, "inputs[0].EnableContainerDiscovery");
+        assert!(e.message.contains("not supported yet"));
+    }
+
+    #[test]
+    fn extended_before_native_is_rejected() {
+        let e = one_error(
+            "a.yaml",
+            &format!(
+                "{FILE_INPUT}processors:\n  - Type: processor_add_fields\n    Fields: {{a: b}}\n  - Type: processor_parse_regex_native\n    Regex: (.*)\n    Keys: [m]\nflushers: [{{Type: flusher_stdout}}]\n"
+            ),
+        );
+        assert_eq!(e.field, "processors[1]");
+        assert!(e.message.contains("must come first"), "{e}");
+    }
+
+    #[test]
+    fn structural_errors() {
+        let e = one_error("a.yaml", "inputs: [{Type: metric_mock}, {Type: input_file, FilePaths: [/a/*.log]}]\nflushers: [{Type: flusher_stdout}]\n");
+        assert!(e.message.contains("cannot be mixed"), "{e}");
+        let e = one_error("a.yaml", "inputs: [{Type: metric_mock}]\n");
+        assert_eq!(e.field, "flushers");
+        let e = one_error(
+            "a.yaml",
+            "inputs: [{Type: metric_mock}]\nflushers: [{Type: flusher_stdout}]\nbogus: 1\n",
+        );
+        assert_eq!(e.field, "bogus");
+        let e = one_error("a.yaml", "inputs: [\n");
+        assert!(e.message.starts_with("invalid YAML"), "{e}");
+        let e = one_error(
+            "a.yaml",
+            "inputs: [{FilePaths: [/a]}]\nflushers: [{Type: flusher_stdout}]\n",
+        );
+        assert_eq!(e.field, "inputs[0].Type");
+    }
+}

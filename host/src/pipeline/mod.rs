@@ -220,3 +220,47 @@ fn join_until(thread: JoinHandle<()>, deadline: Instant, pipeline: &str) {
     }
     let _ = thread.join();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn config(text: &str) -> PipelineConfig {
+        crate::config::parse(Path::new("/c/p.yaml"), text.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn extended_input_runs_in_the_base_and_flushes_back() {
+        let part = base_part(&config(
+            "inputs: [{Type: metric_mock, Fields: {a: b}}]\nflushers: [{Type: flusher_stdout}]\n",
+        ))
+        .unwrap();
+        assert_eq!(part.config_name, "p/1");
+        let json: Value = serde_json::from_str(&part.json).unwrap();
+        assert_eq!(json["inputs"][0]["type"], "metric_mock");
+        assert_eq!(json["inputs"][0]["detail"]["Fields"]["a"], "b");
+        assert_eq!(json["flushers"][0]["type"], "flusher_sls");
+        assert_eq!(json["flushers"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn native_input_with_extended_processor_is_fed_as_p2() {
+        let part = base_part(&config(
+            "inputs: [{Type: input_file, FilePaths: [/a/*.log]}]\nprocessors: [{Type: processor_add_fields, Fields: {a: b}}]\nflushers: [{Type: flusher_stdout}]\n",
+        ))
+        .unwrap();
+        assert_eq!(part.config_name, "p/2");
+        let json: Value = serde_json::from_str(&part.json).unwrap();
+        assert!(json.get("inputs").is_none());
+        assert_eq!(json["processors"][0]["type"], "processor_add_fields");
+    }
+
+    #[test]
+    fn all_native_has_no_base_part() {
+        assert!(base_part(&config(
+            "inputs: [{Type: input_file, FilePaths: [/a/*.log]}]\nflushers: [{Type: flusher_blackhole}]\n"
+        ))
+        .is_none());
+    }
+}
