@@ -41,8 +41,10 @@ check-headers:
 run: build
 	examples/run.sh
 
+## File collection: 1 GiB of single-line and of multiline logs through `tailrace --once` into
+## flusher_blackhole; prints MB/s per CPU-second, MB/s wall, events/s per CPU-second, peak RSS.
 bench: build
-	@echo "no benchmark yet (file collection brings one)" && false
+	python3 bench/file_collection.py
 
 install: build
 	install -d $(DESTDIR)/usr/local/lib $(DESTDIR)/usr/local/include $(DESTDIR)/usr/local/bin

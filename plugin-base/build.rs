@@ -3,9 +3,11 @@
 //!
 //! Cargo cannot make one cdylib depend on another, so the base links against a link-time stand-in
 //! built here from the adaptor's C declarations: it only gives the linker the symbol names and
-//! the SONAME `libPluginAdapter.so`. At run time the dynamic linker resolves that SONAME to the
-//! real adaptor (already loaded by the host, or found through the `$ORIGIN` runpath next to
-//! `libPluginBase.so`). The stand-in is never installed: it lives in OUT_DIR only.
+//! the SONAME `libPluginAdapter.so`, which is what `DT_NEEDED` records. At run time the dynamic
+//! linker resolves that SONAME to the real adaptor (already loaded by the host, or found through
+//! the `$ORIGIN` runpath next to `libPluginBase.so`). The stand-in's *file* has another name, so
+//! that nothing can ever load it in place of the real adaptor (cargo puts OUT_DIR on the library
+//! path of the tests it runs).
 
 use std::env;
 use std::path::PathBuf;
@@ -28,6 +30,8 @@ int PluginAdapterVersion(void) { return 300; }
 
 fn main() {
     let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
+    // An older build named the stand-in like the real library; never leave one around.
+    let _ = std::fs::remove_file(out.join("libPluginAdapter.so"));
     let src = out.join("adaptor_link_stand_in.c");
     std::fs::write(&src, LINK_STAND_IN).expect("write stand-in source");
     let cc = env::var("CC").unwrap_or_else(|_| "cc".to_owned());
@@ -39,7 +43,7 @@ fn main() {
             "-Wl,-soname,libPluginAdapter.so",
             "-o",
         ])
-        .arg(out.join("libPluginAdapter.so"))
+        .arg(out.join("libtailrace_adaptor_link_stand_in.so"))
         .arg(&src)
         .status()
         .unwrap_or_else(|e| panic!("cannot run the C compiler `{cc}` (set CC): {e}"));
@@ -49,9 +53,9 @@ fn main() {
     );
 
     println!("cargo:rustc-link-search=native={}", out.display());
-    // The base calls LogtailSendPb & co., so `--as-needed` keeps this DT_NEEDED; a test checks
-    // it with readelf.
-    println!("cargo:rustc-link-lib=dylib=PluginAdapter");
+    // The base calls LogtailSendPb & co., so `--as-needed` keeps this DT_NEEDED (of the SONAME,
+    // libPluginAdapter.so); a test checks it with readelf.
+    println!("cargo:rustc-link-lib=dylib=tailrace_adaptor_link_stand_in");
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libPluginBase.so");
     println!("cargo:rustc-cdylib-link-arg=-Wl,-rpath,$ORIGIN");
     println!("cargo:rerun-if-changed=build.rs");

@@ -6,6 +6,9 @@
 //! without being copied. Anchor: LoongCollector's SourceBuffer/StringView.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -21,6 +24,78 @@ pub struct PipelineEventGroup {
     /// The buffer the events' fields point into, when they were cut from one (kept so that the
     /// group owns what its views borrow, and so that its size can be accounted).
     pub source_buffer: Option<Bytes>,
+    /// Who to tell once the group is delivered (a file input advancing its checkpoint).
+    pub acks: Acks,
+}
+
+/// Told when a group has been delivered (by a flusher, or accepted by the plugin base).
+pub trait DeliveryHook: Send + Sync {
+    fn delivered(&self);
+}
+
+/// The delivery hooks of a group. Cloning a group clones the hooks: a group sent to several
+/// flushers must be [`Acks::split`] first, so that the hooks run once, after the last delivery.
+#[derive(Clone, Default)]
+pub struct Acks(Vec<Arc<dyn DeliveryHook>>);
+
+impl Acks {
+    pub fn push(&mut self, hook: Arc<dyn DeliveryHook>) {
+        self.0.push(hook);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Runs the hooks: the group was delivered.
+    pub fn delivered(&self) {
+        for hook in &self.0 {
+            hook.delivered();
+        }
+    }
+
+    /// Makes the hooks wait for `ways` deliveries (one per copy of the group) before running.
+    pub fn split(&mut self, ways: usize) {
+        if ways <= 1 || self.0.is_empty() {
+            return;
+        }
+        let inner = Acks(std::mem::take(&mut self.0));
+        self.0.push(Arc::new(Countdown {
+            remaining: AtomicUsize::new(ways),
+            inner,
+        }));
+    }
+
+    /// Moves `other`'s hooks into `self` (when groups are merged).
+    pub fn append(&mut self, other: &mut Acks) {
+        self.0.append(&mut other.0);
+    }
+}
+
+impl fmt::Debug for Acks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Acks({})", self.0.len())
+    }
+}
+
+/// Hooks are not part of a group's value.
+impl PartialEq for Acks {
+    fn eq(&self, _: &Acks) -> bool {
+        true
+    }
+}
+
+struct Countdown {
+    remaining: AtomicUsize,
+    inner: Acks,
+}
+
+impl DeliveryHook for Countdown {
+    fn delivered(&self) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.inner.delivered();
+        }
+    }
 }
 
 /// One event of any kind.
@@ -40,6 +115,9 @@ pub struct LogEvent {
     /// Nanosecond part of the time, when known.
     pub time_ns: Option<u32>,
     pub contents: Vec<(Bytes, Bytes)>,
+    /// Where the log came from in its file (offset, length in bytes), when it came from one.
+    /// Metadata: not output.
+    pub position: Option<(u64, u64)>,
 }
 
 /// The value of a metric: one number, or several named ones (iLogtail's multi-value metrics).
@@ -114,9 +192,11 @@ impl PipelineEventGroup {
         self.events.is_empty()
     }
 
-    /// Moves `other`'s events into `self` (tags and metadata of `self` win).
+    /// Moves `other`'s events (and delivery hooks) into `self` (tags and metadata of `self`
+    /// win).
     pub fn append(&mut self, other: &mut PipelineEventGroup) {
         self.events.append(&mut other.events);
+        self.acks.append(&mut other.acks);
     }
 
     /// The group's logs, for processors that only handle logs.
@@ -134,6 +214,7 @@ impl LogEvent {
             time,
             time_ns,
             contents: Vec::new(),
+            position: None,
         }
     }
 
@@ -183,6 +264,27 @@ fn set_pair(pairs: &mut Vec<(Bytes, Bytes)>, key: Bytes, value: Bytes) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct Count(AtomicUsize);
+    impl DeliveryHook for Count {
+        fn delivered(&self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn split_hooks_run_once_after_every_copy_is_delivered() {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let mut group = PipelineEventGroup::default();
+        group.acks.push(count.clone());
+        group.acks.split(3);
+        let copies = [group.clone(), group.clone(), group];
+        copies[0].acks.delivered();
+        copies[1].acks.delivered();
+        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+        copies[2].acks.delivered();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+    }
 
     #[test]
     fn set_content_replaces_in_place() {

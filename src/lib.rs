@@ -22,6 +22,7 @@ pub mod rslice;
 pub mod stdout_format;
 
 pub use event::{
-    LogEvent, MetricEvent, MetricValue, PipelineEvent, PipelineEventGroup, RawEvent, SpanEvent,
+    Acks, DeliveryHook, LogEvent, MetricEvent, MetricValue, PipelineEvent, PipelineEventGroup,
+    RawEvent, SpanEvent,
 };
 pub use proto::{Log, LogContent, LogGroup, LogTag};

@@ -403,3 +403,34 @@ fn headers_compile_as_c99() {
         &["-std=c99", "-Wall", "-Werror", "-pedantic"],
     );
 }
+
+/// DESIGN §2: the base reaches the adaptor's symbols in the one loaded copy, through a
+/// `DT_NEEDED` entry and a `$ORIGIN` runpath; both libraries carry a SONAME.
+#[test]
+fn libraries_link_dynamically_with_sonames() {
+    let dir = release_lib_dir();
+    let dynamic = |lib: &str| {
+        let out = Command::new("readelf")
+            .arg("-d")
+            .arg(dir.join(lib))
+            .output()
+            .expect("run readelf (binutils)");
+        assert!(out.status.success(), "readelf -d {lib} failed");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let base = dynamic("libPluginBase.so");
+    assert!(
+        base.contains("(NEEDED)") && base.contains("[libPluginAdapter.so]"),
+        "{base}"
+    );
+    assert!(base.contains("[$ORIGIN]"), "no $ORIGIN runpath:\n{base}");
+    assert!(
+        base.contains("Library soname: [libPluginBase.so]"),
+        "{base}"
+    );
+    let adaptor = dynamic("libPluginAdapter.so");
+    assert!(
+        adaptor.contains("Library soname: [libPluginAdapter.so]"),
+        "{adaptor}"
+    );
+}

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 
 use config::watcher::{validate_files, ConfigWatcher};
-use input::file::FileServer;
+use input::file::{FileServer, FileServerOptions};
 use pipeline::manager::PipelineManager;
 use plugin::BaseClient;
 
@@ -106,9 +106,6 @@ fn init_logging(level: &str) {
 }
 
 fn run(cli: Cli) -> Result<(), String> {
-    if cli.once {
-        return Err("--once is not supported yet (it comes with file collection)".to_owned());
-    }
     if let Some(addr) = &cli.metrics_addr {
         tracing::warn!("--metrics-addr {addr}: the metrics server is not built yet; ignored");
     }
@@ -132,23 +129,61 @@ fn run(cli: Cli) -> Result<(), String> {
         }
     };
 
-    let mut manager = PipelineManager::new(FileServer::start(), base);
+    let files = FileServer::start(FileServerOptions {
+        data_dir: cli.data_dir.clone(),
+        once: cli.once,
+    });
+    let mut manager = PipelineManager::new(files, base);
     let mut watcher = ConfigWatcher::new(cli.config_dirs.clone());
-    let mut next_poll = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
-        if Instant::now() >= next_poll {
-            let diff = watcher.poll();
-            if !diff.is_empty() {
-                manager.update(diff);
+    if cli.once {
+        let diff = watcher.poll();
+        manager.update(diff);
+        run_once(&mut manager, &stop);
+    } else {
+        let mut next_poll = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            if Instant::now() >= next_poll {
+                let diff = watcher.poll();
+                if !diff.is_empty() {
+                    manager.update(diff);
+                }
+                next_poll = Instant::now() + CONFIG_POLL;
             }
-            next_poll = Instant::now() + CONFIG_POLL;
+            manager.poll_base();
+            std::thread::sleep(Duration::from_millis(50));
         }
-        manager.poll_base();
-        std::thread::sleep(Duration::from_millis(50));
     }
     tracing::info!("stopping");
     manager.shutdown();
     Ok(())
+}
+
+/// `--once`: waits until every matched file was read to its end and delivered (twice in a row,
+/// a moment apart, so that nothing is still on its way), saying how it goes every few seconds.
+fn run_once(manager: &mut PipelineManager, stop: &AtomicBool) {
+    let started = Instant::now();
+    let mut last_progress = Instant::now();
+    let mut drained_once = false;
+    while !stop.load(Ordering::Relaxed) {
+        manager.poll_base();
+        let drained = manager.files_drained();
+        if drained && drained_once {
+            tracing::info!(
+                "--once: everything read and delivered in {:.1}s",
+                started.elapsed().as_secs_f64()
+            );
+            return;
+        }
+        drained_once = drained;
+        if last_progress.elapsed() >= Duration::from_secs(5) {
+            last_progress = Instant::now();
+            tracing::info!(
+                "--once: still reading and delivering ({}s)",
+                started.elapsed().as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// The global config handed to `InitPluginBaseV2`, with iLogtail's and LoongCollector's names.

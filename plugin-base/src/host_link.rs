@@ -19,7 +19,7 @@ pub trait HostLink: Send + Sync {
     ) -> i32;
 }
 
-#[link(name = "PluginAdapter")]
+// Linked to libPluginAdapter.so by build.rs (see there why not with `#[link]`).
 extern "C" {
     fn LogtailIsValidToSend(logstore_key: c_longlong) -> c_int;
     fn LogtailSendPb(

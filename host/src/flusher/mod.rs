@@ -3,6 +3,7 @@
 
 pub mod blackhole;
 pub mod file;
+pub mod sls;
 pub mod stdout;
 
 use serde::de::DeserializeOwned;
@@ -11,7 +12,12 @@ use tailrace::plugin::Flusher;
 use crate::config::PluginConfig;
 
 /// Flusher types the host runs itself.
-pub const NATIVE_FLUSHERS: &[&str] = &["flusher_stdout", "flusher_blackhole", "flusher_file"];
+pub const NATIVE_FLUSHERS: &[&str] = &[
+    "flusher_stdout",
+    "flusher_blackhole",
+    "flusher_file",
+    "flusher_sls",
+];
 
 /// Parses a plugin's options into its config struct; the error names the field.
 pub fn parse_options<T: DeserializeOwned>(plugin: &PluginConfig) -> Result<T, (String, String)> {
@@ -38,6 +44,7 @@ pub fn build(plugin: &PluginConfig) -> Result<Box<dyn Flusher>, (String, String)
         "flusher_stdout" => stdout::build(plugin),
         "flusher_blackhole" => blackhole::build(plugin),
         "flusher_file" => file::build(plugin),
+        "flusher_sls" => sls::build(plugin),
         other => Err((
             plugin.field.clone(),
             format!("{other:?} is not a native flusher"),

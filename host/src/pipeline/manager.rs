@@ -142,6 +142,11 @@ impl PipelineManager {
         }
     }
 
+    /// Whether every file input read its files to the end and had everything delivered.
+    pub fn files_drained(&self) -> bool {
+        self.files.drained()
+    }
+
     /// Stops everything: inputs first, then the base gets `HoldOn(1)` (it flushes what it holds
     /// back to the native flushers, or persists it), then the native flushers drain.
     pub fn shutdown(mut self) {

@@ -6,6 +6,8 @@
 
 pub mod manager;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -127,6 +129,8 @@ pub struct Pipeline {
     input: Option<InputId>,
     processor: Option<JoinHandle<()>>,
     flushers: Vec<JoinHandle<()>>,
+    /// Tells the flusher runners to stop retrying (set when a stop's time is up).
+    give_up: Arc<AtomicBool>,
 }
 
 impl Pipeline {
@@ -140,9 +144,16 @@ impl Pipeline {
         let name = built.config.name.clone();
         let mut senders = Vec::new();
         let mut flushers = Vec::new();
+        let give_up = Arc::new(AtomicBool::new(false));
         for (flusher_type, flusher) in built.flushers {
             let (tx, rx) = queue::sender_queue();
-            flushers.push(runner::flusher::spawn(&name, &flusher_type, flusher, rx));
+            flushers.push(runner::flusher::spawn(
+                &name,
+                &flusher_type,
+                flusher,
+                rx,
+                give_up.clone(),
+            ));
             senders.push(tx);
         }
         if built.base.is_some() && !senders.is_empty() {
@@ -161,6 +172,7 @@ impl Pipeline {
             input: None,
             processor: None,
             flushers,
+            give_up,
         };
         if let Some(spec) = built.input {
             let destination = match (&pipeline.base, base) {
@@ -193,7 +205,14 @@ impl Pipeline {
             files.unregister(id);
         }
         if let Some(thread) = self.processor.take() {
-            join_until(thread, deadline, &self.config.name);
+            if join_until(&thread, deadline) {
+                let _ = thread.join();
+            } else {
+                tracing::warn!(
+                    pipeline = self.config.name,
+                    "the processor runner did not finish in time; left behind"
+                );
+            }
         }
     }
 
@@ -201,24 +220,32 @@ impl Pipeline {
     pub fn finish(mut self, limit: Duration) {
         let deadline = Instant::now() + limit;
         router::remove(&self.config.name);
-        for thread in self.flushers.drain(..) {
-            join_until(thread, deadline, &self.config.name);
+        for thread in std::mem::take(&mut self.flushers) {
+            if !join_until(&thread, deadline) {
+                self.give_up.store(true, Ordering::Relaxed);
+                // A runner checks between two attempts; give it one more moment.
+                if !join_until(&thread, Instant::now() + Duration::from_millis(500)) {
+                    tracing::warn!(
+                        pipeline = self.config.name,
+                        "a flusher did not stop in time; left behind"
+                    );
+                    continue;
+                }
+            }
+            let _ = thread.join();
         }
     }
 }
 
-fn join_until(thread: JoinHandle<()>, deadline: Instant, pipeline: &str) {
+/// Waits until `thread` finished or `deadline`; true when it finished.
+fn join_until(thread: &JoinHandle<()>, deadline: Instant) -> bool {
     while !thread.is_finished() {
         if Instant::now() >= deadline {
-            tracing::warn!(
-                pipeline,
-                "a pipeline thread did not finish in time; left behind"
-            );
-            return;
+            return false;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let _ = thread.join();
+    true
 }
 
 #[cfg(test)]

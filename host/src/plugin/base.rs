@@ -41,6 +41,8 @@ enum Control {
 struct FeedItem {
     config_name: String,
     pb: Vec<u8>,
+    /// Run once the base accepted the batch.
+    acks: tailrace::Acks,
 }
 
 /// Where a pipeline's processor runner sends batches for the base.
@@ -57,6 +59,7 @@ impl BaseFeed {
         let _ = self.tx.send(FeedItem {
             config_name: self.config_name.clone(),
             pb,
+            acks: group.acks,
         });
     }
 }
@@ -257,6 +260,7 @@ fn feed_loop(api: BaseApi, items: Receiver<FeedItem>) {
                 )
             };
             if code == 0 {
+                item.acks.delivered();
                 break;
             }
             if started.elapsed() >= FEED_RETRY_LIMIT {

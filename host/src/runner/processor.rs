@@ -36,6 +36,7 @@ pub fn spawn(
                 match &destination {
                     Destination::Base(feed) => feed.send(group),
                     Destination::Flushers(queues) => {
+                        group.acks.split(queues.len());
                         if let Some((last, others)) = queues.split_last() {
                             for q in others {
                                 let _ = q.send(group.clone());

@@ -498,6 +498,8 @@ impl ProcessorTask {
                 continue;
             }
             PipelineStats::add(&self.stats.events_out, group.len());
+            let mut group = group;
+            group.acks.split(self.flushers.len());
             if let Some((last, others)) = self.flushers.split_last() {
                 for tx in others {
                     let _ = tx.send(group.clone()).await;
@@ -591,9 +593,14 @@ impl FlusherTask {
             return false;
         }
         let before = self.pending.len();
+        let acks: Vec<_> = self.pending.iter().map(|g| g.acks.clone()).collect();
         let pending = &mut self.pending;
         let result = catch_unwind(AssertUnwindSafe(|| flusher.flush(pending)));
-        PipelineStats::add(&self.stats.groups_flushed, before - self.pending.len());
+        let delivered = before - self.pending.len();
+        for ack in &acks[..delivered] {
+            ack.delivered();
+        }
+        PipelineStats::add(&self.stats.groups_flushed, delivered);
         match result {
             Ok(Ok(())) if self.pending.is_empty() => true,
             Ok(Ok(())) => false,

@@ -5,6 +5,7 @@ use serde::Deserialize;
 
 use crate::config::PluginConfig;
 use crate::flusher::parse_options;
+use crate::input::file::multiline::{MultilineAssembler, MultilineConfig};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -31,6 +32,9 @@ pub struct InputFileConfig {
     pub file_encoding: String,
     #[serde(default)]
     pub enable_container_discovery: bool,
+    /// Joining lines into multi-line events (Java stack traces...).
+    #[serde(default)]
+    pub multiline: MultilineConfig,
 }
 
 fn default_tail_size_kb() -> u64 {
@@ -39,6 +43,16 @@ fn default_tail_size_kb() -> u64 {
 
 fn default_encoding() -> String {
     "utf8".to_owned()
+}
+
+impl FileInputSpec {
+    /// A multiline assembler for one file, when the input asks for one (its options were
+    /// checked when the spec was built).
+    pub fn multiline(&self) -> Option<MultilineAssembler> {
+        MultilineAssembler::new(&self.config.multiline)
+            .ok()
+            .flatten()
+    }
 }
 
 /// The options, compiled.
@@ -91,6 +105,8 @@ impl InputFileConfig {
                 })
                 .collect::<Result<Vec<_>, _>>()
         };
+        MultilineAssembler::new(&config.multiline)
+            .map_err(|(option, message)| (field(&format!("Multiline.{option}")), message))?;
         Ok(FileInputSpec {
             include: compile("FilePaths", &config.file_paths, true)?,
             exclude_paths: compile("ExcludeFilePaths", &config.exclude_file_paths, true)?,

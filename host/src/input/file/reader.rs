@@ -1,100 +1,289 @@
-//! One tailed file: its identity, its offset, and reading whole lines from it in large blocks.
-//! Lines become events whose contents are views into the block they were read into.
+//! One tailed file: its identity, how far it was read, and reading whole lines from it in
+//! large blocks. Lines become events whose contents are views into the block they were read
+//! into: no copy, no per-line allocation but the event itself.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
-use std::os::unix::fs::MetadataExt;
+use std::io::{Read as _, Seek, SeekFrom};
 use std::path::PathBuf;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use tailrace::{LogEvent, PipelineEvent, PipelineEventGroup};
 
+use crate::input::file::identity::{DevInode, Signature, SIGNATURE_MAX};
+use crate::input::file::multiline::MultilineAssembler;
+
 /// How much is read at once.
 pub const READ_BLOCK: usize = 512 * 1024;
 
+/// Metadata keys of the groups a file produces.
+pub const META_PATH: &str = "file.path";
+pub const META_DEV_INODE: &str = "file.dev_inode";
+pub const META_OFFSET: &str = "file.offset";
+
+/// What reading a file gave.
+pub enum Read {
+    /// Complete lines, and the file offset just past them.
+    Lines(PipelineEventGroup, u64),
+    /// Data, but no complete line yet (a line still being written).
+    Partial,
+    /// Nothing new.
+    Eof,
+}
+
+/// Per-read settings shared by every file of an input.
+pub struct ReadSettings<'a> {
+    pub hostname: &'a Bytes,
+    /// A line longer than this is cut into pieces of this size.
+    pub max_line: usize,
+}
+
 /// A file being tailed.
 pub struct TailedFile {
+    /// The path the file was opened under.
     pub path: PathBuf,
-    pub dev: u64,
-    pub inode: u64,
+    pub id: DevInode,
+    pub signature: Signature,
     file: File,
-    /// Offset of the first byte not yet turned into an event.
+    /// Offset just past the last line turned into an event.
     pub offset: u64,
     /// Bytes after the last newline read so far (a line still being written).
     partial: BytesMut,
     path_tag: Bytes,
+    /// When new bytes last came.
+    pub last_data: Instant,
+    /// Lines cut because they were longer than the maximum.
+    pub cut_lines: u64,
+    /// Joins lines into multi-line events, when the input asks for it.
+    multiline: Option<MultilineAssembler>,
+    /// Line ranges of the block being emitted (reused: no allocation per block).
+    ranges: Vec<std::ops::Range<usize>>,
+    /// Events out of the multiline assembler (reused).
+    joined: Vec<Bytes>,
 }
 
 impl TailedFile {
-    /// Opens `path`, starting at `offset`.
-    pub fn open(path: PathBuf, offset: u64) -> std::io::Result<TailedFile> {
+    /// Opens `path`, starting at `offset` (clamped to the file's size).
+    pub fn open(
+        path: PathBuf,
+        offset: u64,
+        multiline: Option<MultilineAssembler>,
+    ) -> std::io::Result<TailedFile> {
         let mut file = File::open(&path)?;
         let meta = file.metadata()?;
         let offset = offset.min(meta.len());
         file.seek(SeekFrom::Start(offset))?;
+        let signature = Signature::read(&file)?;
         Ok(TailedFile {
             path_tag: Bytes::from(path.to_string_lossy().into_owned()),
             path,
-            dev: meta.dev(),
-            inode: meta.ino(),
+            id: DevInode::of(&meta),
+            signature,
             file,
             offset,
             partial: BytesMut::new(),
+            last_data: Instant::now(),
+            cut_lines: 0,
+            multiline,
+            ranges: Vec::new(),
+            joined: Vec::new(),
         })
     }
 
     /// The size of the open file now.
-    pub fn len(&self) -> std::io::Result<u64> {
+    pub fn size(&self) -> std::io::Result<u64> {
         Ok(self.file.metadata()?.len())
     }
 
-    /// Whether the path now names another file than the one open (rotated or re-created).
-    pub fn replaced(&self) -> bool {
-        match std::fs::metadata(&self.path) {
-            Ok(meta) => meta.dev() != self.dev || meta.ino() != self.inode,
-            Err(_) => false,
-        }
+    /// Where the next read starts.
+    fn read_pos(&self) -> u64 {
+        self.offset + self.partial.len() as u64
     }
 
-    /// Starts again at the beginning (the file was truncated).
+    /// Whether the content was replaced under the same inode (copytruncate, even when it grew
+    /// back past the old offset): the file shrank below what was read, or its first bytes
+    /// changed. Also extends the signature while the file is shorter than its maximum.
+    pub fn was_truncated(&mut self) -> std::io::Result<bool> {
+        let size = self.size()?;
+        if size < self.read_pos() {
+            return Ok(true);
+        }
+        if !self.signature.matches(&self.file)? {
+            return Ok(true);
+        }
+        if self.signature.len < SIGNATURE_MAX && size > self.signature.len {
+            self.signature = Signature::read(&self.file)?;
+        }
+        Ok(false)
+    }
+
+    /// Starts again at the beginning.
     pub fn rewind(&mut self) -> std::io::Result<()> {
         self.file.seek(SeekFrom::Start(0))?;
         self.offset = 0;
         self.partial.clear();
+        if let Some(ml) = &mut self.multiline {
+            // What it held belongs to the content that is gone; emit it rather than lose it.
+            ml.flush(&mut self.joined);
+            self.joined.clear();
+        }
+        self.signature = Signature::read(&self.file)?;
         Ok(())
     }
 
-    /// Reads one block and returns its complete lines as a group (None at the end of the file).
-    pub fn read_lines(&mut self, hostname: &Bytes) -> std::io::Result<Option<PipelineEventGroup>> {
+    /// Whether the path now names another file than the one open (rotated, deleted, re-created).
+    pub fn path_moved_on(&self) -> bool {
+        match std::fs::metadata(&self.path) {
+            Ok(meta) => DevInode::of(&meta) != self.id,
+            Err(_) => true,
+        }
+    }
+
+    /// Whether something read is not yet an event: a line still being written, or lines held
+    /// by the multiline assembler.
+    pub fn has_partial(&self) -> bool {
+        !self.partial.is_empty()
+            || self
+                .multiline
+                .as_ref()
+                .is_some_and(|m| m.pending_bytes() > 0)
+    }
+
+    /// Lines the multiline assembler dropped (`UnmatchedContentTreatment: discard`).
+    pub fn discarded_lines(&self) -> u64 {
+        self.multiline.as_ref().map_or(0, |m| m.discarded_lines())
+    }
+
+    /// The offset just past the last byte that is in an emitted event: what a delivery of
+    /// everything emitted so far allows the checkpoint to advance to.
+    pub fn emitted_offset(&self) -> u64 {
+        self.offset - self.multiline.as_ref().map_or(0, |m| m.pending_bytes())
+    }
+
+    /// Reads one block and returns its complete lines as one group.
+    pub fn read(&mut self, settings: &ReadSettings<'_>) -> std::io::Result<Read> {
         let start = self.partial.len();
         self.partial.resize(start + READ_BLOCK, 0);
         let n = self.file.read(&mut self.partial[start..])?;
         self.partial.truncate(start + n);
         if n == 0 {
-            return Ok(None);
+            return Ok(Read::Eof);
         }
-        let Some(last_newline) = memchr::memrchr(b'\n', &self.partial) else {
-            return Ok(Some(PipelineEventGroup::default()));
+        self.last_data = Instant::now();
+        let cut = match memchr::memrchr(b'\n', &self.partial[start..]) {
+            Some(i) => start + i + 1,
+            None if self.partial.len() >= settings.max_line => {
+                self.cut_lines += 1;
+                settings.max_line
+            }
+            None => return Ok(Read::Partial),
         };
-        let block = self.partial.split_to(last_newline + 1).freeze();
-        self.offset += block.len() as u64;
-        let (secs, nanos) = now();
-        let mut group = PipelineEventGroup::with_capacity(block.len() / 64);
-        group.set_tag(Bytes::from_static(b"__path__"), self.path_tag.clone());
-        group.set_tag(Bytes::from_static(b"__hostname__"), hostname.clone());
+        Ok(self.emit(cut, settings))
+    }
+
+    /// Emits what is held after the last newline as a line of its own: the writer stopped in
+    /// the middle of a line and did not finish it in time (or the input is draining).
+    pub fn flush_partial(
+        &mut self,
+        settings: &ReadSettings<'_>,
+    ) -> Option<(PipelineEventGroup, u64)> {
+        if self.partial.is_empty() {
+            return None;
+        }
+        match self.emit(self.partial.len(), settings) {
+            Read::Lines(group, end) => Some((group, end)),
+            _ => None,
+        }
+    }
+
+    /// Turns the first `len` bytes held into events: one per line, the last one possibly
+    /// without its newline (a cut or flushed line); lines longer than the maximum are cut.
+    fn emit(&mut self, len: usize, settings: &ReadSettings<'_>) -> Read {
+        self.emit_with(len, settings, false)
+    }
+
+    /// [`TailedFile::emit`]; with `flush_all`, the multiline assembler also gives up what it
+    /// holds.
+    fn emit_with(&mut self, len: usize, settings: &ReadSettings<'_>, flush_all: bool) -> Read {
+        let block = self.partial.split_to(len).freeze();
+        let block_offset = self.offset;
+        self.offset += len as u64;
+        self.ranges.clear();
         let mut line_start = 0;
         for nl in memchr::memchr_iter(b'\n', &block) {
-            let mut line = block.slice(line_start..nl);
-            if line.last() == Some(&b'\r') {
-                line.truncate(line.len() - 1);
+            let mut end = nl;
+            if end > line_start && block[end - 1] == b'\r' {
+                end -= 1;
             }
+            cut_long(line_start, end, settings.max_line, &mut |s, e| {
+                self.ranges.push(s..e)
+            });
             line_start = nl + 1;
+        }
+        if line_start < block.len() {
+            cut_long(line_start, block.len(), settings.max_line, &mut |s, e| {
+                self.ranges.push(s..e)
+            });
+        }
+        let (secs, nanos) = now();
+        let mut group = PipelineEventGroup::with_capacity(self.ranges.len());
+        group.set_tag(Bytes::from_static(b"__path__"), self.path_tag.clone());
+        group.set_tag(
+            Bytes::from_static(b"__hostname__"),
+            settings.hostname.clone(),
+        );
+        group.set_metadata(META_PATH, self.path.to_string_lossy());
+        group.set_metadata(META_DEV_INODE, format!("{}:{}", self.id.dev, self.id.inode));
+        group.set_metadata(META_OFFSET, block_offset.to_string());
+        let content_key = Bytes::from_static(b"content");
+        let event = |content: Bytes, position: Option<(u64, u64)>| {
             let mut event = LogEvent::new(secs, Some(nanos));
-            event.contents.push((Bytes::from_static(b"content"), line));
-            group.events.push(PipelineEvent::Log(event));
+            event.contents.push((content_key.clone(), content));
+            event.position = position;
+            PipelineEvent::Log(event)
+        };
+        match &mut self.multiline {
+            None => {
+                for (i, r) in self.ranges.iter().enumerate() {
+                    // What the line occupies in the file: up to the next line (newline included).
+                    let next = self.ranges.get(i + 1).map_or(block.len(), |n| n.start);
+                    let position = (block_offset + r.start as u64, (next - r.start) as u64);
+                    group
+                        .events
+                        .push(event(block.slice(r.clone()), Some(position)));
+                }
+            }
+            Some(ml) => {
+                self.joined.clear();
+                ml.push_block(&block, &self.ranges, &mut self.joined);
+                if flush_all {
+                    ml.flush(&mut self.joined);
+                }
+                let base = block.as_ptr() as usize;
+                for content in self.joined.drain(..) {
+                    // In-block events are views into the block: their offset is where they start.
+                    let at = (content.as_ptr() as usize).wrapping_sub(base);
+                    let position = (at < block.len())
+                        .then(|| (block_offset + at as u64, content.len() as u64));
+                    group.events.push(event(content, position));
+                }
+            }
         }
         group.source_buffer = Some(block);
-        Ok(Some(group))
+        Read::Lines(group, self.emitted_offset())
+    }
+}
+
+/// Calls `piece(start, end)` for `[start, end)` cut into pieces of at most `max` bytes.
+fn cut_long(mut start: usize, end: usize, max: usize, piece: &mut dyn FnMut(usize, usize)) {
+    if end == start {
+        piece(start, end);
+        return;
+    }
+    while start < end {
+        let stop = (start + max.max(1)).min(end);
+        piece(start, stop);
+        start = stop;
     }
 }
 
@@ -103,4 +292,102 @@ fn now() -> (u32, u32) {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     (d.as_secs() as u32, d.subsec_nanos())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn contents(group: &PipelineEventGroup) -> Vec<Vec<u8>> {
+        group
+            .events
+            .iter()
+            .map(|e| match e {
+                PipelineEvent::Log(l) => l.content(b"content").unwrap().to_vec(),
+                _ => panic!(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reads_whole_lines_and_waits_for_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, b"one\r\ntwo\nthr").unwrap();
+        let host = Bytes::from_static(b"h");
+        let settings = ReadSettings {
+            hostname: &host,
+            max_line: 1024,
+        };
+        let mut file = TailedFile::open(path.clone(), 0, None).unwrap();
+        let Read::Lines(group, end) = file.read(&settings).unwrap() else {
+            panic!()
+        };
+        assert_eq!(contents(&group), vec![b"one".to_vec(), b"two".to_vec()]);
+        assert_eq!(end, 9);
+        let PipelineEvent::Log(first) = &group.events[0] else {
+            panic!()
+        };
+        assert_eq!(first.position, Some((0, 5)));
+        assert!(matches!(file.read(&settings).unwrap(), Read::Eof));
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"ee\n")
+            .unwrap();
+        let Read::Lines(group, end) = file.read(&settings).unwrap() else {
+            panic!()
+        };
+        assert_eq!(contents(&group), vec![b"three".to_vec()]);
+        assert_eq!(end, 15);
+    }
+
+    #[test]
+    fn long_lines_are_cut_and_partial_lines_flushed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, b"abcdefghij\nxyz").unwrap();
+        let host = Bytes::from_static(b"h");
+        let settings = ReadSettings {
+            hostname: &host,
+            max_line: 4,
+        };
+        let mut file = TailedFile::open(path, 0, None).unwrap();
+        let Read::Lines(group, _) = file.read(&settings).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            contents(&group),
+            vec![b"abcd".to_vec(), b"efgh".to_vec(), b"ij".to_vec()]
+        );
+        assert!(file.has_partial());
+        let (group, end) = file.flush_partial(&settings).unwrap();
+        assert_eq!(contents(&group), vec![b"xyz".to_vec()]);
+        assert_eq!(end, 14);
+    }
+
+    #[test]
+    fn truncation_is_seen_even_when_the_file_grew_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, b"0001 first\n").unwrap();
+        let host = Bytes::from_static(b"h");
+        let settings = ReadSettings {
+            hostname: &host,
+            max_line: 1024,
+        };
+        let mut file = TailedFile::open(path.clone(), 0, None).unwrap();
+        assert!(matches!(file.read(&settings).unwrap(), Read::Lines(..)));
+        assert!(!file.was_truncated().unwrap());
+        // copytruncate, then more than before written again
+        std::fs::write(&path, b"0002 second, longer line\n").unwrap();
+        assert!(file.was_truncated().unwrap());
+        file.rewind().unwrap();
+        let Read::Lines(group, _) = file.read(&settings).unwrap() else {
+            panic!()
+        };
+        assert_eq!(contents(&group), vec![b"0002 second, longer line".to_vec()]);
+    }
 }

@@ -69,10 +69,9 @@ impl Aggregator for DefaultAggregator {
             Some(i) => &mut self.open[i],
             None => {
                 let empty = PipelineEventGroup {
-                    events: Vec::new(),
                     tags: group.tags.clone(),
                     metadata: group.metadata.clone(),
-                    source_buffer: None,
+                    ..Default::default()
                 };
                 self.open.push(empty);
                 self.open.last_mut().expect("just pushed")
@@ -86,16 +85,20 @@ impl Aggregator for DefaultAggregator {
                 break;
             }
             let mut next = PipelineEventGroup {
-                events: Vec::new(),
                 tags: batch.tags.clone(),
                 metadata: batch.metadata.clone(),
-                source_buffer: None,
+                ..Default::default()
             };
             std::mem::swap(batch, &mut next);
             full.push(next);
             if events.len() == 0 {
                 break;
             }
+        }
+        // The group is delivered when the batch holding its last event is.
+        match full.last_mut() {
+            Some(last) if batch.events.is_empty() => last.acks.append(&mut group.acks),
+            _ => batch.acks.append(&mut group.acks),
         }
         full
     }

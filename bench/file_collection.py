@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""File-collection benchmark (`make bench`).
+
+Generates access logs (single-line) and Java-style stack traces (multiline), then runs
+`tailrace --once` over them into `flusher_blackhole` (which still serialises every batch to a
+LogGroup), and reports, per case: MB/s per CPU-second, MB/s wall, events/s per CPU-second and
+peak RSS. CPU time and peak RSS are the kernel's accounting of the child process
+(getrusage(RUSAGE_CHILDREN)); wall time is measured around it.
+
+Usage: bench/file_collection.py [--size-mib N] [--keep]
+"""
+
+import argparse
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORK = os.path.join(ROOT, "target", "bench")
+BINARY = os.path.join(ROOT, "target", "release", "tailrace")
+
+PATHS = ["/", "/api/v1/items", "/api/v1/orders/42", "/static/app.js", "/login", "/health"]
+AGENTS = ["curl/8.5.0", "Mozilla/5.0 (X11; Linux x86_64)", "Go-http-client/1.1"]
+
+
+def access_line(i, rng):
+    return (
+        f'10.{i % 250}.{(i >> 8) % 250}.{rng.randrange(250)} - - [24/Nov/2026:10:{i % 60:02d}:{(i >> 6) % 60:02d} +0000] '
+        f'"GET {rng.choice(PATHS)}?id={i} HTTP/1.1" {rng.choice((200, 200, 200, 304, 404, 500))} '
+        f'{rng.randrange(100, 90000)} "-" "{rng.choice(AGENTS)}" seq={i}\n'
+    )
+
+
+def java_event(i, rng):
+    head = f"2026-11-24 10:{i % 60:02d}:{(i >> 6) % 60:02d}.{i % 1000:03d} ERROR [worker-{i % 16}] c.e.Service - request {i} failed\n"
+    if rng.random() < 0.7:
+        return head
+    frames = "".join(
+        f"\tat com.example.pkg{j}.Handler{j}.handle(Handler{j}.java:{10 + j})\n" for j in range(rng.randrange(4, 16))
+    )
+    return head + "java.lang.IllegalStateException: boom " + str(i) + "\n" + frames + "Caused by: java.io.IOException: closed\n\tat com.example.io.Stream.read(Stream.java:88)\n"
+
+
+def generate(path, size, make, seed):
+    if os.path.exists(path) and os.path.getsize(path) >= size:
+        return count_events(path)
+    rng = random.Random(seed)
+    events = 0
+    with open(path + ".tmp", "w") as out:
+        written = 0
+        chunk = []
+        while written < size:
+            s = make(events, rng)
+            chunk.append(s)
+            written += len(s)
+            events += 1
+            if len(chunk) >= 10000:
+                out.write("".join(chunk))
+                chunk = []
+        out.write("".join(chunk))
+    os.rename(path + ".tmp", path)
+    with open(path + ".events", "w") as f:
+        f.write(str(events))
+    return events
+
+
+def count_events(path):
+    with open(path + ".events") as f:
+        return int(f.read())
+
+
+def run_case(name, log_file, events, multiline):
+    case_dir = os.path.join(WORK, name)
+    shutil.rmtree(case_dir, ignore_errors=True)
+    os.makedirs(os.path.join(case_dir, "conf"))
+    config = [
+        "inputs:",
+        "  - Type: input_file",
+        f"    FilePaths: [{log_file}]",
+        "    TailingAllMatchedFiles: true",
+    ]
+    if multiline:
+        config += [
+            "    Multiline:",
+            "      Mode: custom",
+            "      StartPattern: '\\d{4}-\\d{2}-\\d{2} .*'",
+        ]
+    config += ["flushers:", "  - Type: flusher_blackhole", ""]
+    with open(os.path.join(case_dir, "conf", "bench.yaml"), "w") as f:
+        f.write("\n".join(config))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.monotonic()
+    proc = subprocess.run(
+        [BINARY, "--once", "--config-dir", os.path.join(case_dir, "conf"), "--data-dir",
+         os.path.join(case_dir, "data"), "--plugin-dir", case_dir, "--log-level", "warn"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    wall = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        sys.exit(f"{name}: tailrace exited {proc.returncode}:\n{proc.stderr}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    mb = os.path.getsize(log_file) / 1e6
+    return {
+        "case": name,
+        "MB": mb,
+        "events": events,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "MB/s per CPU-s": mb / cpu,
+        "MB/s wall": mb / wall,
+        "events/s per CPU-s": events / cpu,
+        "peak RSS MiB": after.ru_maxrss / 1024,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size-mib", type=int, default=1024)
+    args = parser.parse_args()
+    if not os.path.exists(BINARY):
+        sys.exit(f"{BINARY} not found: run `make build` first")
+    os.makedirs(WORK, exist_ok=True)
+    size = args.size_mib * 1024 * 1024
+    single = os.path.join(WORK, f"access-{args.size_mib}m.log")
+    multi = os.path.join(WORK, f"java-{args.size_mib}m.log")
+    print(f"generating {args.size_mib} MiB of each kind of log in {WORK} (cached between runs)...", flush=True)
+    single_events = generate(single, size, access_line, 1)
+    multi_events = generate(multi, size, java_event, 2)
+    results = [
+        run_case("single-line", single, single_events, False),
+        run_case("multiline", multi, multi_events, True),
+    ]
+    print()
+    print(f"{'case':<12} {'MB':>8} {'CPU s':>7} {'wall s':>7} {'MB/s/CPU-s':>11} {'MB/s wall':>10} {'events/s/CPU-s':>15} {'peak RSS MiB':>13}")
+    for r in results:
+        print(f"{r['case']:<12} {r['MB']:>8.0f} {r['cpu_s']:>7.2f} {r['wall_s']:>7.2f} {r['MB/s per CPU-s']:>11.0f} "
+              f"{r['MB/s wall']:>10.0f} {r['events/s per CPU-s']:>15.0f} {r['peak RSS MiB']:>13.1f}")
+
+
+if __name__ == "__main__":
+    main()
