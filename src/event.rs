@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 
 /// A batch of events that share tags (written to the output) and metadata (not written).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -98,12 +99,13 @@ impl DeliveryHook for Countdown {
     }
 }
 
-/// One event of any kind.
+/// One event of any kind. The rarer, larger kinds are boxed so that a batch of logs (the
+/// common case) stays a compact array.
 #[derive(Clone, Debug, PartialEq)]
 pub enum PipelineEvent {
     Log(LogEvent),
-    Metric(MetricEvent),
-    Span(SpanEvent),
+    Metric(Box<MetricEvent>),
+    Span(Box<SpanEvent>),
     Raw(RawEvent),
 }
 
@@ -114,11 +116,16 @@ pub struct LogEvent {
     pub time: u32,
     /// Nanosecond part of the time, when known.
     pub time_ns: Option<u32>,
-    pub contents: Vec<(Bytes, Bytes)>,
+    /// Key/value pairs, in order. Up to two live inside the event: a line read from a file
+    /// costs no allocation of its own.
+    pub contents: Contents,
     /// Where the log came from in its file (offset, length in bytes), when it came from one.
     /// Metadata: not output.
     pub position: Option<(u64, u64)>,
 }
+
+/// The contents of a log.
+pub type Contents = SmallVec<[(Bytes, Bytes); 2]>;
 
 /// The value of a metric: one number, or several named ones (iLogtail's multi-value metrics).
 #[derive(Clone, Debug, PartialEq)]
@@ -213,7 +220,7 @@ impl LogEvent {
         LogEvent {
             time,
             time_ns,
-            contents: Vec::new(),
+            contents: Contents::new(),
             position: None,
         }
     }
@@ -254,10 +261,13 @@ fn get_pair<'a>(pairs: &'a [(Bytes, Bytes)], key: &[u8]) -> Option<&'a Bytes> {
     pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 
-fn set_pair(pairs: &mut Vec<(Bytes, Bytes)>, key: Bytes, value: Bytes) {
+fn set_pair<P>(pairs: &mut P, key: Bytes, value: Bytes)
+where
+    P: std::ops::DerefMut<Target = [(Bytes, Bytes)]> + Extend<(Bytes, Bytes)>,
+{
     match pairs.iter_mut().find(|(k, _)| *k == key) {
         Some((_, v)) => *v = value,
-        None => pairs.push((key, value)),
+        None => pairs.extend(std::iter::once((key, value))),
     }
 }
 

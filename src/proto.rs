@@ -146,6 +146,95 @@ impl LogGroup {
     }
 }
 
+/// Serializes `group` as an `sls_logs.LogGroup` straight from the events, without building the
+/// prost structs first: no allocation per log, no reference-count traffic. The bytes are the
+/// same as `LogGroup::from_event_group(group).encode_to_vec()` (a test checks it); this is the
+/// serializer of the hot path. Anchor: LoongCollector's direct serialization.
+pub fn encode_group(group: &PipelineEventGroup, out: &mut Vec<u8>) {
+    for event in &group.events {
+        match event {
+            PipelineEvent::Log(log) => {
+                let contents_len: usize = log
+                    .contents
+                    .iter()
+                    .map(|(k, v)| field_len(pair_len(k, v)))
+                    .sum();
+                let log_len = 1
+                    + varint_len(u64::from(log.time))
+                    + contents_len
+                    + if log.time_ns.is_some() { 5 } else { 0 };
+                out.push(0x0a);
+                put_varint(out, log_len as u64);
+                out.push(0x08);
+                put_varint(out, u64::from(log.time));
+                for (k, v) in &log.contents {
+                    out.push(0x12);
+                    put_pair(out, k, v);
+                }
+                if let Some(ns) = log.time_ns {
+                    out.push(0x25);
+                    out.extend_from_slice(&ns.to_le_bytes());
+                }
+            }
+            other => {
+                out.push(0x0a);
+                event_to_log(other)
+                    .encode_length_delimited(out)
+                    .expect("a Vec grows");
+            }
+        }
+    }
+    let strings = [
+        (0x12, meta::CATEGORY),
+        (0x1a, meta::TOPIC),
+        (0x22, meta::SOURCE),
+        (0x2a, meta::MACHINE_UUID),
+    ];
+    for (tag, key) in strings {
+        if let Some(value) = group.metadata(key) {
+            out.push(tag);
+            put_varint(out, value.len() as u64);
+            out.extend_from_slice(value.as_bytes());
+        }
+    }
+    for (k, v) in &group.tags {
+        out.push(0x32);
+        put_pair(out, k, v);
+    }
+}
+
+/// Size of a `{Key = 1; Value = 2}` message.
+fn pair_len(k: &[u8], v: &[u8]) -> usize {
+    field_len(k.len()) + field_len(v.len())
+}
+
+/// Size of a length-delimited field (one-byte tag) whose payload is `len` bytes.
+fn field_len(len: usize) -> usize {
+    1 + varint_len(len as u64) + len
+}
+
+fn put_pair(out: &mut Vec<u8>, k: &[u8], v: &[u8]) {
+    put_varint(out, pair_len(k, v) as u64);
+    out.push(0x0a);
+    put_varint(out, k.len() as u64);
+    out.extend_from_slice(k);
+    out.push(0x12);
+    put_varint(out, v.len() as u64);
+    out.extend_from_slice(v);
+}
+
+fn varint_len(v: u64) -> usize {
+    prost::encoding::encoded_len_varint(v)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
 /// Several LogGroups in one buffer (used to persist undelivered batches).
 #[derive(Clone, PartialEq, Message)]
 pub struct LogGroupList {
@@ -281,6 +370,31 @@ mod tests {
     }
 
     #[test]
+    fn direct_encoding_is_byte_identical_to_prost() {
+        let mut group = PipelineEventGroup::default();
+        group.set_tag("__path__", "/var/log/a.log");
+        group.set_metadata(meta::TOPIC, "t");
+        group.set_metadata(meta::SOURCE, "10.0.0.1");
+        for i in 0..300u32 {
+            let mut log = LogEvent::new(1_700_000_000 + i, (i % 2 == 0).then_some(i));
+            log.set_content("content", "x".repeat(i as usize * 3));
+            log.set_content("k", "");
+            group.events.push(PipelineEvent::Log(log));
+        }
+        group.events.push(PipelineEvent::Raw(RawEvent {
+            time: 1,
+            time_ns: None,
+            content: Bytes::from_static(b"raw"),
+        }));
+        let mut direct = Vec::new();
+        encode_group(&group, &mut direct);
+        assert_eq!(direct, LogGroup::from_event_group(&group).encode_to_bytes());
+        let mut empty = Vec::new();
+        encode_group(&PipelineEventGroup::default(), &mut empty);
+        assert!(empty.is_empty());
+    }
+
+    #[test]
     fn garbage_is_a_decode_error() {
         assert!(LogGroup::decode_bytes(&[0xff, 0xff, 0xff, 0x07, 0x01]).is_err());
     }
@@ -316,13 +430,13 @@ mod tests {
         metric
             .tags
             .push((Bytes::from_static(b"host"), Bytes::from_static(b"a")));
-        group.events.push(PipelineEvent::Metric(metric));
-        group.events.push(PipelineEvent::Span(SpanEvent {
+        group.events.push(PipelineEvent::Metric(Box::new(metric)));
+        group.events.push(PipelineEvent::Span(Box::new(SpanEvent {
             name: Bytes::from_static(b"GET /"),
             start_time_ns: 5_000_000_001,
             end_time_ns: 5_000_000_011,
             ..Default::default()
-        }));
+        })));
         let out = LogGroup::from_event_group(&group);
         assert_eq!(out.logs.len(), 3);
         assert_eq!(&out.logs[0].contents[0].value[..], b"raw line");

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use tailrace::rslice::{GoSlice, GoString};
-use tailrace::{LogGroup, PipelineEventGroup};
+use tailrace::PipelineEventGroup;
 
 use crate::plugin::loader::BaseApi;
 
@@ -55,7 +55,8 @@ pub struct BaseFeed {
 impl BaseFeed {
     /// Serializes and queues a batch (blocks while the feeder is behind: backpressure).
     pub fn send(&self, group: PipelineEventGroup) {
-        let pb = LogGroup::from_event_group(&group).encode_to_bytes();
+        let mut pb = Vec::new();
+        tailrace::proto::encode_group(&group, &mut pb);
         let _ = self.tx.send(FeedItem {
             config_name: self.config_name.clone(),
             pb,

@@ -38,6 +38,8 @@ use reader::{Read, ReadSettings, TailedFile};
 
 /// How often the thread looks at its files when nothing else wakes it.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// How soon a batch that found its process queue full is offered again.
+const QUEUE_FULL_RETRY: Duration = Duration::from_millis(2);
 /// How often globs are walked again for new files.
 const DISCOVERY_INTERVAL: Duration = Duration::from_secs(1);
 /// Blocks read from one file per round before the next file gets its turn.
@@ -220,8 +222,9 @@ impl Server {
     }
 
     fn run(mut self) {
+        let mut wait = POLL_INTERVAL;
         loop {
-            match self.commands.recv_timeout(POLL_INTERVAL) {
+            match self.commands.recv_timeout(wait) {
                 Ok(command) => {
                     if !self.handle(command) {
                         break;
@@ -246,6 +249,7 @@ impl Server {
                 self.last_discovery = Some(Instant::now());
             }
             self.read_all();
+            wait = self.next_wait();
             if self.last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL {
                 self.save_checkpoints();
             }
@@ -373,6 +377,19 @@ impl Server {
                     }
                 }
             }
+        }
+    }
+
+    /// How long to wait before the next round: not at all while a file has more to read, a
+    /// moment while a batch waits for room in its queue, else the poll interval.
+    fn next_wait(&self) -> Duration {
+        let files = || self.inputs.values().flat_map(|i| i.files.values());
+        if files().any(|t| t.waiting.is_none() && t.at_eof_since.is_none()) {
+            Duration::ZERO
+        } else if files().any(|t| t.waiting.is_some()) {
+            QUEUE_FULL_RETRY
+        } else {
+            POLL_INTERVAL
         }
     }
 

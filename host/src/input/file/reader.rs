@@ -187,10 +187,10 @@ impl TailedFile {
         &mut self,
         settings: &ReadSettings<'_>,
     ) -> Option<(PipelineEventGroup, u64)> {
-        if self.partial.is_empty() {
+        if !self.has_partial() {
             return None;
         }
-        match self.emit(self.partial.len(), settings) {
+        match self.emit_with(self.partial.len(), settings, true) {
             Read::Lines(group, end) => Some((group, end)),
             _ => None,
         }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use tailrace::plugin::Flusher;
-use tailrace::{LogGroup, PipelineEventGroup};
+use tailrace::PipelineEventGroup;
 
 use crate::host_link::HostLink;
 use crate::runtime::registry::{PluginContext, PluginFactory};
@@ -47,7 +47,8 @@ impl Flusher for SlsFlusher {
                 break Ok(());
             };
             if !group.is_empty() {
-                let mut pb = LogGroup::from_event_group(group).encode_to_bytes();
+                let mut pb = Vec::new();
+                tailrace::proto::encode_group(group, &mut pb);
                 let code = self.host.send_pb(
                     &self.config_name,
                     &self.logstore,
