@@ -7,9 +7,9 @@ use crossbeam_channel::{Receiver, Sender};
 use tailrace::PipelineEventGroup;
 
 /// Batches a pipeline's process queue holds.
-pub const PROCESS_QUEUE_CAPACITY: usize = 16;
+pub const PROCESS_QUEUE_CAPACITY: usize = 8;
 /// Batches a flusher's sender queue holds.
-pub const SENDER_QUEUE_CAPACITY: usize = 16;
+pub const SENDER_QUEUE_CAPACITY: usize = 8;
 
 pub type QueueSender = Sender<PipelineEventGroup>;
 pub type QueueReceiver = Receiver<PipelineEventGroup>;

@@ -1,0 +1,171 @@
+//! A flusher that cannot write for 30 s: reading pauses, memory stays bounded, and every line
+//! arrives once the flusher can write again. The stalled destination is a real FIFO that the
+//! test does not read from (flusher_file blocks in write(2) once the pipe buffer is full).
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Linux's O_NONBLOCK: open the FIFO's read end without waiting for a writer.
+const O_NONBLOCK: i32 = 0o4000;
+const LINES: usize = 600_000;
+const STALL: Duration = Duration::from_secs(30);
+const RSS_CAP_KIB: u64 = 64 * 1024;
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Offset up to which the daemon has read `path`, from its open descriptors.
+fn read_offset(pid: u32, path: &Path) -> Option<u64> {
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten() {
+        if std::fs::read_link(fd.path()).ok().as_deref() == Some(path) {
+            let info = std::fs::read_to_string(format!(
+                "/proc/{pid}/fdinfo/{}",
+                fd.file_name().to_string_lossy()
+            ))
+            .ok()?;
+            return info
+                .lines()
+                .find_map(|l| l.strip_prefix("pos:"))
+                .and_then(|p| p.trim().parse().ok());
+        }
+    }
+    None
+}
+
+#[test]
+fn stalled_flusher_pauses_reading_and_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    for dir in ["conf", "data", "logs", "plugins"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    let log = root.join("logs/app.log");
+    {
+        let mut f = File::create(&log).unwrap();
+        let mut buf = String::new();
+        for i in 0..LINES {
+            buf.push_str(&format!("seq={i:08} {}\n", "x".repeat(90)));
+        }
+        f.write_all(buf.as_bytes()).unwrap();
+    }
+    let log_size = std::fs::metadata(&log).unwrap().len();
+    let fifo = root.join("out.fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    // Open the read end first (non-blocking), so that the daemon's open for writing succeeds;
+    // then read nothing for STALL.
+    let reader = OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    std::fs::write(
+        root.join("conf/stall.yaml"),
+        format!(
+            "inputs:\n  - Type: input_file\n    FilePaths: [{}]\n    TailingAllMatchedFiles: true\nflushers:\n  - Type: flusher_file\n    FilePath: {}\n",
+            log.display(),
+            fifo.display()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_tailrace"))
+            .args(["--config-dir", root.join("conf").to_str().unwrap()])
+            .args(["--data-dir", root.join("data").to_str().unwrap()])
+            .args(["--plugin-dir", root.join("plugins").to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = daemon.0.id();
+
+    // During the stall: reading stops well before the end of the file, and RSS stays bounded.
+    let stall_started = Instant::now();
+    let mut max_rss = 0;
+    let mut offsets = Vec::new();
+    while stall_started.elapsed() < STALL {
+        std::thread::sleep(Duration::from_millis(500));
+        max_rss = max_rss.max(rss_kib(pid));
+        if let Some(pos) = read_offset(pid, &log) {
+            offsets.push(pos);
+        }
+    }
+    assert!(max_rss > 0, "could not read the daemon's RSS");
+    assert!(
+        max_rss < RSS_CAP_KIB,
+        "RSS reached {max_rss} KiB during the stall (cap {RSS_CAP_KIB} KiB)"
+    );
+    let last_half = &offsets[offsets.len() / 2..];
+    assert!(!last_half.is_empty(), "the daemon never opened the log");
+    assert!(
+        last_half.iter().all(|&p| p == last_half[0]),
+        "reading did not pause during the stall: offsets {last_half:?}"
+    );
+    assert!(
+        last_half[0] < log_size / 2,
+        "reading paused only at {} of {log_size} bytes",
+        last_half[0]
+    );
+
+    // The flusher can write again: every line arrives.
+    let mut seen = HashSet::new();
+    let mut reader = reader;
+    let mut pending: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 1 << 16];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.len() < LINES {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {LINES} lines arrived after the stall",
+            seen.len()
+        );
+        match reader.read(&mut chunk) {
+            Ok(0) => std::thread::sleep(Duration::from_millis(5)),
+            Ok(n) => {
+                pending.extend_from_slice(&chunk[..n]);
+                let complete = pending
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(0, |p| p + 1);
+                for line in pending[..complete]
+                    .split(|&b| b == b'\n')
+                    .filter(|l| !l.is_empty())
+                {
+                    let v: serde_json::Value = serde_json::from_slice(line).expect("a JSON line");
+                    let content = v["content"].as_str().unwrap();
+                    seen.insert(content[4..12].parse::<usize>().unwrap());
+                }
+                pending.drain(..complete);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(seen.len(), LINES);
+}
