@@ -53,7 +53,7 @@ GoInt InitPluginBase(void);
 GoInt InitPluginBaseV2(GoString globalConfig);
 
 /**
- * Replaces the global config. 0 ok, 1 error.
+ * Replaces the global config (starting the base if needed). 0 ok, 1 error.
  */
 GoInt LoadGlobalConfig(GoString jsonStr);
 

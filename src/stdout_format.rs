@@ -4,10 +4,55 @@
 //!
 //! Non-UTF-8 bytes are written as U+FFFD: the line is still valid JSON and nothing else is lost.
 
+use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::path::Path;
 
 use crate::event::{PipelineEvent, PipelineEventGroup};
 use crate::proto::event_to_log;
+
+/// Where the JSON lines of `flusher_stdout` and `flusher_file` go: stdout, or a file appended
+/// to. Each call writes whole batches with one write, so lines from two flushers never mix.
+pub struct JsonLinesWriter {
+    file: Option<File>,
+    buf: Vec<u8>,
+}
+
+impl JsonLinesWriter {
+    pub fn stdout() -> JsonLinesWriter {
+        JsonLinesWriter {
+            file: None,
+            buf: Vec::with_capacity(64 * 1024),
+        }
+    }
+
+    /// Appends to `path` (created, with its directory, if missing).
+    pub fn append_to(path: &Path) -> std::io::Result<JsonLinesWriter> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(JsonLinesWriter {
+            file: Some(file),
+            ..JsonLinesWriter::stdout()
+        })
+    }
+
+    /// Writes one line per event of every group.
+    pub fn write(&mut self, groups: &[PipelineEventGroup]) -> std::io::Result<()> {
+        self.buf.clear();
+        for group in groups {
+            write_group(&mut self.buf, group);
+        }
+        match &mut self.file {
+            Some(file) => file.write_all(&self.buf),
+            None => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(&self.buf).and_then(|()| out.flush())
+            }
+        }
+    }
+}
 
 /// Appends one line per event of `group` to `out`.
 pub fn write_group(out: &mut Vec<u8>, group: &PipelineEventGroup) {

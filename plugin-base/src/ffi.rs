@@ -37,31 +37,15 @@ pub extern "C" fn InitPluginBase() -> GoInt {
 #[no_mangle]
 pub extern "C" fn InitPluginBaseV2(global_config: GoString) -> GoInt {
     ffi_panic_boundary!("InitPluginBaseV2", LOAD_ERROR, {
-        // SAFETY: the caller passes a GoString valid for the duration of the call.
-        let json = match unsafe { global_config.as_str("globalConfig") } {
-            Ok(json) => json,
-            Err(e) => return reject("InitPluginBaseV2", e.to_string(), LOAD_ERROR),
-        };
-        match Settings::from_json(json) {
-            Ok(settings) => init_with(settings),
-            Err(e) => reject("InitPluginBaseV2", e, LOAD_ERROR),
-        }
+        init_from_json("InitPluginBaseV2", global_config)
     })
 }
 
-/// Replaces the global config. 0 ok, 1 error.
+/// Replaces the global config (starting the base if needed). 0 ok, 1 error.
 #[no_mangle]
 pub extern "C" fn LoadGlobalConfig(json_str: GoString) -> GoInt {
     ffi_panic_boundary!("LoadGlobalConfig", LOAD_ERROR, {
-        // SAFETY: the caller passes a GoString valid for the duration of the call.
-        let json = match unsafe { json_str.as_str("jsonStr") } {
-            Ok(json) => json,
-            Err(e) => return reject("LoadGlobalConfig", e.to_string(), LOAD_ERROR),
-        };
-        match Settings::from_json(json) {
-            Ok(settings) => init_with(settings),
-            Err(e) => reject("LoadGlobalConfig", e, LOAD_ERROR),
-        }
+        init_from_json("LoadGlobalConfig", json_str)
     })
 }
 
@@ -375,6 +359,18 @@ fn malloc_c_string(s: &str) -> *mut c_char {
         *ptr.add(s.len()) = 0;
     }
     ptr.cast()
+}
+
+fn init_from_json(export: &str, json: GoString) -> GoInt {
+    // SAFETY: the caller passes a GoString valid for the duration of the call.
+    let json = match unsafe { json.as_str("jsonStr") } {
+        Ok(json) => json,
+        Err(e) => return reject(export, e.to_string(), LOAD_ERROR),
+    };
+    match Settings::from_json(json) {
+        Ok(settings) => init_with(settings),
+        Err(e) => reject(export, e, LOAD_ERROR),
+    }
 }
 
 fn init_with(settings: Settings) -> GoInt {

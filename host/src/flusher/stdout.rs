@@ -1,11 +1,8 @@
 //! `flusher_stdout`: one JSON line per event (DESIGN §7) on stdout, or appended to `FileName`.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-
 use serde::Deserialize;
 use tailrace::plugin::Flusher;
-use tailrace::stdout_format::write_group;
+use tailrace::stdout_format::JsonLinesWriter;
 use tailrace::PipelineEventGroup;
 
 use crate::config::PluginConfig;
@@ -23,47 +20,26 @@ pub struct StdoutConfig {
 
 pub fn build(plugin: &PluginConfig) -> Result<Box<dyn Flusher>, (String, String)> {
     let config: StdoutConfig = parse_options(plugin)?;
-    let file = if config.file_name.is_empty() {
-        None
+    let out = if config.file_name.is_empty() {
+        JsonLinesWriter::stdout()
     } else {
-        Some(
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&config.file_name)
-                .map_err(|e| {
-                    (
-                        format!("{}.FileName", plugin.field),
-                        format!("cannot open {:?}: {e}", config.file_name),
-                    )
-                })?,
-        )
+        JsonLinesWriter::append_to(config.file_name.as_ref()).map_err(|e| {
+            (
+                format!("{}.FileName", plugin.field),
+                format!("cannot open {:?}: {e}", config.file_name),
+            )
+        })?
     };
-    Ok(Box::new(StdoutFlusher {
-        file,
-        buf: Vec::with_capacity(64 * 1024),
-    }))
+    Ok(Box::new(StdoutFlusher(out)))
 }
 
-struct StdoutFlusher {
-    file: Option<File>,
-    buf: Vec<u8>,
-}
+struct StdoutFlusher(JsonLinesWriter);
 
 impl Flusher for StdoutFlusher {
     fn flush(&mut self, groups: &mut Vec<PipelineEventGroup>) -> Result<(), String> {
-        self.buf.clear();
-        for group in groups.iter() {
-            write_group(&mut self.buf, group);
-        }
-        let result = match &mut self.file {
-            Some(file) => file.write_all(&self.buf),
-            None => {
-                let mut out = std::io::stdout().lock();
-                out.write_all(&self.buf).and_then(|()| out.flush())
-            }
-        };
-        result.map_err(|e| format!("write failed: {e}"))?;
+        self.0
+            .write(groups)
+            .map_err(|e| format!("write failed: {e}"))?;
         groups.clear();
         Ok(())
     }

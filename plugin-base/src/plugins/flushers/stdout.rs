@@ -1,13 +1,10 @@
 //! `flusher_stdout`: prints each event as one JSON line (DESIGN §7), to stdout or, with
 //! `FileName`, appended to a file.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-
 use serde::Deserialize;
 use serde_json::Value;
 use tailrace::plugin::Flusher;
-use tailrace::stdout_format::write_group;
+use tailrace::stdout_format::JsonLinesWriter;
 use tailrace::PipelineEventGroup;
 
 use crate::runtime::registry::{parse_detail, PluginContext, PluginFactory};
@@ -26,42 +23,22 @@ pub const PLUGIN: (&str, PluginFactory) = ("flusher_stdout", PluginFactory::Flus
 
 fn build(_ctx: &PluginContext, detail: &Value) -> Result<Box<dyn Flusher>, String> {
     let config: StdoutConfig = parse_detail(detail)?;
-    let file = if config.file_name.is_empty() {
-        None
+    let out = if config.file_name.is_empty() {
+        JsonLinesWriter::stdout()
     } else {
-        Some(
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&config.file_name)
-                .map_err(|e| format!("FileName: cannot open {:?}: {e}", config.file_name))?,
-        )
+        JsonLinesWriter::append_to(config.file_name.as_ref())
+            .map_err(|e| format!("FileName: cannot open {:?}: {e}", config.file_name))?
     };
-    Ok(Box::new(StdoutFlusher {
-        file,
-        buf: Vec::new(),
-    }))
+    Ok(Box::new(StdoutFlusher(out)))
 }
 
-struct StdoutFlusher {
-    file: Option<File>,
-    buf: Vec<u8>,
-}
+struct StdoutFlusher(JsonLinesWriter);
 
 impl Flusher for StdoutFlusher {
     fn flush(&mut self, groups: &mut Vec<PipelineEventGroup>) -> Result<(), String> {
-        self.buf.clear();
-        for group in groups.iter() {
-            write_group(&mut self.buf, group);
-        }
-        let written = match &mut self.file {
-            Some(file) => file.write_all(&self.buf),
-            None => {
-                let mut out = std::io::stdout().lock();
-                out.write_all(&self.buf).and_then(|()| out.flush())
-            }
-        };
-        written.map_err(|e| format!("write failed: {e}"))?;
+        self.0
+            .write(groups)
+            .map_err(|e| format!("write failed: {e}"))?;
         groups.clear();
         Ok(())
     }
