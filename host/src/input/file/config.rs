@@ -46,6 +46,11 @@ fn default_encoding() -> String {
 }
 
 impl FileInputSpec {
+    /// `FileEncoding: gbk`.
+    pub fn is_gbk(&self) -> bool {
+        self.config.file_encoding.eq_ignore_ascii_case("gbk")
+    }
+
     /// A multiline assembler for one file, when the input asks for one (its options were
     /// checked when the spec was built).
     pub fn multiline(&self) -> Option<MultilineAssembler> {

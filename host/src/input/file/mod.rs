@@ -358,7 +358,8 @@ impl Server {
                 let start = start_offset(&self.store, input, &path, id, meta.len(), existed_before);
                 let multiline = input.spec.multiline();
                 match TailedFile::open(path.clone(), start, multiline) {
-                    Ok(file) => {
+                    Ok(mut file) => {
+                        file.set_gbk(input.spec.is_gbk());
                         tracing::info!(pipeline = %input.pipeline, path = %path.display(), offset = start, "tailing file");
                         attached.insert(path, file.id);
                         let tracked = Tracked {

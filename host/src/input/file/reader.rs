@@ -60,6 +60,8 @@ pub struct TailedFile {
     ranges: Vec<std::ops::Range<usize>>,
     /// Events out of the multiline assembler (reused).
     joined: Vec<Bytes>,
+    /// The file is GBK: contents are transcoded to UTF-8.
+    gbk: bool,
 }
 
 impl TailedFile {
@@ -87,6 +89,7 @@ impl TailedFile {
             multiline,
             ranges: Vec::new(),
             joined: Vec::new(),
+            gbk: false,
         })
     }
 
@@ -129,6 +132,11 @@ impl TailedFile {
         }
         self.signature = Signature::read(&self.file)?;
         Ok(())
+    }
+
+    /// Reads the file as GBK (`FileEncoding: gbk`): events carry UTF-8.
+    pub fn set_gbk(&mut self, gbk: bool) {
+        self.gbk = gbk;
     }
 
     /// Whether the path now names another file than the one open (rotated, deleted, re-created).
@@ -269,8 +277,26 @@ impl TailedFile {
                 }
             }
         }
+        if self.gbk {
+            for event in &mut group.events {
+                if let PipelineEvent::Log(log) = event {
+                    for (_, value) in log.contents.iter_mut() {
+                        *value = gbk_to_utf8(value);
+                    }
+                }
+            }
+        }
         group.source_buffer = Some(block);
         Read::Lines(group, self.emitted_offset())
+    }
+}
+
+/// GBK bytes as UTF-8; ASCII stays a view, anything else is transcoded (invalid sequences
+/// become U+FFFD, nothing is dropped).
+fn gbk_to_utf8(bytes: &Bytes) -> Bytes {
+    match encoding_rs::GBK.decode_without_bom_handling(bytes).0 {
+        std::borrow::Cow::Borrowed(_) => bytes.clone(),
+        std::borrow::Cow::Owned(text) => Bytes::from(text),
     }
 }
 
@@ -366,6 +392,28 @@ mod tests {
         let (group, end) = file.flush_partial(&settings).unwrap();
         assert_eq!(contents(&group), vec![b"xyz".to_vec()]);
         assert_eq!(end, 14);
+    }
+
+    #[test]
+    fn gbk_files_become_utf8() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        // "中文 ok" in GBK
+        std::fs::write(&path, b"\xd6\xd0\xce\xc4 ok\nascii\n").unwrap();
+        let host = Bytes::from_static(b"h");
+        let settings = ReadSettings {
+            hostname: &host,
+            max_line: 1024,
+        };
+        let mut file = TailedFile::open(path, 0, None).unwrap();
+        file.set_gbk(true);
+        let Read::Lines(group, _) = file.read(&settings).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            contents(&group),
+            vec!["中文 ok".as_bytes().to_vec(), b"ascii".to_vec()]
+        );
     }
 
     #[test]
