@@ -521,7 +521,7 @@ fn feed_group(
         group.set_metadata(meta::TOPIC, String::from_utf8_lossy(topic));
     }
     if let Some(tags) = tags {
-        for (k, v) in parse_tags(tags) {
+        for (k, v) in crate::runtime::raw_tags::parse(tags) {
             group.set_tag(k, v);
         }
     }
@@ -536,38 +536,4 @@ fn feed_group(
             PROCESS_ERROR
         }
     }
-}
-
-/// iLogtail's tag encoding: `k1~=~v1^^^k2~=~v2`; a part without `~=~` becomes
-/// `__prefix__N` (N counts every part).
-fn parse_tags(raw: &[u8]) -> Vec<(Bytes, Bytes)> {
-    let mut tags = Vec::new();
-    let mut index = 0;
-    let mut rest = raw;
-    while !rest.is_empty() {
-        let (part, next) = match find(rest, b"^^^") {
-            Some(i) => (&rest[..i], &rest[i + 3..]),
-            None => (rest, &rest[rest.len()..]),
-        };
-        rest = next;
-        if part.is_empty() {
-            continue;
-        }
-        match find(part, b"~=~") {
-            Some(i) if i > 0 => tags.push((
-                Bytes::copy_from_slice(&part[..i]),
-                Bytes::copy_from_slice(&part[i + 3..]),
-            )),
-            _ => tags.push((
-                Bytes::from(format!("__prefix__{index}")),
-                Bytes::copy_from_slice(part),
-            )),
-        }
-        index += 1;
-    }
-    tags
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }

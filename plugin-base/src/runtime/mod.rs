@@ -14,6 +14,7 @@
 
 pub mod clock;
 pub mod pipeline;
+pub mod raw_tags;
 pub mod registry;
 pub mod undelivered;
 
