@@ -50,6 +50,12 @@ const PARTIAL_LINE_TIMEOUT: Duration = Duration::from_secs(5);
 const RELEASE_GRACE: Duration = Duration::from_secs(3);
 /// How often checkpoints are written when they changed.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+/// A file with no new data for this long has its descriptor closed (reopened when it grows).
+const IDLE_CLOSE: Duration = Duration::from_secs(30);
+/// Open descriptors the server keeps at most, beyond which files idle for a second are closed.
+const MAX_OPEN_FILES: usize = 1024;
+/// How often a closed file is checked for new data.
+const CLOSED_CHECK: Duration = Duration::from_secs(1);
 /// Longest line; longer ones are cut into pieces of this size.
 const MAX_LINE: usize = 512 * 1024;
 
@@ -186,6 +192,8 @@ struct Tracked {
     detached: bool,
     /// When it was last seen at the end of its data.
     at_eof_since: Option<Instant>,
+    /// When its (closed) file was last checked for changes.
+    last_checked: Instant,
 }
 
 struct Server {
@@ -249,6 +257,7 @@ impl Server {
                 self.last_discovery = Some(Instant::now());
             }
             self.read_all();
+            self.close_idle();
             wait = self.next_wait();
             if self.last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL {
                 self.save_checkpoints();
@@ -368,6 +377,7 @@ impl Server {
                             waiting: None,
                             detached: false,
                             at_eof_since: None,
+                            last_checked: Instant::now(),
                         };
                         self.store.put(checkpoint_of(&input.pipeline, &tracked));
                         input.files.insert(self.next_file, tracked);
@@ -391,6 +401,40 @@ impl Server {
             QUEUE_FULL_RETRY
         } else {
             POLL_INTERVAL
+        }
+    }
+
+    /// Bounds open descriptors: files idle for `IDLE_CLOSE` are closed, and while more than
+    /// `MAX_OPEN_FILES` are open, the longest-idle ones idle for a second are closed too. Only
+    /// files whose path still names them, fully handed on, with nothing held back.
+    fn close_idle(&mut self) {
+        let closable = |t: &Tracked, idle: Duration| {
+            t.file.is_open()
+                && !t.detached
+                && t.waiting.is_none()
+                && !t.file.has_partial()
+                && t.at_eof_since.is_some_and(|since| since.elapsed() >= idle)
+        };
+        let mut open = 0;
+        for t in self.inputs.values_mut().flat_map(|i| i.files.values_mut()) {
+            if closable(t, IDLE_CLOSE) {
+                t.file.close();
+            } else if t.file.is_open() {
+                open += 1;
+            }
+        }
+        if open <= MAX_OPEN_FILES {
+            return;
+        }
+        let mut idle: Vec<&mut Tracked> = self
+            .inputs
+            .values_mut()
+            .flat_map(|i| i.files.values_mut())
+            .filter(|t| closable(t, Duration::from_secs(1)))
+            .collect();
+        idle.sort_by_key(|t| t.file.last_data);
+        for t in idle.into_iter().take(open - MAX_OPEN_FILES) {
+            t.file.close();
         }
     }
 
@@ -505,12 +549,16 @@ fn forget_vanished(store: &mut CheckpointStore, pipeline: &str) {
 
 /// Whether the directory of `path` holds a file with identity `id`.
 fn in_dir(path: &Path, id: DevInode) -> bool {
-    let Some(Ok(entries)) = path.parent().map(std::fs::read_dir) else {
-        return false;
-    };
+    find_in_dir(path, id).is_some()
+}
+
+/// The file with identity `id` in the directory of `path`, if there is one.
+fn find_in_dir(path: &Path, id: DevInode) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(path.parent()?).ok()?;
     entries
         .flatten()
-        .any(|e| std::fs::metadata(e.path()).is_ok_and(|m| DevInode::of(&m) == id))
+        .map(|e| e.path())
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| DevInode::of(&m) == id))
 }
 
 fn checkpoint_of(pipeline: &str, tracked: &Tracked) -> FileCheckpoint {
@@ -563,6 +611,23 @@ fn offer(
 
 /// Reads what is new in one file; false when the file is finished and can be released.
 fn read_file(tracked: &mut Tracked, ctx: &ReadCtx<'_>) -> bool {
+    if !tracked.file.is_open() {
+        if tracked.last_checked.elapsed() < CLOSED_CHECK {
+            return true;
+        }
+        tracked.last_checked = Instant::now();
+        if !tracked.file.changed_while_closed() {
+            return true;
+        }
+        if tracked.file.path_moved_on() {
+            // Renamed or deleted while closed: read the rest where it is now, if it still is.
+            let Some(path) = find_in_dir(&tracked.file.path, tracked.file.id) else {
+                return false;
+            };
+            tracked.file.moved_to(path);
+            tracked.detached = true;
+        }
+    }
     if let Some(group) = tracked.waiting.take() {
         if !offer(tracked, ctx.sink, group) {
             return true;

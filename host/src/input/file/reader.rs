@@ -44,7 +44,8 @@ pub struct TailedFile {
     pub path: PathBuf,
     pub id: DevInode,
     pub signature: Signature,
-    file: File,
+    /// None while closed for being idle (see [`TailedFile::close`]).
+    file: Option<File>,
     /// Offset just past the last line turned into an event.
     pub offset: u64,
     /// Bytes after the last newline read so far (a line still being written).
@@ -81,7 +82,7 @@ impl TailedFile {
             path,
             id: DevInode::of(&meta),
             signature,
-            file,
+            file: Some(file),
             offset,
             partial: BytesMut::new(),
             last_data: Instant::now(),
@@ -93,9 +94,49 @@ impl TailedFile {
         })
     }
 
-    /// The size of the open file now.
-    pub fn size(&self) -> std::io::Result<u64> {
-        Ok(self.file.metadata()?.len())
+    /// The open file, reopened (and checked to be the same file) if it was closed.
+    fn handle(&mut self) -> std::io::Result<&mut File> {
+        if self.file.is_none() {
+            let mut file = File::open(&self.path)?;
+            if DevInode::of(&file.metadata()?) != self.id {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the path names another file now",
+                ));
+            }
+            file.seek(SeekFrom::Start(self.read_pos()))?;
+            self.file = Some(file);
+        }
+        Ok(self.file.as_mut().expect("just opened"))
+    }
+
+    /// Releases the descriptor of an idle file; the next read reopens it. Only for a file whose
+    /// path still names it (a rotated-away file could not be found again).
+    pub fn close(&mut self) {
+        self.file = None;
+    }
+
+    /// Follows a closed file that was renamed while closed: it is read on from `path`.
+    pub fn moved_to(&mut self, path: PathBuf) {
+        self.path = path;
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// For a closed file: whether it changed since (grew, shrank, or its path names another
+    /// file now) and must be looked at, which reopens it.
+    pub fn changed_while_closed(&self) -> bool {
+        match std::fs::metadata(&self.path) {
+            Ok(meta) => DevInode::of(&meta) != self.id || meta.len() != self.read_pos(),
+            Err(_) => true,
+        }
+    }
+
+    /// The size of the file now.
+    pub fn size(&mut self) -> std::io::Result<u64> {
+        Ok(self.handle()?.metadata()?.len())
     }
 
     /// Where the next read starts.
@@ -111,18 +152,19 @@ impl TailedFile {
         if size < self.read_pos() {
             return Ok(true);
         }
-        if !self.signature.matches(&self.file)? {
+        let signature = self.signature;
+        if !signature.matches(self.handle()?)? {
             return Ok(true);
         }
         if self.signature.len < SIGNATURE_MAX && size > self.signature.len {
-            self.signature = Signature::read(&self.file)?;
+            self.signature = Signature::read(self.handle()?)?;
         }
         Ok(false)
     }
 
     /// Starts again at the beginning.
     pub fn rewind(&mut self) -> std::io::Result<()> {
-        self.file.seek(SeekFrom::Start(0))?;
+        self.handle()?.seek(SeekFrom::Start(0))?;
         self.offset = 0;
         self.partial.clear();
         if let Some(ml) = &mut self.multiline {
@@ -130,7 +172,7 @@ impl TailedFile {
             ml.flush(&mut self.joined);
             self.joined.clear();
         }
-        self.signature = Signature::read(&self.file)?;
+        self.signature = Signature::read(self.handle()?)?;
         Ok(())
     }
 
@@ -170,9 +212,12 @@ impl TailedFile {
 
     /// Reads one block and returns its complete lines as one group.
     pub fn read(&mut self, settings: &ReadSettings<'_>) -> std::io::Result<Read> {
+        // Reopen (if closed) before the buffer grows: reopening seeks to what was read so far.
+        self.handle()?;
         let start = self.partial.len();
         self.partial.resize(start + READ_BLOCK, 0);
-        let n = self.file.read(&mut self.partial[start..])?;
+        let file = self.file.as_mut().expect("opened by handle()");
+        let n = file.read(&mut self.partial[start..])?;
         self.partial.truncate(start + n);
         if n == 0 {
             return Ok(Read::Eof);
@@ -414,6 +459,35 @@ mod tests {
             contents(&group),
             vec!["中文 ok".as_bytes().to_vec(), b"ascii".to_vec()]
         );
+    }
+
+    #[test]
+    fn closed_files_reopen_where_they_were() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, b"one\n").unwrap();
+        let host = Bytes::from_static(b"h");
+        let settings = ReadSettings {
+            hostname: &host,
+            max_line: 1024,
+        };
+        let mut file = TailedFile::open(path.clone(), 0, None).unwrap();
+        assert!(matches!(file.read(&settings).unwrap(), Read::Lines(..)));
+        file.close();
+        assert!(!file.is_open());
+        assert!(!file.changed_while_closed());
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"two\n")
+            .unwrap();
+        assert!(file.changed_while_closed());
+        let Read::Lines(group, _) = file.read(&settings).unwrap() else {
+            panic!()
+        };
+        assert_eq!(contents(&group), vec![b"two".to_vec()]);
+        assert!(file.is_open());
     }
 
     #[test]
