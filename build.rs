@@ -8,7 +8,7 @@ fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     generate(
         root,
-        &["adaptor/src/ffi.rs", "adaptor/src/callbacks.rs"],
+        &["adaptor/src/ffi.rs", "src/adapter_abi.rs"],
         "LOGTAIL_PLUGIN_ADAPTER_H",
         "The adaptor ABI (DESIGN §2): the host registers its callbacks, the plugin base calls the\n * Logtail* forwarding functions. Identical to iLogtail's LogtailPluginAdapter.h (version 300).",
         "include/LogtailPluginAdapter.h",

@@ -10,9 +10,11 @@
 //!   base), including iLogtail's `GlobalConfig` names and defaults.
 //! * [`plugin`]: the processor, input, aggregator and flusher interfaces.
 //! * [`stdout_format`]: the JSON-lines format of every stdout and file flusher (DESIGN §7).
+//! * [`adapter_abi`]: the callback types of the adaptor ABI.
 //! * [`rslice`]: the checked string and slice types of the C boundaries.
 //! * [`ffi_boundary`]: the panic boundary every `extern "C"` export is wrapped in.
 
+pub mod adapter_abi;
 pub mod event;
 pub mod ffi_boundary;
 pub mod plugin;

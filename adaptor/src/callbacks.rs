@@ -1,53 +1,10 @@
 //! The callback table: one set of host callbacks, replaced whole by each registration (the last
 //! one wins), read as one copy by each forwarding call so a call never mixes two registrations.
 
-use std::os::raw::{c_char, c_int, c_longlong};
+use std::os::raw::c_int;
 use std::sync::RwLock;
 
-/// `int (*)(long long logstoreKey)`: 0 when the host's queue for the key accepts data, -1 when
-/// full; key -1 means an internal pipeline, always valid.
-pub type IsValidToSendFun = Option<unsafe extern "C" fn(logstore_key: c_longlong) -> c_int>;
-
-/// Hands a serialized `sls_logs.LogGroup` of `lines` logs to the host: 0 ok, -1 could not
-/// enqueue, -2 unknown config.
-pub type SendPbFun = Option<
-    unsafe extern "C" fn(
-        config_name: *const c_char,
-        config_name_size: c_int,
-        logstore: *const c_char,
-        logstore_size: c_int,
-        pb_buffer: *mut c_char,
-        pb_size: c_int,
-        lines: c_int,
-    ) -> c_int,
->;
-
-/// [`SendPbFun`] with the shard hash the data should be routed by.
-pub type SendPbV2Fun = Option<
-    unsafe extern "C" fn(
-        config_name: *const c_char,
-        config_name_size: c_int,
-        logstore: *const c_char,
-        logstore_size: c_int,
-        pb_buffer: *mut c_char,
-        pb_size: c_int,
-        lines: c_int,
-        shard_hash: *const c_char,
-        shard_hash_size: c_int,
-    ) -> c_int,
->;
-
-/// A control command from the plugin base to the host: -2 for an unknown command or bad
-/// parameters.
-pub type PluginCtlCmdFun = Option<
-    unsafe extern "C" fn(
-        config_name: *const c_char,
-        config_name_size: c_int,
-        opt_id: c_int,
-        params: *const c_char,
-        params_len: c_int,
-    ) -> c_int,
->;
+pub use tailrace::adapter_abi::{IsValidToSendFun, PluginCtlCmdFun, SendPbFun, SendPbV2Fun};
 
 #[derive(Clone, Copy)]
 pub(crate) struct Callbacks {

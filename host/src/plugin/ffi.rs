@@ -8,33 +8,6 @@ use tailrace::rslice::bytes_from_raw;
 
 use crate::plugin::router;
 
-pub type SendPbFn = Option<
-    unsafe extern "C" fn(
-        *const c_char,
-        c_int,
-        *const c_char,
-        c_int,
-        *mut c_char,
-        c_int,
-        c_int,
-    ) -> c_int,
->;
-pub type SendPbV2Fn = Option<
-    unsafe extern "C" fn(
-        *const c_char,
-        c_int,
-        *const c_char,
-        c_int,
-        *mut c_char,
-        c_int,
-        c_int,
-        *const c_char,
-        c_int,
-    ) -> c_int,
->;
-pub type CtlCmdFn =
-    Option<unsafe extern "C" fn(*const c_char, c_int, c_int, *const c_char, c_int) -> c_int>;
-
 /// 0 when the pipeline of `logstoreKey` has room, -1 when it is full.
 pub unsafe extern "C" fn is_valid_to_send(logstore_key: c_longlong) -> c_int {
     ffi_panic_boundary!("IsValidToSend", {

@@ -3,10 +3,11 @@
 //! symbols. (`InitPluginBaseV2` is called later, on the base's own thread.) Any failure is one
 //! [`LoadError`] that names the file and the cause; the host then runs without plugins.
 
-use std::os::raw::{c_int, c_longlong};
+use std::os::raw::c_int;
 use std::path::{Path, PathBuf};
 
 use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
+use tailrace::adapter_abi::{IsValidToSendFun, PluginCtlCmdFun, SendPbFun, SendPbV2Fun};
 use tailrace::rslice::{GoInt, GoInt64, GoSlice, GoString};
 
 use crate::plugin::ffi;
@@ -27,12 +28,7 @@ impl std::fmt::Display for LoadError {
     }
 }
 
-type RegisterV2 = unsafe extern "C" fn(
-    Option<unsafe extern "C" fn(c_longlong) -> c_int>,
-    ffi::SendPbFn,
-    ffi::SendPbV2Fn,
-    ffi::CtlCmdFn,
-);
+type RegisterV2 = unsafe extern "C" fn(IsValidToSendFun, SendPbFun, SendPbV2Fun, PluginCtlCmdFun);
 
 /// The base's generation-1 exports the host calls.
 #[derive(Clone, Copy)]
