@@ -5,30 +5,23 @@
 //! They need the libraries next to the binary and the fault-injecting base:
 //! `make build faults` first (target/release and target/faults/release).
 //!
-//! The harness comes first (a [`Sandbox`] of config/data/log dirs, a [`Daemon`] guard that
-//! always kills its process, line readers and wait helpers), then the tests.
+//! The shared harness (a [`Sandbox`] of config/data/log dirs, a [`Daemon`] guard that always
+//! kills its process, line readers and wait helpers) is in `common/mod.rs`; the helpers of
+//! these tests come first, then the tests.
+
+mod common;
 
 use std::fs::{self, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value};
+use common::{tailrace_bin, Daemon, Line, Sandbox};
 
 // ---------------------------------------------------------------------------------------------
 // Harness
 // ---------------------------------------------------------------------------------------------
-
-/// How long any expected output may take to show up.
-const WAIT: Duration = Duration::from_secs(15);
-/// How long the daemon may take to exit after SIGTERM.
-const EXIT_LIMIT: Duration = Duration::from_secs(15);
-
-fn tailrace_bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_tailrace"))
-}
 
 fn repo_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -47,19 +40,7 @@ fn require(path: &Path) {
     );
 }
 
-/// One stdout line: when it arrived, its text, and its JSON object (if it is one).
-#[derive(Clone, Debug)]
-struct Line {
-    at: Instant,
-    text: String,
-    json: Option<Map<String, Value>>,
-}
-
 impl Line {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.json.as_ref()?.get(key)?.as_str()
-    }
-
     /// A `metric_mock` event (it always carries `Index`).
     fn is_mock(&self) -> bool {
         self.get("Index").is_some()
@@ -73,40 +54,7 @@ impl Line {
     }
 }
 
-/// A tempdir with `conf/` (the config dir), `data/`, `logs/` and `staging/` (where configs are
-/// written before they are renamed into `conf/`, so that the watcher never sees half a file).
-struct Sandbox {
-    tmp: tempfile::TempDir,
-}
-
 impl Sandbox {
-    fn new() -> Sandbox {
-        let tmp = tempfile::tempdir().unwrap();
-        for dir in ["conf", "logs", "staging"] {
-            fs::create_dir(tmp.path().join(dir)).unwrap();
-        }
-        Sandbox { tmp }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.tmp.path().join(rel)
-    }
-
-    fn config_path(&self, file: &str) -> PathBuf {
-        self.path("conf").join(file)
-    }
-
-    /// Writes `conf/<file>` atomically (written aside, then renamed over).
-    fn write_config(&self, file: &str, text: &str) {
-        let staged = self.path("staging").join(file);
-        fs::write(&staged, text).unwrap();
-        fs::rename(&staged, self.config_path(file)).unwrap();
-    }
-
-    fn remove_config(&self, file: &str) {
-        fs::remove_file(self.config_path(file)).unwrap();
-    }
-
     /// `file.yaml`: input_file on `logs/*.log` → flusher_stdout, with `logs/app.log` created
     /// beforehand holding `line-start-0` (small, so it is read from its start).
     fn add_file_pipeline(&self) {
@@ -142,140 +90,9 @@ fn mock_yaml(input_interval_ms: u64, f1: &str) -> String {
     )
 }
 
-/// A running daemon; killed on drop if still running.
-struct Daemon {
-    child: Child,
-    stdout: Arc<Mutex<Vec<Line>>>,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
 impl Daemon {
-    /// Starts `tailrace --config-dir <sandbox>/conf --data-dir <sandbox>/data`, with
-    /// `--plugin-dir` when given, and extra environment variables.
-    fn start(sandbox: &Sandbox, plugin_dir: Option<&Path>, env: &[(&str, &str)]) -> Daemon {
-        let mut cmd = Command::new(tailrace_bin());
-        cmd.arg("--config-dir")
-            .arg(sandbox.path("conf"))
-            .arg("--data-dir")
-            .arg(sandbox.path("data"))
-            .args(["--log-level", "info"])
-            .current_dir(sandbox.path(""))
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(dir) = plugin_dir {
-            cmd.arg("--plugin-dir").arg(dir);
-        }
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("start tailrace");
-
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let out = child.stdout.take().unwrap();
-        let sink = stdout.clone();
-        std::thread::spawn(move || {
-            for text in BufReader::new(out).lines() {
-                let Ok(text) = text else { break };
-                let at = Instant::now();
-                let json = serde_json::from_str::<Value>(&text)
-                    .ok()
-                    .and_then(|v| v.as_object().cloned());
-                sink.lock().unwrap().push(Line { at, text, json });
-            }
-        });
-
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let err = child.stderr.take().unwrap();
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            for text in BufReader::new(err).lines() {
-                let Ok(text) = text else { break };
-                sink.lock().unwrap().push(text);
-            }
-        });
-        Daemon {
-            child,
-            stdout,
-            stderr,
-        }
-    }
-
-    fn lines(&self) -> Vec<Line> {
-        self.stdout.lock().unwrap().clone()
-    }
-
     fn mock_lines(&self) -> Vec<Line> {
         self.lines().into_iter().filter(Line::is_mock).collect()
-    }
-
-    /// The last lines of both streams, for failure messages.
-    fn diagnostics(&self) -> String {
-        let tail = |v: &[String], n: usize| v[v.len().saturating_sub(n)..].join("\n");
-        let stdout: Vec<String> = self.lines().into_iter().map(|l| l.text).collect();
-        format!(
-            "--- stderr (last 40 lines) ---\n{}\n--- stdout (last 10 lines) ---\n{}",
-            tail(&self.stderr.lock().unwrap(), 40),
-            tail(&stdout, 10)
-        )
-    }
-
-    /// Waits up to `limit` for a stdout line matching `pred`; returns the first one.
-    fn wait_line_within(&self, limit: Duration, what: &str, pred: impl Fn(&Line) -> bool) -> Line {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(line) = self.stdout.lock().unwrap().iter().find(|l| pred(l)) {
-                return line.clone();
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "no stdout line with {what} within {limit:?}\n{}",
-                    self.diagnostics()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn wait_line(&self, what: &str, pred: impl Fn(&Line) -> bool) -> Line {
-        self.wait_line_within(WAIT, what, pred)
-    }
-
-    /// Waits until `n` stdout lines match `pred`; returns them.
-    fn wait_lines(&self, n: usize, what: &str, pred: impl Fn(&Line) -> bool) -> Vec<Line> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let found: Vec<Line> = self.lines().into_iter().filter(|l| pred(l)).collect();
-            if found.len() >= n {
-                return found;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "only {} of {n} stdout lines with {what} within {WAIT:?}\n{}",
-                    found.len(),
-                    self.diagnostics()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Waits for a stderr line matching `pred`; returns it.
-    fn wait_stderr(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(line) = self.stderr.lock().unwrap().iter().find(|l| pred(l)) {
-                return line.clone();
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "no stderr line with {what} within {WAIT:?}\n{}",
-                    self.diagnostics()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
     }
 
     /// Appends `line-<tag>-<i>` for i in 1..=n to logs/app.log and waits for each as a
@@ -291,48 +108,6 @@ impl Daemon {
             });
             let path = line.get("__tag__:__path__").unwrap_or_default();
             assert!(path.ends_with("app.log"), "{}", line.text);
-        }
-    }
-
-    fn assert_running(&mut self, when: &str) {
-        let status = self.child.try_wait().unwrap();
-        assert!(
-            status.is_none(),
-            "the daemon exited ({status:?}) {when}\n{}",
-            self.diagnostics()
-        );
-    }
-
-    /// SIGTERM, then waits up to `EXIT_LIMIT`; fails if the daemon does not exit in time.
-    /// Returns the exit status and how long the exit took.
-    fn terminate(&mut self) -> (ExitStatus, Duration) {
-        let started = Instant::now();
-        let sent = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(sent.success(), "kill -TERM failed");
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (status, started.elapsed());
-            }
-            if started.elapsed() >= EXIT_LIMIT {
-                panic!(
-                    "the daemon did not exit within {EXIT_LIMIT:?} of SIGTERM\n{}",
-                    self.diagnostics()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
         }
     }
 }

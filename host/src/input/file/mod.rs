@@ -339,6 +339,7 @@ impl Server {
     }
 
     fn discover(&mut self) {
+        let tracked_before = self.next_file;
         for input in self.inputs.values_mut() {
             let existed_before = !input.first_discovery_done;
             input.first_discovery_done = true;
@@ -388,6 +389,12 @@ impl Server {
                     }
                 }
             }
+        }
+        if self.next_file != tracked_before {
+            // A new file's checkpoint is written at once: if the daemon dies before the next
+            // periodic save and the file is rotated meanwhile, the checkpoint is how it is
+            // found again after the restart.
+            self.save_checkpoints();
         }
     }
 

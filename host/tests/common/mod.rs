@@ -1,0 +1,300 @@
+//! The harness shared by the daemon's end-to-end tests (`daemon.rs`, `file_collection.rs`):
+//! a [`Sandbox`] of config/data/log dirs, a [`Daemon`] guard that always kills its process
+//! (with reader threads collecting its stdout and stderr), and wait helpers.
+//!
+//! Each test crate uses a part of it.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+
+/// How long any expected output may take to show up.
+pub const WAIT: Duration = Duration::from_secs(15);
+/// How long the daemon may take to exit after SIGTERM.
+pub const EXIT_LIMIT: Duration = Duration::from_secs(15);
+
+pub fn tailrace_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_tailrace"))
+}
+
+/// One stdout line: when it arrived, its text, and its JSON object (if it is one).
+#[derive(Clone, Debug)]
+pub struct Line {
+    pub at: Instant,
+    pub text: String,
+    pub json: Option<Map<String, Value>>,
+}
+
+impl Line {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.json.as_ref()?.get(key)?.as_str()
+    }
+}
+
+/// A tempdir with `conf/` (the config dir), `data/`, `logs/` and `staging/` (where configs are
+/// written before they are renamed into `conf/`, so that the watcher never sees half a file).
+pub struct Sandbox {
+    pub tmp: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        let tmp = tempfile::tempdir().unwrap();
+        for dir in ["conf", "logs", "staging"] {
+            fs::create_dir(tmp.path().join(dir)).unwrap();
+        }
+        Sandbox { tmp }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.tmp.path().join(rel)
+    }
+
+    pub fn config_path(&self, file: &str) -> PathBuf {
+        self.path("conf").join(file)
+    }
+
+    /// Writes `conf/<file>` atomically (written aside, then renamed over).
+    pub fn write_config(&self, file: &str, text: &str) {
+        let staged = self.path("staging").join(file);
+        fs::write(&staged, text).unwrap();
+        fs::rename(&staged, self.config_path(file)).unwrap();
+    }
+
+    pub fn remove_config(&self, file: &str) {
+        fs::remove_file(self.config_path(file)).unwrap();
+    }
+}
+
+/// A running daemon; killed on drop if still running.
+pub struct Daemon {
+    pub child: Child,
+    pub stdout: Arc<Mutex<Vec<Line>>>,
+    pub stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    /// Starts `tailrace --config-dir <sandbox>/conf --data-dir <sandbox>/data`, with
+    /// `--plugin-dir` when given, and extra environment variables.
+    pub fn start(sandbox: &Sandbox, plugin_dir: Option<&Path>, env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_with_args(sandbox, plugin_dir, env, &[])
+    }
+
+    /// [`Daemon::start`], with extra command-line arguments (`--once`...).
+    pub fn start_with_args(
+        sandbox: &Sandbox,
+        plugin_dir: Option<&Path>,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Daemon {
+        let mut cmd = Command::new(tailrace_bin());
+        cmd.arg("--config-dir")
+            .arg(sandbox.path("conf"))
+            .arg("--data-dir")
+            .arg(sandbox.path("data"))
+            .args(["--log-level", "info"])
+            .args(args)
+            .current_dir(sandbox.path(""))
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(dir) = plugin_dir {
+            cmd.arg("--plugin-dir").arg(dir);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start tailrace");
+
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let out = child.stdout.take().unwrap();
+        let sink = stdout.clone();
+        std::thread::spawn(move || {
+            for text in BufReader::new(out).lines() {
+                let Ok(text) = text else { break };
+                let at = Instant::now();
+                let json = serde_json::from_str::<Value>(&text)
+                    .ok()
+                    .and_then(|v| v.as_object().cloned());
+                sink.lock().unwrap().push(Line { at, text, json });
+            }
+        });
+
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let err = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for text in BufReader::new(err).lines() {
+                let Ok(text) = text else { break };
+                sink.lock().unwrap().push(text);
+            }
+        });
+        Daemon {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn lines(&self) -> Vec<Line> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// The last lines of both streams, for failure messages.
+    pub fn diagnostics(&self) -> String {
+        let tail = |v: &[String], n: usize| v[v.len().saturating_sub(n)..].join("\n");
+        let stdout: Vec<String> = self.lines().into_iter().map(|l| l.text).collect();
+        format!(
+            "--- stderr (last 40 lines) ---\n{}\n--- stdout (last 10 lines) ---\n{}",
+            tail(&self.stderr.lock().unwrap(), 40),
+            tail(&stdout, 10)
+        )
+    }
+
+    /// Waits up to `limit` for a stdout line matching `pred`; returns the first one.
+    pub fn wait_line_within(
+        &self,
+        limit: Duration,
+        what: &str,
+        pred: impl Fn(&Line) -> bool,
+    ) -> Line {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(line) = self.stdout.lock().unwrap().iter().find(|l| pred(l)) {
+                return line.clone();
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "no stdout line with {what} within {limit:?}\n{}",
+                    self.diagnostics()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn wait_line(&self, what: &str, pred: impl Fn(&Line) -> bool) -> Line {
+        self.wait_line_within(WAIT, what, pred)
+    }
+
+    /// Waits until `n` stdout lines match `pred`; returns them.
+    pub fn wait_lines(&self, n: usize, what: &str, pred: impl Fn(&Line) -> bool) -> Vec<Line> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let found: Vec<Line> = self.lines().into_iter().filter(|l| pred(l)).collect();
+            if found.len() >= n {
+                return found;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "only {} of {n} stdout lines with {what} within {WAIT:?}\n{}",
+                    found.len(),
+                    self.diagnostics()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for a stderr line matching `pred`; returns it.
+    pub fn wait_stderr(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(line) = self.stderr.lock().unwrap().iter().find(|l| pred(l)) {
+                return line.clone();
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "no stderr line with {what} within {WAIT:?}\n{}",
+                    self.diagnostics()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn assert_running(&mut self, when: &str) {
+        let status = self.child.try_wait().unwrap();
+        assert!(
+            status.is_none(),
+            "the daemon exited ({status:?}) {when}\n{}",
+            self.diagnostics()
+        );
+    }
+
+    /// Sends `signal` (a name for kill(1): TERM, STOP, CONT...) to the daemon.
+    pub fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -{signal} failed");
+    }
+
+    /// SIGKILL, and waits for the process to be gone.
+    pub fn kill_hard(&mut self) -> ExitStatus {
+        let _ = self.child.kill();
+        self.child.wait().expect("wait for the killed daemon")
+    }
+
+    /// Waits up to `limit` for the daemon to exit by itself; fails if it does not.
+    pub fn wait_exit(&mut self, limit: Duration) -> (ExitStatus, Duration) {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, started.elapsed());
+            }
+            if started.elapsed() >= limit {
+                panic!(
+                    "the daemon did not exit within {limit:?}\n{}",
+                    self.diagnostics()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, then waits up to `EXIT_LIMIT`; fails if the daemon does not exit in time.
+    /// Returns the exit status and how long the exit took.
+    pub fn terminate(&mut self) -> (ExitStatus, Duration) {
+        let started = Instant::now();
+        self.signal("TERM");
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, started.elapsed());
+            }
+            if started.elapsed() >= EXIT_LIMIT {
+                panic!(
+                    "the daemon did not exit within {EXIT_LIMIT:?} of SIGTERM\n{}",
+                    self.diagnostics()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
