@@ -16,6 +16,16 @@ use crate::proto::event_to_log;
 pub struct JsonLinesWriter {
     file: Option<File>,
     buf: Vec<u8>,
+    rolling: Option<Rolling>,
+}
+
+/// Size-based rolling of an output file: `path` is renamed `path.1` (and `path.1` `path.2`,
+/// ...) once it would grow past `max_bytes`; at most `keep` rolled files are kept.
+struct Rolling {
+    path: std::path::PathBuf,
+    max_bytes: u64,
+    keep: usize,
+    size: u64,
 }
 
 impl JsonLinesWriter {
@@ -23,6 +33,7 @@ impl JsonLinesWriter {
         JsonLinesWriter {
             file: None,
             buf: Vec::with_capacity(64 * 1024),
+            rolling: None,
         }
     }
 
@@ -38,11 +49,96 @@ impl JsonLinesWriter {
         })
     }
 
+    /// Appends to `path`, rolling it over once it would pass `max_bytes` (0: never), keeping
+    /// `keep` rolled files.
+    pub fn rolling(path: &Path, max_bytes: u64, keep: usize) -> std::io::Result<JsonLinesWriter> {
+        let mut writer = JsonLinesWriter::append_to(path)?;
+        if max_bytes > 0 {
+            writer.rolling = Some(Rolling {
+                path: path.to_owned(),
+                max_bytes,
+                keep: keep.max(1),
+                size: std::fs::metadata(path)?.len(),
+            });
+        }
+        Ok(writer)
+    }
+
+    /// Renames the file to `.1` (shifting older ones, dropping the oldest) and starts anew.
+    fn roll(&mut self) -> std::io::Result<()> {
+        let Some(rolling) = &mut self.rolling else {
+            return Ok(());
+        };
+        let rolled = |n: usize| {
+            let mut name = rolling.path.clone().into_os_string();
+            name.push(format!(".{n}"));
+            std::path::PathBuf::from(name)
+        };
+        let _ = std::fs::remove_file(rolled(rolling.keep));
+        for n in (1..rolling.keep).rev() {
+            let _ = std::fs::rename(rolled(n), rolled(n + 1));
+        }
+        std::fs::rename(&rolling.path, rolled(1))?;
+        self.file = Some(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&rolling.path)?,
+        );
+        rolling.size = 0;
+        Ok(())
+    }
+
+    /// Writes the buffer to a rolling file: whole lines only, rolling over before a line that
+    /// would not fit (a line longer than the maximum gets a file of its own).
+    fn write_rolling(&mut self) -> std::io::Result<()> {
+        let buf = std::mem::take(&mut self.buf);
+        let mut start = 0;
+        let result = loop {
+            if start >= buf.len() {
+                break Ok(());
+            }
+            let (max, size) = match &self.rolling {
+                Some(r) => (r.max_bytes, r.size),
+                None => break Ok(()),
+            };
+            let room = max.saturating_sub(size) as usize;
+            let limit = (start + room).min(buf.len());
+            let fitting = buf[start..limit].iter().rposition(|&b| b == b'\n');
+            let end = match fitting {
+                Some(p) => start + p + 1,
+                None if size == 0 => buf[start..]
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(buf.len(), |p| start + p + 1),
+                None => {
+                    if let Err(e) = self.roll() {
+                        break Err(e);
+                    }
+                    continue;
+                }
+            };
+            let file = self.file.as_mut().expect("a rolling writer has a file");
+            if let Err(e) = file.write_all(&buf[start..end]) {
+                break Err(e);
+            }
+            if let Some(r) = &mut self.rolling {
+                r.size += (end - start) as u64;
+            }
+            start = end;
+        };
+        self.buf = buf;
+        result
+    }
+
     /// Writes one line per event of every group.
     pub fn write(&mut self, groups: &[PipelineEventGroup]) -> std::io::Result<()> {
         self.buf.clear();
         for group in groups {
             write_group(&mut self.buf, group);
+        }
+        if self.rolling.is_some() {
+            return self.write_rolling();
         }
         match &mut self.file {
             Some(file) => file.write_all(&self.buf),
@@ -174,6 +270,30 @@ mod tests {
         );
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["__time__"], "1700000000");
+    }
+
+    #[test]
+    fn rolling_files_keep_every_line_and_at_most_keep_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let mut writer = JsonLinesWriter::rolling(&path, 200, 2).unwrap();
+        for i in 0..10 {
+            let mut group = PipelineEventGroup::default();
+            let mut log = LogEvent::new(i, None);
+            log.set_content("content", format!("line {i} {}", "x".repeat(60)));
+            group.events.push(PipelineEvent::Log(log));
+            writer.write(&[group]).unwrap();
+        }
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        let rolled1 = dir.path().join("out.jsonl.1");
+        let rolled2 = dir.path().join("out.jsonl.2");
+        assert!(!dir.path().join("out.jsonl.3").exists());
+        for p in [&path, &rolled1, &rolled2] {
+            assert!(std::fs::metadata(p).unwrap().len() <= 200);
+        }
+        let all = format!("{}{}{}", read(&rolled2), read(&rolled1), read(&path));
+        let last: Vec<&str> = all.lines().collect();
+        assert!(last.last().unwrap().contains("line 9 "));
     }
 
     #[test]

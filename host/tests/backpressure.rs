@@ -169,3 +169,60 @@ fn stalled_flusher_pauses_reading_and_loses_nothing() {
     }
     assert_eq!(seen.len(), LINES);
 }
+
+/// `flusher_file` with `MaxSizeKB` rolls its output: no file passes the size, at most
+/// `MaxRolls` rolled files stay, and with enough rolls kept every line is in one of them.
+#[test]
+fn flusher_file_rolls_by_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    for dir in ["conf", "data", "logs", "plugins", "out"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    let lines = 20_000;
+    let mut text = String::new();
+    for i in 0..lines {
+        text.push_str(&format!("seq={i:08} {}\n", "y".repeat(40)));
+    }
+    std::fs::write(root.join("logs/a.log"), text).unwrap();
+    std::fs::write(
+        root.join("conf/roll.yaml"),
+        format!(
+            "inputs:\n  - Type: input_file\n    FilePaths: [{}/logs/*.log]\n    TailingAllMatchedFiles: true\nflushers:\n  - Type: flusher_file\n    FilePath: {}/out/out.jsonl\n    MaxSizeKB: 256\n    MaxRolls: 100\n",
+            root.display(),
+            root.display()
+        ),
+    )
+    .unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_tailrace"))
+        .arg("--once")
+        .args(["--config-dir", root.join("conf").to_str().unwrap()])
+        .args(["--data-dir", root.join("data").to_str().unwrap()])
+        .args(["--plugin-dir", root.join("plugins").to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut seen = HashSet::new();
+    let mut files = 0;
+    for entry in std::fs::read_dir(root.join("out")).unwrap().flatten() {
+        files += 1;
+        let size = entry.metadata().unwrap().len();
+        assert!(
+            size <= 256 * 1024,
+            "{} is {size} bytes",
+            entry.path().display()
+        );
+        for line in std::fs::read_to_string(entry.path()).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            seen.insert(
+                v["content"].as_str().unwrap()[4..12]
+                    .parse::<usize>()
+                    .unwrap(),
+            );
+        }
+    }
+    assert!(files > 2, "only {files} output files: nothing rolled");
+    assert_eq!(seen.len(), lines);
+}

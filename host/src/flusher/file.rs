@@ -13,6 +13,21 @@ use crate::flusher::parse_options;
 pub struct FileFlusherConfig {
     /// The file to append to (required).
     pub file_path: String,
+    /// Roll the file over when it would pass this size (default 0: never; the file is the
+    /// user's to rotate, e.g. with logrotate).
+    #[serde(default = "default_max_size_kb", rename = "MaxSizeKB")]
+    pub max_size_kb: u64,
+    /// How many rolled files (`FilePath.1`, `.2`, ...) are kept.
+    #[serde(default = "default_max_rolls")]
+    pub max_rolls: usize,
+}
+
+pub fn default_max_size_kb() -> u64 {
+    0
+}
+
+pub fn default_max_rolls() -> usize {
+    7
 }
 
 pub fn build(plugin: &PluginConfig) -> Result<Box<dyn Flusher>, (String, String)> {
@@ -21,8 +36,12 @@ pub fn build(plugin: &PluginConfig) -> Result<Box<dyn Flusher>, (String, String)
     if config.file_path.is_empty() {
         return Err((field, "must not be empty".to_owned()));
     }
-    let out = JsonLinesWriter::append_to(config.file_path.as_ref())
-        .map_err(|e| (field, format!("cannot open {:?}: {e}", config.file_path)))?;
+    let out = JsonLinesWriter::rolling(
+        config.file_path.as_ref(),
+        config.max_size_kb * 1024,
+        config.max_rolls,
+    )
+    .map_err(|e| (field, format!("cannot open {:?}: {e}", config.file_path)))?;
     Ok(Box::new(FileFlusher(out)))
 }
 

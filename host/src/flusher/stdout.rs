@@ -8,14 +8,30 @@ use tailrace::PipelineEventGroup;
 use crate::config::PluginConfig;
 use crate::flusher::parse_options;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
 pub struct StdoutConfig {
-    /// Append to this file instead of stdout.
+    /// Append to this file instead of stdout, rolling it by size as `flusher_file` does.
     pub file_name: String,
+    /// With `FileName`: roll the file over when it would pass this size (0: never).
+    #[serde(rename = "MaxSizeKB")]
+    pub max_size_kb: u64,
+    /// With `FileName`: how many rolled files are kept.
+    pub max_rolls: usize,
     /// iLogtail's switch between stdout and its own log file; output here is always stdout (or
     /// `FileName`), so it is accepted for compatibility.
     pub only_stdout: bool,
+}
+
+impl Default for StdoutConfig {
+    fn default() -> Self {
+        StdoutConfig {
+            file_name: String::new(),
+            max_size_kb: crate::flusher::file::default_max_size_kb(),
+            max_rolls: crate::flusher::file::default_max_rolls(),
+            only_stdout: false,
+        }
+    }
 }
 
 pub fn build(plugin: &PluginConfig) -> Result<Box<dyn Flusher>, (String, String)> {
@@ -23,7 +39,12 @@ pub fn build(plugin: &PluginConfig) -> Result<Box<dyn Flusher>, (String, String)
     let out = if config.file_name.is_empty() {
         JsonLinesWriter::stdout()
     } else {
-        JsonLinesWriter::append_to(config.file_name.as_ref()).map_err(|e| {
+        JsonLinesWriter::rolling(
+            config.file_name.as_ref(),
+            config.max_size_kb * 1024,
+            config.max_rolls,
+        )
+        .map_err(|e| {
             (
                 format!("{}.FileName", plugin.field),
                 format!("cannot open {:?}: {e}", config.file_name),
