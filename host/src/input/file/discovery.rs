@@ -44,6 +44,23 @@ fn excluded(spec: &FileInputSpec, path: &Path) -> bool {
         .any(|dir| spec.exclude_dirs.iter().any(|m| m.is_match(dir)))
 }
 
+/// The directories `spec`'s globs start from, and whether anything below their first level can
+/// match (so a watch on them must be recursive).
+pub fn roots(spec: &FileInputSpec) -> Vec<(PathBuf, bool)> {
+    let mut roots: Vec<(PathBuf, bool)> = spec
+        .config
+        .file_paths
+        .iter()
+        .map(|p| {
+            let (root, depth) = walk_plan(p, spec.config.max_dir_search_depth);
+            (root, depth > 0)
+        })
+        .collect();
+    roots.sort();
+    roots.dedup();
+    roots
+}
+
 /// The directory to walk from, and how deep (in directory levels below it) files may be.
 fn walk_plan(pattern: &str, extra_depth: usize) -> (PathBuf, usize) {
     let components: Vec<&str> = pattern.split('/').collect();

@@ -20,9 +20,11 @@ pub mod discovery;
 pub mod identity;
 pub mod multiline;
 pub mod reader;
+pub mod watch;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -73,6 +75,8 @@ enum Command {
         id: InputId,
         done: Sender<()>,
     },
+    /// Something changed in a watched directory: look for new files now.
+    Wake,
     /// Whether every file is read to its end and every batch delivered (for `--once`).
     Drained {
         reply: Sender<bool>,
@@ -97,9 +101,11 @@ pub struct FileServerOptions {
 impl FileServer {
     pub fn start(options: FileServerOptions) -> FileServer {
         let (commands, rx) = crossbeam_channel::unbounded();
+        let woken = Arc::new(AtomicBool::new(false));
+        let server = Server::new(rx, options, commands.clone(), woken.clone());
         let thread = std::thread::Builder::new()
             .name("file-server".into())
-            .spawn(move || Server::new(rx, options).run())
+            .spawn(move || server.run())
             .expect("spawn the file-server thread");
         FileServer {
             commands,
@@ -174,6 +180,8 @@ impl DeliveryHook for FileAck {
 struct Input {
     pipeline: String,
     spec: FileInputSpec,
+    /// inotify on the globs' directories (dropped with the input).
+    _watch: watch::DirWatch,
     sink: Sender<PipelineEventGroup>,
     /// Tracked files by their own id (a file keeps its id through renames).
     files: HashMap<u64, Tracked>,
@@ -207,10 +215,18 @@ struct Server {
     acks_tx: Sender<Ack>,
     acks_rx: Receiver<Ack>,
     next_file: u64,
+    /// Where directory watches send their wake-ups, and their coalescing flag.
+    wake_tx: Sender<Command>,
+    woken: Arc<AtomicBool>,
 }
 
 impl Server {
-    fn new(commands: Receiver<Command>, options: FileServerOptions) -> Server {
+    fn new(
+        commands: Receiver<Command>,
+        options: FileServerOptions,
+        wake_tx: Sender<Command>,
+        woken: Arc<AtomicBool>,
+    ) -> Server {
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_owned())
             .unwrap_or_default();
@@ -226,6 +242,8 @@ impl Server {
             acks_tx,
             acks_rx,
             next_file: 0,
+            wake_tx,
+            woken,
         }
     }
 
@@ -276,10 +294,16 @@ impl Server {
                 spec,
                 sink,
             } => {
+                let wake_tx = self.wake_tx.clone();
+                let watch =
+                    watch::DirWatch::new(&discovery::roots(&spec), self.woken.clone(), move || {
+                        let _ = wake_tx.send(Command::Wake);
+                    });
                 self.inputs.insert(
                     id,
                     Input {
                         pipeline,
+                        _watch: watch,
                         spec: *spec,
                         sink,
                         files: HashMap::new(),
@@ -307,6 +331,10 @@ impl Server {
                             })
                     });
                 let _ = reply.send(drained);
+            }
+            Command::Wake => {
+                self.woken.store(false, Ordering::Release);
+                self.last_discovery = None;
             }
             Command::Shutdown => return false,
         }
@@ -738,6 +766,7 @@ mod tests {
             sink,
             files: HashMap::new(),
             first_discovery_done: true,
+            _watch: watch::DirWatch::new(&[], Arc::new(AtomicBool::new(false)), || {}),
         };
         assert_eq!(
             start_offset(&store, &input, &path, DevInode::of(&meta), 12, true),
