@@ -226,3 +226,68 @@ fn flusher_file_rolls_by_size() {
     assert!(files > 2, "only {files} output files: nothing rolled");
     assert_eq!(seen.len(), lines);
 }
+
+/// One pipeline whose flusher is stalled does not stall another: both are served by the one
+/// FileServer thread, which never blocks on a full queue.
+#[test]
+fn a_stalled_pipeline_does_not_stall_the_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    for dir in ["conf", "data", "slow", "fast", "plugins"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    let lines = 200_000;
+    for dir in ["slow", "fast"] {
+        let mut text = String::new();
+        for i in 0..lines {
+            text.push_str(&format!("seq={i:08} {}\n", "z".repeat(60)));
+        }
+        std::fs::write(root.join(dir).join("a.log"), text).unwrap();
+    }
+    let fifo = root.join("slow.fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let _reader = OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    let out = root.join("fast.jsonl");
+    for (name, dir, target) in [("slow", "slow", &fifo), ("fast", "fast", &out)] {
+        std::fs::write(
+            root.join(format!("conf/{name}.yaml")),
+            format!(
+                "inputs:\n  - Type: input_file\n    FilePaths: [{}/{dir}/*.log]\n    TailingAllMatchedFiles: true\nflushers:\n  - Type: flusher_file\n    FilePath: {}\n",
+                root.display(),
+                target.display()
+            ),
+        )
+        .unwrap();
+    }
+    let _daemon = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_tailrace"))
+            .args(["--config-dir", root.join("conf").to_str().unwrap()])
+            .args(["--data-dir", root.join("data").to_str().unwrap()])
+            .args(["--plugin-dir", root.join("plugins").to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        let complete = text.lines().filter(|l| l.ends_with('}')).count();
+        if complete == lines {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the fast pipeline delivered {complete} of {lines} lines while the slow one was stalled"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
