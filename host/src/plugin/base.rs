@@ -3,7 +3,8 @@
 //! runs `ProcessLogGroup`. Neither is a thread that collects or flushes native data, so a base
 //! that hangs stalls only the pipelines that use it; the main loop notices and says so.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -74,12 +75,15 @@ pub struct BaseClient {
     /// Window sent and not yet reported, since when; and whether the stall was reported.
     pending: Option<(u64, Instant, bool)>,
     control_thread: Option<JoinHandle<()>>,
+    /// The base config names of the last window: batches for others are not retried.
+    live: Arc<RwLock<BTreeSet<String>>>,
 }
 
 /// How long a window may take before the host says the base is stuck.
 const STALL_WARNING: Duration = Duration::from_secs(5);
-/// How long a batch for the base is retried before it is given up (logged).
-const FEED_RETRY_LIMIT: Duration = Duration::from_secs(30);
+/// How often a batch the base keeps refusing is reported (it is retried as long as its
+/// pipeline lives: dropping it would let the checkpoint pass data never delivered).
+const FEED_REFUSED_REPORT: Duration = Duration::from_secs(30);
 
 impl BaseClient {
     /// Starts the threads and queues `InitPluginBaseV2(global_json)`.
@@ -87,13 +91,15 @@ impl BaseClient {
         let (control, control_rx) = crossbeam_channel::unbounded();
         let (reports_tx, reports) = crossbeam_channel::unbounded();
         let (feed, feed_rx) = crossbeam_channel::bounded(64);
+        let live = Arc::new(RwLock::new(BTreeSet::new()));
+        let feed_live = live.clone();
         let control_thread = std::thread::Builder::new()
             .name("plugin-base-control".into())
             .spawn(move || control_loop(api, control_rx, reports_tx))
             .expect("spawn the plugin-base control thread");
         std::thread::Builder::new()
             .name("plugin-base-feed".into())
-            .spawn(move || feed_loop(api, feed_rx))
+            .spawn(move || feed_loop(api, feed_rx, feed_live))
             .expect("spawn the plugin-base feeder thread");
         let _ = control.send(Control::Init { global_json });
         BaseClient {
@@ -103,6 +109,7 @@ impl BaseClient {
             next_window: 0,
             pending: None,
             control_thread: Some(control_thread),
+            live,
         }
     }
 
@@ -118,6 +125,7 @@ impl BaseClient {
     pub fn apply(&mut self, configs: BaseConfigs) -> u64 {
         let id = self.next_window;
         self.next_window += 1;
+        *self.live.write().unwrap_or_else(|e| e.into_inner()) = configs.keys().cloned().collect();
         let _ = self.control.send(Control::Window { id, configs });
         if self.pending.is_none() {
             self.pending = Some((id, Instant::now(), false));
@@ -248,9 +256,9 @@ fn load(api: &BaseApi, name: &str, config: &BaseConfig) -> bool {
     code == 0
 }
 
-fn feed_loop(api: BaseApi, items: Receiver<FeedItem>) {
+fn feed_loop(api: BaseApi, items: Receiver<FeedItem>, live: Arc<RwLock<BTreeSet<String>>>) {
     for item in items.iter() {
-        let started = Instant::now();
+        let mut reported = Instant::now();
         loop {
             // SAFETY: GoString/GoSlice borrowing live buffers for the duration of the call.
             let code = unsafe {
@@ -264,13 +272,23 @@ fn feed_loop(api: BaseApi, items: Receiver<FeedItem>) {
                 item.acks.delivered();
                 break;
             }
-            if started.elapsed() >= FEED_RETRY_LIMIT {
-                tracing::error!(
+            let still_live = live
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&item.config_name);
+            if !still_live {
+                tracing::info!(
                     config = item.config_name,
-                    "the plugin base refused a batch for {}s; batch dropped",
-                    FEED_RETRY_LIMIT.as_secs()
+                    "pipeline removed: its queued batch is dropped"
                 );
                 break;
+            }
+            if reported.elapsed() >= FEED_REFUSED_REPORT {
+                reported = Instant::now();
+                tracing::error!(
+                    config = item.config_name,
+                    "the plugin base keeps refusing a batch; retrying (collection for this pipeline waits)"
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
