@@ -150,6 +150,16 @@ impl JsonLinesWriter {
     }
 }
 
+/// A JSON-lines writer is a flusher as it is (`flusher_stdout`, `flusher_file`).
+impl crate::plugin::Flusher for JsonLinesWriter {
+    fn flush(&mut self, groups: &mut Vec<PipelineEventGroup>) -> Result<(), String> {
+        self.write(groups)
+            .map_err(|e| format!("write failed: {e}"))?;
+        groups.clear();
+        Ok(())
+    }
+}
+
 /// Appends one line per event of `group` to `out`.
 pub fn write_group(out: &mut Vec<u8>, group: &PipelineEventGroup) {
     for event in &group.events {

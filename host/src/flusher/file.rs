@@ -3,7 +3,6 @@
 use serde::Deserialize;
 use tailrace::plugin::Flusher;
 use tailrace::stdout_format::JsonLinesWriter;
-use tailrace::PipelineEventGroup;
 
 use crate::config::PluginConfig;
 use crate::flusher::parse_options;
@@ -42,17 +41,5 @@ pub fn build(plugin: &PluginConfig) -> Result<Box<dyn Flusher>, (String, String)
         config.max_rolls,
     )
     .map_err(|e| (field, format!("cannot open {:?}: {e}", config.file_path)))?;
-    Ok(Box::new(FileFlusher(out)))
-}
-
-struct FileFlusher(JsonLinesWriter);
-
-impl Flusher for FileFlusher {
-    fn flush(&mut self, groups: &mut Vec<PipelineEventGroup>) -> Result<(), String> {
-        self.0
-            .write(groups)
-            .map_err(|e| format!("write failed: {e}"))?;
-        groups.clear();
-        Ok(())
-    }
+    Ok(Box::new(out))
 }

@@ -3,7 +3,6 @@
 use serde::Deserialize;
 use tailrace::plugin::Flusher;
 use tailrace::stdout_format::JsonLinesWriter;
-use tailrace::PipelineEventGroup;
 
 use crate::config::PluginConfig;
 use crate::flusher::parse_options;
@@ -51,17 +50,5 @@ pub fn build(plugin: &PluginConfig) -> Result<Box<dyn Flusher>, (String, String)
             )
         })?
     };
-    Ok(Box::new(StdoutFlusher(out)))
-}
-
-struct StdoutFlusher(JsonLinesWriter);
-
-impl Flusher for StdoutFlusher {
-    fn flush(&mut self, groups: &mut Vec<PipelineEventGroup>) -> Result<(), String> {
-        self.0
-            .write(groups)
-            .map_err(|e| format!("write failed: {e}"))?;
-        groups.clear();
-        Ok(())
-    }
+    Ok(Box::new(out))
 }

@@ -5,7 +5,6 @@ use serde::Deserialize;
 use serde_json::Value;
 use tailrace::plugin::Flusher;
 use tailrace::stdout_format::JsonLinesWriter;
-use tailrace::PipelineEventGroup;
 
 use crate::runtime::registry::{parse_detail, PluginContext, PluginFactory};
 
@@ -29,26 +28,14 @@ fn build(_ctx: &PluginContext, detail: &Value) -> Result<Box<dyn Flusher>, Strin
         JsonLinesWriter::append_to(config.file_name.as_ref())
             .map_err(|e| format!("FileName: cannot open {:?}: {e}", config.file_name))?
     };
-    Ok(Box::new(StdoutFlusher(out)))
-}
-
-struct StdoutFlusher(JsonLinesWriter);
-
-impl Flusher for StdoutFlusher {
-    fn flush(&mut self, groups: &mut Vec<PipelineEventGroup>) -> Result<(), String> {
-        self.0
-            .write(groups)
-            .map_err(|e| format!("write failed: {e}"))?;
-        groups.clear();
-        Ok(())
-    }
+    Ok(Box::new(out))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::runtime::registry::tests_support::context;
-    use tailrace::{LogEvent, PipelineEvent};
+    use tailrace::{LogEvent, PipelineEvent, PipelineEventGroup};
 
     #[test]
     fn writes_json_lines_to_file() {
