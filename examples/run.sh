@@ -18,5 +18,9 @@ cp "$top/examples/logs/access.log" "$run/logs/access.log"
     done
 ) &
 appender=$!
+"$top/target/release/tailrace" --config-dir "$run/conf" --data-dir "$run/data" "$@" &
+daemon=$!
+# Ctrl-C, or a TERM to make: stop the daemon (it drains and saves checkpoints) and the writer.
+trap 'kill $appender 2>/dev/null; kill -TERM $daemon 2>/dev/null; wait $daemon' INT TERM
 trap 'kill $appender 2>/dev/null || true' EXIT
-"$top/target/release/tailrace" --config-dir "$run/conf" --data-dir "$run/data" "$@"
+wait $daemon
