@@ -38,6 +38,31 @@ typedef struct {
   GoInt cap;
 } GoSlice;
 
+/**
+ * One key/value of a plugin metric (`GetGoMetrics`), both NUL-terminated, malloc'd.
+ */
+typedef struct {
+  char *key;
+  char *value;
+} KeyValue;
+
+/**
+ * One plugin metric: `count` key/values, every pointer malloc'd.
+ */
+typedef struct {
+  KeyValue **keyValues;
+  int count;
+} PluginMetric;
+
+/**
+ * What `GetGoMetrics` returns, in the layout of iLogtail's plugin base: `count` metrics,
+ * every pointer malloc'd; the caller frees each piece.
+ */
+typedef struct {
+  PluginMetric **metrics;
+  int count;
+} PluginMetrics;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -152,10 +177,11 @@ void StopAllPipelines(GoInt withInputFlag);
 void StopBuiltInModules(void);
 
 /**
- * The counters of every running pipeline as a NUL-terminated JSON array, allocated with
- * `malloc`: the caller frees it. NULL on error.
+ * The counters of every running pipeline, in iLogtail's `PluginMetrics` layout: every piece
+ * (the struct, its arrays, each key/value and its strings) comes from `malloc`, and the
+ * caller frees each. NULL on error.
  */
-char *GetGoMetrics(GoString metricType);
+PluginMetrics *GetGoMetrics(GoString metricType);
 
 #ifdef __cplusplus
 }  // extern "C"

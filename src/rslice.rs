@@ -6,7 +6,7 @@
 //! undefined behaviour.
 
 use std::fmt;
-use std::os::raw::{c_char, c_longlong, c_void};
+use std::os::raw::{c_char, c_int, c_longlong, c_void};
 
 /// `long long`, Go's `int` on 64-bit platforms.
 pub type GoInt = c_longlong;
@@ -28,6 +28,31 @@ pub struct GoSlice {
     pub data: *mut c_void,
     pub len: GoInt,
     pub cap: GoInt,
+}
+
+/// One key/value of a plugin metric (`GetGoMetrics`), both NUL-terminated, malloc'd.
+#[repr(C)]
+#[allow(non_snake_case)]
+pub struct KeyValue {
+    pub key: *mut c_char,
+    pub value: *mut c_char,
+}
+
+/// One plugin metric: `count` key/values, every pointer malloc'd.
+#[repr(C)]
+#[allow(non_snake_case)]
+pub struct PluginMetric {
+    pub keyValues: *mut *mut KeyValue,
+    pub count: c_int,
+}
+
+/// What `GetGoMetrics` returns, in the layout of iLogtail's plugin base: `count` metrics,
+/// every pointer malloc'd; the caller frees each piece.
+#[repr(C)]
+#[allow(non_snake_case)]
+pub struct PluginMetrics {
+    pub metrics: *mut *mut PluginMetric,
+    pub count: c_int,
 }
 
 /// Why an argument could not be used.

@@ -4,7 +4,7 @@
 //! and a `PLUGIN_PANIC_ALARM`), checks its arguments through `rslice` (null pointers, negative
 //! lengths and invalid UTF-8 are errors), and calls the safe runtime.
 
-use std::os::raw::{c_char, c_void};
+use std::os::raw::{c_char, c_int, c_void};
 
 use bytes::Bytes;
 use prost::Message;
@@ -15,7 +15,9 @@ use tailrace::{Log, LogEvent, LogGroup, PipelineEvent, PipelineEventGroup};
 use crate::context::AlarmLevel;
 use crate::global;
 use crate::runtime::{clock, LoadRequest, PluginBase, Settings};
-use tailrace::rslice::{ArgError, GoInt, GoInt64, GoSlice, GoString};
+use tailrace::rslice::{
+    ArgError, GoInt, GoInt64, GoSlice, GoString, KeyValue, PluginMetric, PluginMetrics,
+};
 
 /// Metadata key of the pack id a host gives with its data.
 const PACK_ID_META: &str = "__pack_id__";
@@ -325,10 +327,11 @@ pub extern "C" fn StopBuiltInModules() {
     })
 }
 
-/// The counters of every running pipeline as a NUL-terminated JSON array, allocated with
-/// `malloc`: the caller frees it. NULL on error.
+/// The counters of every running pipeline, in iLogtail's `PluginMetrics` layout: every piece
+/// (the struct, its arrays, each key/value and its strings) comes from `malloc`, and the
+/// caller frees each. NULL on error.
 #[no_mangle]
-pub extern "C" fn GetGoMetrics(metric_type: GoString) -> *mut c_char {
+pub extern "C" fn GetGoMetrics(metric_type: GoString) -> *mut PluginMetrics {
     ffi_panic_boundary!("GetGoMetrics", {
         // SAFETY: the caller passes a GoString valid for the duration of the call.
         if let Err(e) = unsafe { metric_type.as_str("metricType") } {
@@ -338,7 +341,7 @@ pub extern "C" fn GetGoMetrics(metric_type: GoString) -> *mut c_char {
         let Ok(base) = global::get() else {
             return std::ptr::null_mut();
         };
-        malloc_c_string(&base.metrics_json())
+        malloc_metrics(&base.metrics())
     })
 }
 
@@ -346,19 +349,78 @@ extern "C" {
     fn malloc(size: usize) -> *mut c_void;
 }
 
-/// A copy of `s` with a NUL, in memory from `malloc` (so that a C caller can `free` it).
+/// Room for `count` values of `T`, uninitialised, from `malloc` (never zero-sized).
+fn malloc_array<T>(count: usize) -> *mut T {
+    // SAFETY: malloc has no preconditions; callers check for NULL.
+    unsafe { malloc(std::mem::size_of::<T>() * count.max(1)) }.cast()
+}
+
+/// A copy of `s` with a NUL, in memory from `malloc` (NULL if out of memory).
 fn malloc_c_string(s: &str) -> *mut c_char {
-    // SAFETY: malloc has no preconditions; the result is checked for NULL.
-    let ptr = unsafe { malloc(s.len() + 1) } as *mut u8;
+    let ptr: *mut u8 = malloc_array(s.len() + 1);
     if ptr.is_null() {
         return std::ptr::null_mut();
     }
-    // SAFETY: `ptr` points to s.len() + 1 freshly allocated bytes that nothing else uses.
+    // SAFETY: `ptr` points to s.len() + 1 freshly allocated bytes that nothing else uses; a NUL
+    // inside `s` would cut the C string short but not overrun it.
     unsafe {
         std::ptr::copy_nonoverlapping(s.as_ptr(), ptr, s.len());
         *ptr.add(s.len()) = 0;
     }
     ptr.cast()
+}
+
+/// Builds the `PluginMetrics` tree with `malloc` (NULL if out of memory at the top; a row or
+/// key/value that could not be allocated is left out, with its count adjusted).
+fn malloc_metrics(rows: &[Vec<(String, String)>]) -> *mut PluginMetrics {
+    let top: *mut PluginMetrics = malloc_array(1);
+    let metrics: *mut *mut PluginMetric = malloc_array(rows.len());
+    if top.is_null() || metrics.is_null() {
+        return std::ptr::null_mut();
+    }
+    let mut count = 0;
+    for row in rows {
+        let metric: *mut PluginMetric = malloc_array(1);
+        let pairs: *mut *mut KeyValue = malloc_array(row.len());
+        if metric.is_null() || pairs.is_null() {
+            continue;
+        }
+        let mut n = 0;
+        for (k, v) in row {
+            let kv: *mut KeyValue = malloc_array(1);
+            if kv.is_null() {
+                continue;
+            }
+            // SAFETY: `kv` is a fresh allocation of one KeyValue; `pairs` has room for
+            // row.len() pointers and n < row.len().
+            unsafe {
+                kv.write(KeyValue {
+                    key: malloc_c_string(k),
+                    value: malloc_c_string(v),
+                });
+                pairs.add(n).write(kv);
+            }
+            n += 1;
+        }
+        // SAFETY: `metric` is a fresh allocation of one PluginMetric; `metrics` has room for
+        // rows.len() pointers and count < rows.len().
+        unsafe {
+            metric.write(PluginMetric {
+                keyValues: pairs,
+                count: n as c_int,
+            });
+            metrics.add(count).write(metric);
+        }
+        count += 1;
+    }
+    // SAFETY: `top` is a fresh allocation of one PluginMetrics.
+    unsafe {
+        top.write(PluginMetrics {
+            metrics,
+            count: count as c_int,
+        })
+    };
+    top
 }
 
 fn init_from_json(export: &str, json: GoString) -> GoInt {

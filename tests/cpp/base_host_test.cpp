@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <set>
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -510,6 +511,34 @@ bool parse_index(const Log& log, long long& index) {
     char* end = nullptr;
     index = std::strtoll(v->c_str(), &end, 10);
     return end != nullptr && *end == '\0';
+}
+
+// Walks a GetGoMetrics result (iLogtail's PluginMetrics layout), copies it into `out` if
+// given, and frees every piece, as iLogtail's core does. Returns the number of metrics, or -1
+// for NULL.
+static int free_metrics(PluginMetrics* m,
+                        std::vector<std::map<std::string, std::string>>* out = nullptr) {
+    if (m == nullptr) return -1;
+    int n = m->count;
+    for (int i = 0; i < m->count; ++i) {
+        PluginMetric* pm = m->metrics[i];
+        if (pm == nullptr) continue;
+        std::map<std::string, std::string> row;
+        for (int j = 0; j < pm->count; ++j) {
+            KeyValue* kv = pm->keyValues[j];
+            if (kv == nullptr) continue;
+            if (kv->key && kv->value) row[kv->key] = kv->value;
+            free(kv->key);
+            free(kv->value);
+            free(kv);
+        }
+        if (out) out->push_back(row);
+        free(pm->keyValues);
+        free(pm);
+    }
+    free(m->metrics);
+    free(m);
+    return n;
 }
 
 // ---------------------------------------------------------------------------
@@ -1071,18 +1100,16 @@ int scenario_bad() {
             print_case("GetContainerMeta", bad.what);
             CHECK(g_base.GetContainerMeta(bad.value) == nullptr);
             print_case("GetGoMetrics (any result)", bad.what);
-            free(g_base.GetGoMetrics(bad.value));
+            free_metrics(g_base.GetGoMetrics(bad.value));
         }
         g_base.CtlCmd(gs("unknown/2"), 12345, gs("{}"));
         g_base.CtlCmd(gs("okcfg/2"), INT64_MIN, gs(""));
         CHECK(g_base.GetContainerMeta(gs("nope")) == nullptr);
         for (const char* type : {"", "direct", "plugin", "nope"}) {
-            // DESIGN §3: a malloc'd string (or NULL) that the caller frees.
-            void* metrics = g_base.GetGoMetrics(gs(type));
-            std::printf("   GetGoMetrics(\"%s\") -> %s (%zu bytes)\n", type,
-                        metrics ? "string" : "NULL",
-                        metrics ? std::strlen(static_cast<const char*>(metrics)) : 0);
-            free(metrics);
+            // iLogtail's layout: a malloc'd PluginMetrics tree (or NULL) the caller frees.
+            std::vector<std::map<std::string, std::string>> rows;
+            int n = free_metrics(g_base.GetGoMetrics(gs(type)), &rows);
+            std::printf("   GetGoMetrics(\"%s\") -> %d metrics\n", type, n);
         }
     }
     {
@@ -1093,6 +1120,18 @@ int scenario_bad() {
         g_base.Resume();
         check_round_trip("okcfg/2", "okcfg", "after-bad-input");
         check_round_trip("final/2", "final", "after-bad-input-final");
+        // Both running pipelines show up in GetGoMetrics, each with its config_name.
+        std::vector<std::map<std::string, std::string>> rows;
+        CHECK(free_metrics(g_base.GetGoMetrics(gs("")), &rows) >= 2);
+        std::set<std::string> names;
+        for (const auto& row : rows) {
+            auto it = row.find("config_name");
+            CHECK(it != row.end());
+            if (it != row.end()) names.insert(it->second);
+            CHECK(row.count("events_in") == 1);
+        }
+        CHECK(names.count("okcfg/2") == 1);
+        CHECK(names.count("final/2") == 1);
         check_no_callback_errors();
     }
     hold_on_exit();

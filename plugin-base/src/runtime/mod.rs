@@ -450,22 +450,20 @@ impl PluginBase {
         }
     }
 
-    /// Counters of every pipeline, as JSON (`GetGoMetrics`).
-    pub fn metrics_json(&self) -> String {
+    /// Counters of every running pipeline (`GetGoMetrics`): one list of key/values each.
+    pub fn metrics(&self) -> Vec<Vec<(String, String)>> {
         let state = self.state();
-        let pipelines: Vec<Value> = state
+        state
             .running
             .iter()
             .map(|(name, instance)| {
-                let mut obj = serde_json::Map::new();
-                obj.insert("config_name".into(), Value::String(name.clone()));
+                let mut row = vec![("config_name".to_owned(), name.clone())];
                 for (k, v) in instance.stats.snapshot() {
-                    obj.insert(k.into(), Value::String(v.to_string()));
+                    row.push((k.to_owned(), v.to_string()));
                 }
-                Value::Object(obj)
+                row
             })
-            .collect();
-        Value::Array(pipelines).to_string()
+            .collect()
     }
 
     /// Sends pending alarms to the host now; keeps them if it does not take them.
