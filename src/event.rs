@@ -44,10 +44,6 @@ impl Acks {
         self.0.push(hook);
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// Runs the hooks: the group was delivered.
     pub fn delivered(&self) {
         for hook in &self.0 {

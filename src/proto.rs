@@ -235,13 +235,6 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-/// Several LogGroups in one buffer (used to persist undelivered batches).
-#[derive(Clone, PartialEq, Message)]
-pub struct LogGroupList {
-    #[prost(message, repeated, tag = "1")]
-    pub log_group_list: Vec<LogGroup>,
-}
-
 fn content(key: &'static str, value: impl Into<Bytes>) -> LogContent {
     LogContent {
         key: Bytes::from_static(key.as_bytes()),

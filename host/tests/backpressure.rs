@@ -25,6 +25,17 @@ impl Drop for Daemon {
     }
 }
 
+/// The daemon on `root`'s conf/, data/ and (empty) plugins/ dirs, output discarded.
+fn tailrace(root: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tailrace"));
+    cmd.args(["--config-dir", root.join("conf").to_str().unwrap()])
+        .args(["--data-dir", root.join("data").to_str().unwrap()])
+        .args(["--plugin-dir", root.join("plugins").to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -91,16 +102,7 @@ fn stalled_flusher_pauses_reading_and_loses_nothing() {
         ),
     )
     .unwrap();
-    let daemon = Daemon(
-        Command::new(env!("CARGO_BIN_EXE_tailrace"))
-            .args(["--config-dir", root.join("conf").to_str().unwrap()])
-            .args(["--data-dir", root.join("data").to_str().unwrap()])
-            .args(["--plugin-dir", root.join("plugins").to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let daemon = Daemon(tailrace(root).spawn().unwrap());
     let pid = daemon.0.id();
 
     // During the stall: reading stops well before the end of the file, and RSS stays bounded.
@@ -194,15 +196,7 @@ fn flusher_file_rolls_by_size() {
         ),
     )
     .unwrap();
-    let status = Command::new(env!("CARGO_BIN_EXE_tailrace"))
-        .arg("--once")
-        .args(["--config-dir", root.join("conf").to_str().unwrap()])
-        .args(["--data-dir", root.join("data").to_str().unwrap()])
-        .args(["--plugin-dir", root.join("plugins").to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
+    let status = tailrace(root).arg("--once").status().unwrap();
     assert!(status.success());
     let mut seen = HashSet::new();
     let mut files = 0;
@@ -267,16 +261,7 @@ fn a_stalled_pipeline_does_not_stall_the_others() {
         )
         .unwrap();
     }
-    let _daemon = Daemon(
-        Command::new(env!("CARGO_BIN_EXE_tailrace"))
-            .args(["--config-dir", root.join("conf").to_str().unwrap()])
-            .args(["--data-dir", root.join("data").to_str().unwrap()])
-            .args(["--plugin-dir", root.join("plugins").to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _daemon = Daemon(tailrace(root).spawn().unwrap());
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let text = std::fs::read_to_string(&out).unwrap_or_default();
