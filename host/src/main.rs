@@ -4,6 +4,10 @@
 //! libraries as an extra it can lose at any moment: if they are missing or broken, one warning
 //! says why and everything native keeps running.
 
+// Queues hand a refused batch back by value in `Err`, so that nothing is lost; the group is
+// moved, not copied, and boxing it would cost an allocation per batch on the hot path.
+#![allow(clippy::result_large_err)]
+
 mod config;
 mod flusher;
 mod input;
@@ -55,6 +59,10 @@ struct Cli {
     /// Serve metrics on this address.
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<String>,
+    /// Processor threads serving every pipeline, and as many flusher threads (LoongCollector's
+    /// `process_thread_count`; default: one per core, at most 4).
+    #[arg(long, value_name = "N", env = "TAILRACE_PROCESS_THREADS")]
+    process_threads: Option<usize>,
     /// trace, debug, info, warn or error (or a tracing filter).
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: String,
@@ -133,7 +141,13 @@ fn run(cli: Cli) -> Result<(), String> {
         data_dir: cli.data_dir.clone(),
         once: cli.once,
     });
-    let mut manager = PipelineManager::new(files, base);
+    let threads = cli
+        .process_threads
+        .filter(|&n| n > 0)
+        .unwrap_or_else(runner::default_threads);
+    let runners = runner::Runners::start(threads);
+    tracing::info!(threads, "processor and flusher runners started");
+    let mut manager = PipelineManager::new(files, runners, base);
     let mut watcher = ConfigWatcher::new(cli.config_dirs.clone());
     if cli.once {
         let diff = watcher.poll();

@@ -9,15 +9,17 @@ use std::time::Duration;
 use crate::config::watcher::Diff;
 use crate::config::PipelineConfig;
 use crate::input::file::FileServer;
-use crate::pipeline::{Built, Pipeline};
+use crate::pipeline::{stop_all, Built, Pipeline};
 use crate::plugin::base::{BaseConfig, BaseConfigs};
 use crate::plugin::BaseClient;
+use crate::runner::Runners;
 
 /// How long a stopping pipeline gets to drain.
 const STOP_LIMIT: Duration = Duration::from_secs(5);
 
 pub struct PipelineManager {
     files: FileServer,
+    runners: Runners,
     base: Result<BaseClient, String>,
     pipelines: BTreeMap<String, Pipeline>,
     /// The base configs of the last window sent.
@@ -26,9 +28,14 @@ pub struct PipelineManager {
 }
 
 impl PipelineManager {
-    pub fn new(files: FileServer, base: Result<BaseClient, String>) -> PipelineManager {
+    pub fn new(
+        files: FileServer,
+        runners: Runners,
+        base: Result<BaseClient, String>,
+    ) -> PipelineManager {
         PipelineManager {
             files,
+            runners,
             base,
             pipelines: BTreeMap::new(),
             base_configs: BaseConfigs::new(),
@@ -40,7 +47,7 @@ impl PipelineManager {
         for name in diff.removed {
             if let Some(pipeline) = self.pipelines.remove(&name) {
                 tracing::info!(pipeline = name, "config removed: pipeline stopped");
-                pipeline.stop(&self.files, STOP_LIMIT);
+                pipeline.stop(&self.files, &self.runners, STOP_LIMIT);
             }
         }
         for config in diff.added.into_iter().chain(diff.modified) {
@@ -53,7 +60,7 @@ impl PipelineManager {
         let name = config.name.clone();
         if !config.enable {
             if let Some(old) = self.pipelines.remove(&name) {
-                old.stop(&self.files, STOP_LIMIT);
+                old.stop(&self.files, &self.runners, STOP_LIMIT);
             }
             tracing::info!(pipeline = name, "disabled (enable: false)");
             return;
@@ -80,7 +87,7 @@ impl PipelineManager {
         let key = match self.pipelines.remove(&name) {
             Some(old) => {
                 let key = old.logstore_key;
-                old.stop(&self.files, STOP_LIMIT);
+                old.stop(&self.files, &self.runners, STOP_LIMIT);
                 key
             }
             None => {
@@ -88,7 +95,13 @@ impl PipelineManager {
                 self.next_key
             }
         };
-        let pipeline = Pipeline::start(built, key, &self.files, self.base.as_ref().ok());
+        let pipeline = Pipeline::start(
+            built,
+            key,
+            &self.files,
+            self.base.as_ref().ok(),
+            &self.runners,
+        );
         tracing::info!(
             pipeline = name,
             plugins = pipeline
@@ -147,19 +160,16 @@ impl PipelineManager {
         self.files.drained()
     }
 
-    /// Stops everything: inputs first, then the base gets `HoldOn(1)` (it flushes what it holds
-    /// back to the native flushers, or persists it), then the native flushers drain.
+    /// Stops everything, every pipeline at once under one deadline: inputs first, then the
+    /// base gets `HoldOn(1)` (it flushes what it holds back to the native flushers, or persists
+    /// it), then the native flushers drain.
     pub fn shutdown(mut self) {
-        let mut pipelines: Vec<Pipeline> =
-            std::mem::take(&mut self.pipelines).into_values().collect();
-        for pipeline in &mut pipelines {
-            pipeline.stop_input(&self.files, STOP_LIMIT);
-        }
-        if let Ok(base) = self.base {
-            base.exit(Duration::from_secs(5));
-        }
-        for pipeline in pipelines {
-            pipeline.finish(STOP_LIMIT);
-        }
+        let pipelines: Vec<Pipeline> = std::mem::take(&mut self.pipelines).into_values().collect();
+        let base = self.base;
+        stop_all(pipelines, &self.files, &self.runners, STOP_LIMIT, || {
+            if let Ok(base) = base {
+                base.exit(Duration::from_secs(5));
+            }
+        });
     }
 }

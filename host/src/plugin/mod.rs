@@ -7,4 +7,4 @@ pub mod ffi;
 pub mod loader;
 pub mod router;
 
-pub use base::{BaseClient, BaseFeed};
+pub use base::BaseClient;

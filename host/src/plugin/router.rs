@@ -1,7 +1,7 @@
 //! Where data coming back from the plugin base goes: each pipeline with native flushers has a
 //! route (its flushers' sender queues and its logstore key). `SendPb` decodes the LogGroup and
-//! queues it for every flusher, or answers -1 when one has no room (the base retries later):
-//! that, and `IsValidToSend`, is the backpressure the base sees.
+//! queues it for every flusher when each has room, or for none and answers -1 (the base retries
+//! later): that, and `IsValidToSend`, is the backpressure the base sees.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use tailrace::plugin_config::real_config_name;
 use tailrace::LogGroup;
 
-use crate::queue::QueueSender;
+use crate::queue::SenderQueue;
 
 /// The config names of the base's own built-in pipelines (iLogtail's).
 const ALARM_CONFIG: &str = "logtail_alarm";
@@ -17,7 +17,7 @@ const STATISTICS_CONFIG: &str = "shennong_log_profile";
 
 pub struct Route {
     pub logstore_key: i64,
-    pub flushers: Vec<QueueSender>,
+    pub flushers: Vec<Arc<SenderQueue>>,
 }
 
 #[derive(Default)]
@@ -55,7 +55,7 @@ pub fn remove(name: &str) {
 }
 
 fn has_room(route: &Route) -> bool {
-    route.flushers.iter().all(|q| !q.is_full())
+    route.flushers.iter().all(|q| q.has_room())
 }
 
 pub fn is_valid_to_send(logstore_key: i64) -> bool {
@@ -96,13 +96,12 @@ pub fn send_pb(config_name: &str, pb: &[u8], lines: i32) -> i32 {
     if !has_room(&route) {
         return -1;
     }
+    // Every flusher had room: each takes the group (a queue only refuses once its pipeline is
+    // stopping, and the route is removed before that).
     let group = group.into_event_group();
-    if let Some((last, others)) = route.flushers.split_last() {
-        for q in others {
-            let _ = q.try_send(group.clone());
-        }
-        if last.try_send(group).is_err() {
-            return -1;
+    for q in &route.flushers {
+        if q.push(group.clone()).is_err() {
+            return -2;
         }
     }
     0
