@@ -28,7 +28,6 @@ use clap::{Parser, Subcommand};
 use config::watcher::{validate_files, ConfigWatcher};
 use input::file::{FileServer, FileServerOptions};
 use pipeline::manager::PipelineManager;
-use plugin::BaseClient;
 
 /// How often the config dirs are polled.
 const CONFIG_POLL: Duration = Duration::from_secs(1);
@@ -129,13 +128,7 @@ fn run(cli: Cli) -> Result<(), String> {
         .plugin_dir
         .clone()
         .unwrap_or_else(plugin::loader::default_plugin_dir);
-    let base = match plugin::loader::load(&plugin_dir) {
-        Ok(api) => Ok(BaseClient::start(api, base_global_config(&cli))),
-        Err(e) => {
-            tracing::warn!("plugins unavailable: {e}; native collection runs without them");
-            Err(e.to_string())
-        }
-    };
+    let base = plugin::BaseState::load(plugin_dir, base_global_config(&cli));
 
     let files = FileServer::start(FileServerOptions {
         data_dir: cli.data_dir.clone(),

@@ -285,6 +285,34 @@ fn hanging_holdon_stalls_only_plugins() {
     daemon.terminate();
 }
 
+/// A base that never returns from `InitPluginBaseV2`: native lines flow from the first second,
+/// the plugin pipeline is reported as stalled, and SIGTERM still ends the daemon in bounded time.
+#[test]
+fn hanging_init_never_delays_native_collection() {
+    let faults = repo_dir().join("target/faults/release");
+    require(&faults.join("libPluginBase.so"));
+    let sandbox = Sandbox::new();
+    sandbox.add_file_pipeline();
+    sandbox.write_config("mock.yaml", &mock_yaml(200, "a"));
+    let started = Instant::now();
+    let mut daemon = Daemon::start(&sandbox, Some(&faults), &[("TAILRACE_TEST_INIT_HANG", "1")]);
+    daemon.expect_native_lines(&sandbox, "while-init-hangs", 3);
+    let first_native = started.elapsed();
+    assert!(
+        first_native < Duration::from_secs(3),
+        "native lines took {first_native:?} with a hanging plugin base"
+    );
+    daemon.wait_stderr("\"has not returned from HoldOn\"", |l| {
+        l.contains("has not returned from HoldOn")
+    });
+    daemon.assert_running("while the plugin base hangs in InitPluginBaseV2");
+    assert!(
+        daemon.mock_lines().is_empty(),
+        "the plugin pipeline cannot run while the base hangs"
+    );
+    daemon.terminate();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Hot reload
 // ---------------------------------------------------------------------------------------------

@@ -436,8 +436,16 @@ fn init_from_json(export: &str, json: GoString) -> GoInt {
 }
 
 fn init_with(settings: Settings) -> GoInt {
+    // Test-only fault: a base that never returns from its initialisation.
+    #[cfg(feature = "test-faults")]
+    if std::env::var_os("TAILRACE_TEST_INIT_HANG").is_some() {
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
     tailrace::ffi_boundary::set_panic_hook(|export, message| {
-        if let Ok(base) = global::get() {
+        // Only a base that exists: creating one here would start a runtime on the panic path.
+        if let Some(base) = global::existing() {
             base.alarm(
                 "PLUGIN_PANIC_ALARM",
                 AlarmLevel::Critical,

@@ -93,7 +93,7 @@ pub unsafe extern "C" fn ctl_cmd(
     _params: *const c_char,
     _params_len: c_int,
 ) -> c_int {
-    -2
+    ffi_panic_boundary!("CtlCmd", -2, { -2 })
 }
 
 /// # Safety
