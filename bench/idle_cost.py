@@ -17,7 +17,7 @@ Why: bus mode (issue 8) promises that none of these grows with the number of pip
 it, each pipeline had a processor thread, a thread per flusher and an inotify instance of its
 own. Stdlib only; no external timing tools.
 
-Usage: bench/idle_cost.py [--counts 10,100,1000] [--window-s 10]
+Usage: bench/idle_cost.py [--counts 10,100,1000] [--window-s 10] [--binary PATH]
 """
 
 import argparse
@@ -136,14 +136,14 @@ def all_read(pid, data_dir, files):
     return all(max(done.get(path, 0), checkpoints.get(path, 0)) >= size for path, size in files.items())
 
 
-def run_case(count, window_s):
+def run_case(binary, count, window_s):
     case_dir = os.path.join(WORK, f"p{count}")
     files = setup(case_dir, count)
     data_dir = os.path.join(case_dir, "data")
     stderr_path = os.path.join(case_dir, "stderr.log")
     with open(stderr_path, "w") as stderr:
         proc = subprocess.Popen(
-            [BINARY, "--config-dir", os.path.join(case_dir, "conf"), "--data-dir", data_dir,
+            [binary, "--config-dir", os.path.join(case_dir, "conf"), "--data-dir", data_dir,
              "--plugin-dir", os.path.join(case_dir, "plugins"), "--log-level", "warn"],
             stdout=subprocess.DEVNULL, stderr=stderr,
         )
@@ -191,14 +191,15 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--counts", default="10,100,1000")
     parser.add_argument("--window-s", type=float, default=10.0)
+    parser.add_argument("--binary", default=BINARY, help="the daemon (default: the release build)")
     args = parser.parse_args()
-    if not os.path.exists(BINARY):
-        sys.exit(f"{BINARY} not found: run `make build` first")
+    if not os.path.exists(args.binary):
+        sys.exit(f"{args.binary} not found: run `make build` first")
     counts = [int(c) for c in args.counts.split(",")]
     results = []
     for count in counts:
         print(f"{count} idle pipelines: starting, reading, then measuring for {args.window_s:.0f}s...", flush=True)
-        results.append(run_case(count, args.window_s))
+        results.append(run_case(args.binary, count, args.window_s))
     print()
     print(f"{'pipelines':>9} {'read s':>7} {'CPU % core':>10} {'VmRSS MiB':>10} {'VmHWM MiB':>10} {'threads':>8} {'inotify':>8}")
     for r in results:
