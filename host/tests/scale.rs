@@ -557,10 +557,12 @@ impl Fleet {
 /// 64 MiB; under 2 % of a core when idle; one inotify instance; and a hot reload of one
 /// pipeline while the 999 others keep delivering without a pause.
 ///
-/// Needs bus mode: before it, 1,000 pipelines cost about 2,000 threads, a quarter of a GiB
-/// and more, most of a core while idle, and an inotify instance each (the default limit is 128
-/// per user, so while this test runs on the old binary, other inotify users of the same user
-/// may find none). Takes about a minute (10 s of it is the idle measurement).
+/// Needs bus mode. The binary before it measured here (2-core machine under other load):
+/// 32 threads at 10 pipelines, 2,129 at 1,000; VmHWM 5.1 GiB (10,000 tracked files); 41 % of
+/// a core idle; 127 inotify instances, one per pipeline until the per-user limit (128 by
+/// default; while this test runs on that binary, other inotify users of the same user may
+/// find none); the first lines of every pipeline 37 s after start. The reload part passed.
+/// Takes over a minute on that binary (10 s of it is the idle measurement).
 #[test]
 fn thousand_pipelines_ten_thousand_files() {
     let _serial = serial();
@@ -1230,16 +1232,31 @@ fn priority_pipeline_keeps_its_throughput() {
         alone.as_secs_f64()
     ));
 
-    // Load: every low pipeline gets its bulk; the load is on once each delivered some of it.
+    // Load: every low pipeline gets its bulk; the load is on once one of them delivered some
+    // of it (not each of them: Priority 3 is above none, so the ones without a priority may
+    // rightly wait until the Priority 3 ones are done).
     let low_text = heavy_lines("l", 1..1 + LOW_LINES);
     for log in &logs[1..] {
         append(log, low_text.as_bytes());
     }
-    if wait_outputs(lows, 2, Instant::now(), Duration::from_secs(30)).is_none() {
-        report.fatal(
-            format!("the low-priority pipelines did not start on their bulk within 30 s (distinct lines: {})", counts(lows)),
-            &daemon,
-        );
+    let load_started = Instant::now();
+    loop {
+        for o in lows.iter_mut() {
+            o.poll();
+        }
+        if lows.iter().any(|o| o.seen.len() >= 2) {
+            break;
+        }
+        if load_started.elapsed() > Duration::from_secs(30) {
+            report.fatal(
+                format!(
+                    "no low-priority pipeline started on its bulk within 30 s (distinct lines: {})",
+                    counts(lows)
+                ),
+                &daemon,
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 
     // Under load: the same bulk again.
@@ -1258,6 +1275,8 @@ fn priority_pipeline_keeps_its_throughput() {
     let rate_loaded = delivered as f64 / elapsed.as_secs_f64();
     let ratio = rate_loaded / rate_alone;
     let lows_left: Vec<usize> = lows.iter().map(|o| 1 + LOW_LINES - o.seen.len()).collect();
+    // All lines were appended before the measurement, so a pipeline with lines left at its
+    // end had lines waiting throughout it.
     report.check(
         lows_left.iter().all(|&left| left > 0),
         format!("the load lasted through the measurement: lines the low-priority pipelines had left to deliver at its end: {lows_left:?} (each must be > 0)"),
