@@ -214,6 +214,13 @@ impl Report {
         self.note(what);
     }
 
+    /// Ends the test now if the daemon is gone (every later number would be meaningless).
+    fn alive(&mut self, daemon: &mut Daemon, when: &str) {
+        if let Ok(Some(status)) = daemon.child.try_wait() {
+            self.fatal(format!("the daemon exited ({status}) {when}"), daemon);
+        }
+    }
+
     /// A failure that ends the test now (nothing meaningful can be measured after it).
     fn fatal(&mut self, what: String, daemon: &Daemon) -> ! {
         self.check(false, what);
@@ -570,16 +577,16 @@ fn thousand_pipelines_ten_thousand_files() {
 
     // The same setup at 10 pipelines: the thread count bus mode must not exceed at 1,000.
     let mut small = Fleet::start(10);
-    if small.wait_initial(Duration::from_secs(30)).is_none() {
-        let (got, _) = small.initial_delivered();
-        report.fatal(
-            format!(
-                "10 pipelines: only {got} of {} lines within 30 s",
-                small.initial_total()
-            ),
-            &small.daemon,
-        );
-    }
+    let small_in = small.wait_initial(Duration::from_secs(30));
+    report.alive(&mut small.daemon, "with 10 pipelines");
+    let (got, _) = small.initial_delivered();
+    report.check(
+        small_in.is_some(),
+        format!(
+            "10 pipelines: {got} of {} lines delivered (within 30 s)",
+            small.initial_total()
+        ),
+    );
     let (threads_small, threads_small_max) = thread_range(small.pid(), Duration::from_secs(2));
     report.note(format!(
         "10 pipelines, files read: {threads_small} threads (at most {threads_small_max} over 2 s)"
@@ -640,11 +647,16 @@ fn thousand_pipelines_ten_thousand_files() {
             .filter(|k| !got.contains(k))
             .take(5)
             .collect();
-        report.fatal(
+        // Not fatal: the other numbers are still worth measuring.
+        report.check(
+            false,
             format!("{} of {total} lines never delivered (first missing (pipeline, file, seq): {missing:?})", total - delivered),
-            &fleet.daemon,
         );
     }
+    report.alive(
+        &mut fleet.daemon,
+        "with 1,000 pipelines, after reading their files",
+    );
     report.check(
         duplicates == 0,
         format!("{duplicates} lines delivered more than once (bound 0)"),
@@ -863,7 +875,7 @@ fn thousand_pipelines_ten_thousand_files() {
             "reloaded pipeline p0000: no line of its new version ever arrived".to_owned(),
         ),
     }
-    fleet.daemon.assert_running("after the reload");
+    report.alive(&mut fleet.daemon, "after the reload");
     report.finish();
 }
 
@@ -928,7 +940,7 @@ fn blocked_flusher_does_not_slow_the_others() {
     let fifo = sandbox.path("blocked.fifo");
     mkfifo(&fifo);
 
-    let daemon = Daemon::start(&sandbox, Some(&plugins), &[]);
+    let mut daemon = Daemon::start(&sandbox, Some(&plugins), &[]);
     let pid = daemon.pid();
 
     // Ready: one line through each healthy pipeline.
@@ -1048,6 +1060,8 @@ fn blocked_flusher_does_not_slow_the_others() {
             ),
         );
     }
+
+    report.alive(&mut daemon, "while a flusher was blocked");
 
     // After STALL the FIFO is read: every line of the blocked pipeline arrives.
     std::thread::sleep(STALL.saturating_sub(stall_started.elapsed()));
@@ -1290,6 +1304,6 @@ fn priority_pipeline_keeps_its_throughput() {
             ratio * 100.0
         ),
     );
-    daemon.assert_running("after the measurements");
+    report.alive(&mut daemon, "after the measurements");
     report.finish_with(&daemon.diagnostics());
 }
