@@ -20,7 +20,7 @@ use tailrace::rslice::{
 };
 
 /// Metadata key of the pack id a host gives with its data.
-const PACK_ID_META: &str = "__pack_id__";
+const PACK_ID_META: &str = tailrace::proto::meta::PACK_ID;
 
 /// Error return of the functions whose contract says "0 ok, 1 error".
 const LOAD_ERROR: GoInt = 1;
@@ -233,6 +233,15 @@ pub extern "C" fn CtlCmd(config_name: GoString, cmd_id: GoInt, cmd_detail: GoStr
             }
         }
     })
+}
+
+/// Tailrace's own export (DESIGN §3 allows additions): tells a host that this base is
+/// Tailrace's, which reports through `LogtailCtlCmd` when a batch handed over with a `packId`
+/// was delivered, and which implements exactly the plugin types its registry holds. Returns the
+/// version of that protocol (1). iLogtail's core ignores the symbol.
+#[no_mangle]
+pub extern "C" fn TailraceBaseVersion() -> GoInt {
+    ffi_panic_boundary!("TailraceBaseVersion", 0, { 1 })
 }
 
 /// Container metadata is not collected by this base: always NULL.

@@ -14,6 +14,7 @@ use tailrace::plugin::Flusher;
 
 use crate::config::{PipelineConfig, Placement, PluginConfig};
 use crate::input::file::{FileServer, InputFileConfig, InputId};
+use crate::plugin::delivery::Deliveries;
 use crate::plugin::{router, BaseClient};
 use crate::queue::{self, SenderQueue, Work};
 use crate::runner::Runners;
@@ -164,12 +165,19 @@ impl Pipeline {
             runners.flushers.add(q.clone());
             flushers.push(q);
         }
-        if built.base.is_some() && !flushers.is_empty() {
+        // With Tailrace's base, batches fed to it wait for its delivery reports (and for what it
+        // sends back to be delivered here) before their checkpoints move.
+        let deliveries = (built.base.is_some()
+            && built.input.is_some()
+            && base.is_some_and(|b| b.reports_delivery()))
+        .then(|| Deliveries::new(&name, logstore_key as u64));
+        if built.base.is_some() {
             router::add(
                 &name,
                 router::Route {
                     logstore_key,
                     flushers: flushers.clone(),
+                    deliveries: deliveries.clone(),
                 },
             );
         }
@@ -188,7 +196,7 @@ impl Pipeline {
                     let feed = SenderQueue::new(
                         &name,
                         "plugin-base",
-                        base.feed_for(&part.config_name),
+                        base.feed_for(&part.config_name, deliveries),
                         queue::SENDER_QUEUE_CAPACITY,
                     );
                     runners.flushers.add(feed.clone());

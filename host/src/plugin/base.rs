@@ -5,6 +5,7 @@
 //! pipelines that use it; the main loop notices and says so.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use tailrace::plugin::Flusher;
 use tailrace::rslice::{GoSlice, GoString};
 use tailrace::PipelineEventGroup;
 
+use crate::plugin::delivery::Deliveries;
 use crate::plugin::loader::BaseApi;
 
 /// What the base should run after a window: config name (`P/1`, `P/2`) → its plugin JSON.
@@ -45,24 +47,34 @@ enum Control {
 struct BaseFeed {
     api: BaseApi,
     config_name: String,
+    /// With Tailrace's base: the packs that wait for its delivery report.
+    deliveries: Option<Arc<Deliveries>>,
     pb: Vec<u8>,
     /// When a refusal was last reported.
     reported: Option<Instant>,
 }
 
 impl Flusher for BaseFeed {
+    /// A batch the base accepted is acknowledged when the base reports it delivered (or at once,
+    /// with a base that never reports).
+    fn takes_acks(&self) -> bool {
+        true
+    }
+
     fn flush(&mut self, groups: &mut Vec<PipelineEventGroup>) -> Result<(), String> {
         let mut delivered = 0;
         let mut result = Ok(());
-        for group in groups.iter() {
+        for group in groups.iter_mut() {
             self.pb.clear();
             tailrace::proto::encode_group(group, &mut self.pb);
+            let pack = self.deliveries.as_ref().map(|d| d.next_pack());
+            let pack_id = pack.as_ref().map_or("", |(_, id)| id.as_str());
             // SAFETY: GoString/GoSlice borrowing live buffers for the duration of the call.
             let code = unsafe {
                 (self.api.process_log_group)(
                     go_str(&self.config_name),
                     GoSlice::from_bytes(&self.pb),
-                    go_str(""),
+                    go_str(pack_id),
                 )
             };
             if code != 0 {
@@ -79,6 +91,11 @@ impl Flusher for BaseFeed {
                 }
                 result = Err(format!("ProcessLogGroup returned {code}"));
                 break;
+            }
+            let acks = std::mem::take(&mut group.acks);
+            match (&self.deliveries, pack) {
+                (Some(deliveries), Some((seq, _))) => deliveries.accepted(seq, acks),
+                _ => acks.delivered(),
             }
             delivered += 1;
         }
@@ -124,11 +141,22 @@ impl BaseClient {
         }
     }
 
-    /// The flusher of the feed to pipeline part `config_name` (`P/2`).
-    pub fn feed_for(&self, config_name: &str) -> Box<dyn Flusher> {
+    /// Whether the base reports deliveries (it is Tailrace's own).
+    pub fn reports_delivery(&self) -> bool {
+        self.api.reports_delivery
+    }
+
+    /// The flusher of the feed to pipeline part `config_name` (`P/2`); `deliveries` holds its
+    /// packs until the base reports them delivered.
+    pub fn feed_for(
+        &self,
+        config_name: &str,
+        deliveries: Option<Arc<Deliveries>>,
+    ) -> Box<dyn Flusher> {
         Box::new(BaseFeed {
             api: self.api,
             config_name: config_name.to_owned(),
+            deliveries: deliveries.filter(|_| self.api.reports_delivery),
             pb: Vec::new(),
             reported: None,
         })

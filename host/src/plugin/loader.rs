@@ -42,6 +42,8 @@ pub struct BaseApi {
     pub hold_on: unsafe extern "C" fn(GoInt),
     pub resume: unsafe extern "C" fn(),
     pub process_log_group: unsafe extern "C" fn(GoString, GoSlice, GoString) -> GoInt,
+    /// The base is Tailrace's own (it exports `TailraceBaseVersion`): it reports deliveries.
+    pub reports_delivery: bool,
 }
 
 /// Every generation-1 export; iLogtail's core gives up on a base that lacks one, and so do we.
@@ -114,10 +116,27 @@ pub fn load(dir: &Path) -> Result<BaseApi, LoadError> {
             hold_on: symbol(&base, &base_path, "HoldOn")?,
             resume: symbol(&base, &base_path, "Resume")?,
             process_log_group: symbol(&base, &base_path, "ProcessLogGroup")?,
+            reports_delivery: tailrace_base_version(&base) >= 1,
         }
     };
+    if !api.reports_delivery {
+        tracing::info!(
+            "{}: not Tailrace's plugin base; batches it accepts count as delivered",
+            base_path.display()
+        );
+    }
     std::mem::forget(base);
     Ok(api)
+}
+
+/// `TailraceBaseVersion()` of a base that has it, else 0.
+fn tailrace_base_version(base: &Library) -> GoInt {
+    // SAFETY: the symbol, when present, is Tailrace's `GoInt TailraceBaseVersion(void)`.
+    match unsafe { base.get::<unsafe extern "C" fn() -> GoInt>(b"TailraceBaseVersion") } {
+        // SAFETY: a call without arguments into the base.
+        Ok(f) => unsafe { f() },
+        Err(_) => 0,
+    }
 }
 
 /// `dir/name`, else `dir/go_name`.

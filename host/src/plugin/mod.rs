@@ -3,6 +3,7 @@
 //! (`base`), so that a base that hangs never stalls native collection.
 
 pub mod base;
+pub mod delivery;
 pub mod ffi;
 pub mod loader;
 pub mod router;

@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 use tailrace::plugin_config::real_config_name;
 use tailrace::LogGroup;
 
+use crate::plugin::delivery::Deliveries;
 use crate::queue::SenderQueue;
 
 /// The config names of the base's own built-in pipelines (iLogtail's).
@@ -18,6 +19,8 @@ const STATISTICS_CONFIG: &str = "shennong_log_profile";
 pub struct Route {
     pub logstore_key: i64,
     pub flushers: Vec<Arc<SenderQueue>>,
+    /// What waits for the base's delivery reports (with Tailrace's base).
+    pub deliveries: Option<Arc<Deliveries>>,
 }
 
 #[derive(Default)]
@@ -98,10 +101,35 @@ pub fn send_pb(config_name: &str, pb: &[u8], lines: i32) -> i32 {
     }
     // Every flusher had room: each takes the group (a queue only refuses once its pipeline is
     // stopping, and the route is removed before that).
-    let group = group.into_event_group();
+    if route.flushers.is_empty() {
+        return -2;
+    }
+    let mut group = group.into_event_group();
+    if let Some(deliveries) = &route.deliveries {
+        group.acks.push(deliveries.returned());
+    }
+    group.acks.split(route.flushers.len());
     for q in &route.flushers {
         if q.push(group.clone()).is_err() {
             return -2;
+        }
+    }
+    0
+}
+
+/// The base reports pack `pack_id` of pipeline `config_name` delivered. Always 0 (the command
+/// is known): a pipeline removed meanwhile has nothing waiting any more.
+pub fn delivered(config_name: &str, pack_id: &str) -> i32 {
+    let name = real_config_name(config_name);
+    let deliveries =
+        with_table(|t| t.by_name.get(name).and_then(|r| r.deliveries.clone())).flatten();
+    if let Some(deliveries) = deliveries {
+        if !deliveries.reported(pack_id) {
+            tracing::debug!(
+                config = config_name,
+                pack_id,
+                "delivery report for an unknown pack"
+            );
         }
     }
     0

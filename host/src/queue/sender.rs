@@ -165,11 +165,16 @@ impl SenderQueue {
     pub fn flush(&self, batch: Batch) {
         // Groups left empty by their processors keep their place in line but are not given to
         // the flusher: each counts as delivered once everything before it was.
+        let takes_acks = self
+            .flusher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .takes_acks();
         let acks: Vec<_> = batch.groups.iter().map(|g| g.acks.clone()).collect();
         let mut empties: Vec<Option<PipelineEventGroup>> = Vec::with_capacity(acks.len());
         let mut full = Vec::with_capacity(acks.len());
         for group in batch.groups {
-            if group.is_empty() {
+            if group.is_empty() && !takes_acks {
                 empties.push(Some(group));
             } else {
                 empties.push(None);
@@ -199,7 +204,9 @@ impl SenderQueue {
                 }
                 went -= 1;
             }
-            ack.delivered();
+            if !takes_acks {
+                ack.delivered();
+            }
             delivered += 1;
         }
         // What is left goes back in order: the undelivered groups and the empty ones among them.
