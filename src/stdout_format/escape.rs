@@ -1,0 +1,259 @@
+//! JSON string escaping of raw bytes, the hot loop of every stdout and file flusher.
+//!
+//! The output is the one the format has always had (DESIGN §7 makes it a contract): `"` and `\`
+//! are backslashed, `\n`, `\r` and `\t` get their short escapes, every other control character
+//! (below 0x20) is `\u00xx` in lower-case hex, everything else, DEL and non-ASCII included, is
+//! copied as is. Invalid UTF-8 sequences become U+FFFD, so a line is valid JSON whatever the
+//! input.
+//!
+//! Why it is fast: valid UTF-8 (the common case, checked once with the standard library's
+//! vectorised validator) is escaped byte-wise, because every byte that needs an escape is ASCII
+//! and no byte of a multi-byte character is ASCII. Eight bytes at a time are tested for "needs
+//! an escape" with word arithmetic, and the clean runs between escapes are copied whole; a
+//! 256-entry table says what each byte needs.
+
+/// What each byte needs: 0 nothing, `b'u'` a `\u00xx` escape, else the letter after the
+/// backslash (`"`, `\`, `n`, `r`, `t`).
+static ESCAPE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = b'u';
+        b += 1;
+    }
+    table[b'\n' as usize] = b'n';
+    table[b'\r' as usize] = b'r';
+    table[b'\t' as usize] = b't';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Whether any of the eight bytes of `word` is a control character, `"` or `\`. Exact (no
+/// false positives): the classic "has a zero byte" / "has a byte less than n" tests.
+#[inline(always)]
+fn word_needs_escape(word: u64) -> bool {
+    let control = word.wrapping_sub(ONES * 0x20) & !word;
+    let q = word ^ (ONES * u64::from(b'"'));
+    let quote = q.wrapping_sub(ONES) & !q;
+    let b = word ^ (ONES * u64::from(b'\\'));
+    let backslash = b.wrapping_sub(ONES) & !b;
+    (control | quote | backslash) & HIGHS != 0
+}
+
+/// Appends `bytes`, escaped for the inside of a JSON string, to `out`.
+pub fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
+    if std::str::from_utf8(bytes).is_ok() {
+        escape_valid(out, bytes);
+        return;
+    }
+    for chunk in bytes.utf8_chunks() {
+        escape_valid(out, chunk.valid().as_bytes());
+        if !chunk.invalid().is_empty() {
+            out.extend_from_slice("\u{fffd}".as_bytes());
+        }
+    }
+}
+
+/// Escapes valid UTF-8 (see the module's doc for why byte-wise is right).
+#[inline]
+fn escape_valid(out: &mut Vec<u8>, s: &[u8]) {
+    out.reserve(s.len());
+    let mut start = 0;
+    let mut i = 0;
+    while i < s.len() {
+        if let Some(word) = s.get(i..i + 8) {
+            let word = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
+            if !word_needs_escape(word) {
+                i += 8;
+                continue;
+            }
+        }
+        // At most eight bytes, one at a time (or the tail shorter than a word).
+        let stop = (i + 8).min(s.len());
+        while i < stop {
+            let b = s[i];
+            let what = ESCAPE[usize::from(b)];
+            if what != 0 {
+                out.extend_from_slice(&s[start..i]);
+                if what == b'u' {
+                    out.extend_from_slice(&[
+                        b'\\',
+                        b'u',
+                        b'0',
+                        b'0',
+                        HEX[usize::from(b >> 4)],
+                        HEX[usize::from(b & 0xf)],
+                    ]);
+                } else {
+                    out.extend_from_slice(&[b'\\', what]);
+                }
+                start = i + 1;
+            }
+            i += 1;
+        }
+    }
+    out.extend_from_slice(&s[start..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn escaped(bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        escape_into(&mut out, bytes);
+        out
+    }
+
+    /// The escaper as it was before the table-driven one: the reference for "same bytes".
+    fn reference(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut out = Vec::new();
+        for chunk in bytes.utf8_chunks() {
+            for &b in chunk.valid().as_bytes() {
+                match b {
+                    b'"' => out.extend_from_slice(b"\\\""),
+                    b'\\' => out.extend_from_slice(b"\\\\"),
+                    b'\n' => out.extend_from_slice(b"\\n"),
+                    b'\r' => out.extend_from_slice(b"\\r"),
+                    b'\t' => out.extend_from_slice(b"\\t"),
+                    0..=0x1f => {
+                        let _ = write!(out, "\\u{b:04x}");
+                    }
+                    _ => out.push(b),
+                }
+            }
+            if !chunk.invalid().is_empty() {
+                out.extend_from_slice("\u{fffd}".as_bytes());
+            }
+        }
+        out
+    }
+
+    /// serde_json's escaping of a string, without the quotes.
+    fn serde(s: &str) -> Vec<u8> {
+        let quoted = serde_json::to_vec(s).unwrap();
+        quoted[1..quoted.len() - 1].to_vec()
+    }
+
+    #[test]
+    fn every_control_character() {
+        for b in 0u8..0x20 {
+            let out = escaped(&[b]);
+            let expected: &[u8] = match b {
+                b'\n' => b"\\n",
+                b'\r' => b"\\r",
+                b'\t' => b"\\t",
+                _ => &[],
+            };
+            if expected.is_empty() {
+                assert_eq!(out, format!("\\u{b:04x}").into_bytes(), "byte {b:#x}");
+            } else {
+                assert_eq!(out, expected, "byte {b:#x}");
+            }
+            // serde_json writes \b and \f where the format has \u0008 and \u000c; every other
+            // control character is escaped byte for byte the same way.
+            if b != 0x08 && b != 0x0c {
+                assert_eq!(out, serde(&char::from(b).to_string()), "byte {b:#x}");
+            }
+            // Whatever the spelling, it reads back as the same string.
+            let line = [b"\"".as_slice(), &out, b"\""].concat();
+            let back: String = serde_json::from_slice(&line).unwrap();
+            assert_eq!(back.as_bytes(), [b], "byte {b:#x}");
+        }
+        // DEL is not a JSON control character: copied as is.
+        assert_eq!(escaped(b"\x7f"), b"\x7f");
+    }
+
+    #[test]
+    fn quotes_and_backslashes() {
+        assert_eq!(escaped(br#"say "hi" \o/"#), br#"say \"hi\" \\o/"#);
+        assert_eq!(escaped(br#"""\\"#), br#"\"\"\\\\"#);
+        assert_eq!(escaped(br#"a "b" \c"#), serde(r#"a "b" \c"#));
+    }
+
+    #[test]
+    fn multi_byte_utf8_is_copied() {
+        let s = "héllo wörld — 日本語 🎉 \"quoted\" ends with 🎉";
+        assert_eq!(escaped(s.as_bytes()), serde(s));
+        // Characters straddling the eight-byte words.
+        for pad in 0..9 {
+            let s = format!("{}日本\t🎉{}\\", "x".repeat(pad), "y".repeat(pad));
+            assert_eq!(escaped(s.as_bytes()), serde(&s), "pad {pad}");
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_becomes_replacement_characters() {
+        let cases: &[&[u8]] = &[
+            b"a\xffb",
+            b"\xff",
+            b"\xc3",           // truncated two-byte sequence at the end
+            b"\xe6\x97x\"",    // truncated three-byte sequence, then an escape
+            b"\xed\xa0\x80",   // a surrogate
+            b"12345678\x80\n", // a stray continuation byte after a clean word
+            b"\xf0\x9f\x8e\x89\xff\xfe\t",
+        ];
+        for case in cases {
+            let out = escaped(case);
+            assert_eq!(out, reference(case), "{case:?}");
+            let lossy = String::from_utf8_lossy(case);
+            assert_eq!(out, serde(&lossy), "{case:?}");
+        }
+    }
+
+    #[test]
+    fn same_bytes_as_the_previous_escaper_on_every_position() {
+        // Each interesting byte at every offset of the first words, among clean text.
+        let specials: &[&[u8]] = &[
+            b"\"", b"\\", b"\n", b"\x00", b"\x1f", b"\x7f", b" ", b"\xc3\xa9", b"\xff",
+        ];
+        for special in specials {
+            for offset in 0..20 {
+                let mut input = b"abcdefghijklmnopqrstuvwxyz".to_vec();
+                input.splice(offset..offset, special.iter().copied());
+                assert_eq!(
+                    escaped(&input),
+                    reference(&input),
+                    "{special:?} at {offset}"
+                );
+            }
+        }
+        // A deterministic pseudo-random soup of bytes, mostly valid.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..2000 {
+            let len = (state % 40) as usize;
+            let input: Vec<u8> = (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    let pick = [b'a', b'"', b'\\', b'\n', 0x01, 0xc3, 0xa9, 0xff, b'Z', 0x7f];
+                    pick[(state % pick.len() as u64) as usize]
+                })
+                .collect();
+            assert_eq!(escaped(&input), reference(&input), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn word_test_has_no_false_positives_or_negatives() {
+        for b in 0..=255u8 {
+            for pos in 0..8 {
+                let mut word = [b'a'; 8];
+                word[pos] = b;
+                let needs = word_needs_escape(u64::from_le_bytes(word));
+                assert_eq!(needs, ESCAPE[usize::from(b)] != 0, "byte {b:#x} at {pos}");
+            }
+        }
+        // Bytes around the thresholds next to each other (borrows between bytes).
+        let word = u64::from_le_bytes([0x20, 0x21, 0x23, 0x5b, 0x5d, 0x80, 0xff, 0x7f]);
+        assert!(!word_needs_escape(word));
+    }
+}
