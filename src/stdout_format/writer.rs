@@ -254,8 +254,8 @@ impl FileOutput {
     fn follow_path(&mut self) -> io::Result<()> {
         let why = match std::fs::metadata(&self.path) {
             Ok(meta) if (meta.dev(), meta.ino()) == self.id => return Ok(()),
-            Ok(_) => "was renamed or replaced",
-            Err(e) if e.kind() == io::ErrorKind::NotFound => "was removed",
+            Ok(_) => "was replaced (renamed away, another file in its place)",
+            Err(e) if e.kind() == io::ErrorKind::NotFound => "was removed or renamed",
             // Cannot tell (e.g. a directory not searchable any more): keep the open file.
             Err(_) => return Ok(()),
         };
