@@ -6,11 +6,13 @@
 //! copied as is. Invalid UTF-8 sequences become U+FFFD, so a line is valid JSON whatever the
 //! input.
 //!
-//! Why it is fast: valid UTF-8 (the common case, checked once with the standard library's
-//! vectorised validator) is escaped byte-wise, because every byte that needs an escape is ASCII
-//! and no byte of a multi-byte character is ASCII. Eight bytes at a time are tested for "needs
-//! an escape" with word arithmetic, and the clean runs between escapes are copied whole; a
-//! 256-entry table says what each byte needs.
+//! Why it is fast: every byte that needs an escape is ASCII, and no byte of a multi-byte
+//! UTF-8 character is ASCII, so valid UTF-8 can be escaped byte-wise. Eight bytes at a time are
+//! tested with word arithmetic for "needs an escape, or is not ASCII", which also gives the
+//! position of the first such byte; the clean runs between escapes are copied whole, and a
+//! 256-entry table says what each byte needs. ASCII text (most logs) is never validated
+//! separately: at the first non-ASCII byte the rest is validated once (the standard library's
+//! vectorised validator) and escaped the same way, or, when invalid, chunk by chunk.
 
 /// What each byte needs: 0 nothing, `b'u'` a `\u00xx` escape, else the letter after the
 /// backslash (`"`, `\`, `n`, `r`, `t`).
@@ -34,71 +36,94 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
 
-/// Whether any of the eight bytes of `word` is a control character, `"` or `\`. Exact (no
-/// false positives): the classic "has a zero byte" / "has a byte less than n" tests.
+/// The high bit of each byte of `word` that is a control character, `"` or `\\`, exact for the
+/// lowest such byte (a borrow only runs upwards from a byte that is itself flagged): the classic
+/// "has a zero byte" / "has a byte less than n" tests.
 #[inline(always)]
-fn word_needs_escape(word: u64) -> bool {
+fn special_bytes(word: u64) -> u64 {
     let control = word.wrapping_sub(ONES * 0x20) & !word;
     let q = word ^ (ONES * u64::from(b'"'));
     let quote = q.wrapping_sub(ONES) & !q;
     let b = word ^ (ONES * u64::from(b'\\'));
     let backslash = b.wrapping_sub(ONES) & !b;
-    (control | quote | backslash) & HIGHS != 0
+    (control | quote | backslash) & HIGHS
+}
+
+/// Whether any of the eight bytes of `word` needs an escape.
+#[cfg(test)]
+fn word_needs_escape(word: u64) -> bool {
+    special_bytes(word) != 0
 }
 
 /// Appends `bytes`, escaped for the inside of a JSON string, to `out`.
 pub fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
-    if std::str::from_utf8(bytes).is_ok() {
-        escape_valid(out, bytes);
+    out.reserve(bytes.len() + 8);
+    let Some(at) = escape_run::<true>(out, bytes) else {
+        return;
+    };
+    // Everything before `at` was ASCII: the rest starts on a character boundary.
+    let rest = &bytes[at..];
+    if std::str::from_utf8(rest).is_ok() {
+        escape_run::<false>(out, rest);
         return;
     }
-    for chunk in bytes.utf8_chunks() {
-        escape_valid(out, chunk.valid().as_bytes());
+    for chunk in rest.utf8_chunks() {
+        escape_run::<false>(out, chunk.valid().as_bytes());
         if !chunk.invalid().is_empty() {
             out.extend_from_slice("\u{fffd}".as_bytes());
         }
     }
 }
 
-/// Escapes valid UTF-8 (see the module's doc for why byte-wise is right).
-#[inline]
-fn escape_valid(out: &mut Vec<u8>, s: &[u8]) {
-    out.reserve(s.len());
+/// Escapes `s` (valid UTF-8 unless `STOP_AT_NON_ASCII`). With `STOP_AT_NON_ASCII`, stops at the
+/// first non-ASCII byte and returns its position (everything before it is written).
+#[inline(always)]
+fn escape_run<const STOP_AT_NON_ASCII: bool>(out: &mut Vec<u8>, s: &[u8]) -> Option<usize> {
+    let non_ascii = if STOP_AT_NON_ASCII { HIGHS } else { 0 };
     let mut start = 0;
     let mut i = 0;
-    while i < s.len() {
-        if let Some(word) = s.get(i..i + 8) {
-            let word = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
-            if !word_needs_escape(word) {
-                i += 8;
-                continue;
-            }
-        }
-        // At most eight bytes, one at a time (or the tail shorter than a word).
-        let stop = (i + 8).min(s.len());
-        while i < stop {
-            let b = s[i];
-            let what = ESCAPE[usize::from(b)];
-            if what != 0 {
-                out.extend_from_slice(&s[start..i]);
-                if what == b'u' {
-                    out.extend_from_slice(&[
-                        b'\\',
-                        b'u',
-                        b'0',
-                        b'0',
-                        HEX[usize::from(b >> 4)],
-                        HEX[usize::from(b & 0xf)],
-                    ]);
-                } else {
-                    out.extend_from_slice(&[b'\\', what]);
+    loop {
+        // The next byte at or after `i` that needs an escape (or is not ASCII).
+        let found = loop {
+            if let Some(&word) = s.get(i..).and_then(|rest| rest.first_chunk::<8>()) {
+                let word = u64::from_le_bytes(word);
+                let flagged = special_bytes(word) | (word & non_ascii);
+                if flagged == 0 {
+                    i += 8;
+                    continue;
                 }
-                start = i + 1;
+                break Some(i + (flagged.trailing_zeros() / 8) as usize);
             }
-            i += 1;
+            break s
+                .get(i..)
+                .unwrap_or_default()
+                .iter()
+                .position(|&b| ESCAPE[usize::from(b)] != 0 || (STOP_AT_NON_ASCII && b >= 0x80))
+                .map(|p| i + p);
+        };
+        let Some(at) = found else {
+            out.extend_from_slice(&s[start..]);
+            return None;
+        };
+        out.extend_from_slice(&s[start..at]);
+        let b = s[at];
+        if STOP_AT_NON_ASCII && b >= 0x80 {
+            return Some(at);
         }
+        match ESCAPE[usize::from(b)] {
+            b'u' => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]),
+            what => out.extend_from_slice(&[b'\\', what]),
+        }
+        i = at + 1;
+        start = i;
     }
-    out.extend_from_slice(&s[start..]);
 }
 
 #[cfg(test)]
@@ -250,6 +275,18 @@ mod tests {
                 word[pos] = b;
                 let needs = word_needs_escape(u64::from_le_bytes(word));
                 assert_eq!(needs, ESCAPE[usize::from(b)] != 0, "byte {b:#x} at {pos}");
+            }
+        }
+        // The lowest flagged byte is exact even when others follow (borrows run upwards).
+        for low in 0..8 {
+            for b in [0x00u8, 0x1f, b'"', b'\\', b'\n'] {
+                let mut word = [b'a'; 8];
+                word[low] = b;
+                for w in word.iter_mut().skip(low + 1) {
+                    *w = 0x01;
+                }
+                let flagged = special_bytes(u64::from_le_bytes(word));
+                assert_eq!(flagged.trailing_zeros() / 8, low as u32, "{b:#x} at {low}");
             }
         }
         // Bytes around the thresholds next to each other (borrows between bytes).

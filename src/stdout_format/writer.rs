@@ -25,12 +25,15 @@ use std::path::{Path, PathBuf};
 
 use crate::event::PipelineEventGroup;
 
+/// Groups are written once their lines reach this size (and at the end of a call).
+const WRITE_CHUNK: usize = 256 * 1024;
+
 /// Linux's ENOSPC, the error the write-limit test hook fails with.
 const ENOSPC: i32 = 28;
 
 /// Where the JSON lines of `flusher_stdout` and `flusher_file` go: stdout, a stream, or a file
-/// appended to. Each call writes all its groups with as few writes as it can (one, unless the
-/// file rolls over), holding stdout's lock, so lines from two flushers never mix.
+/// appended to. Lines are written a chunk of whole groups at a time (holding stdout's lock), so
+/// lines from two flushers never mix.
 pub struct JsonLinesWriter {
     out: Output,
     /// The lines of the groups being written, and where each group's lines end in it.
@@ -417,30 +420,45 @@ impl crate::plugin::Flusher for JsonLinesWriter {
         let mut ends = std::mem::take(&mut self.ends);
         buf.clear();
         ends.clear();
-        for group in groups.iter() {
+        // Written a chunk of whole groups at a time: the chunk is still in the CPU's cache when
+        // the kernel copies it, and a huge batch needs no huge buffer.
+        let mut first = 0;
+        let mut result = Ok(());
+        for (i, group) in groups.iter().enumerate() {
             super::write_group(&mut buf, group);
             ends.push(buf.len());
-        }
-        let result = match self.write_data(&buf, &ends) {
-            Ok(()) => {
-                groups.clear();
-                Ok(())
+            if buf.len() < WRITE_CHUNK && i + 1 < groups.len() {
+                continue;
             }
-            Err(broken) => {
-                let delivered = ends.partition_point(|&end| end <= broken.resume);
-                if let Some(&end) = ends.get(delivered) {
-                    let start = if delivered == 0 { 0 } else { ends[delivered - 1] };
+            if let Err(broken) = self.write_data(&buf, &ends) {
+                let written = ends.partition_point(|&end| end <= broken.resume);
+                if let Some(&end) = ends.get(written) {
+                    let start = if written == 0 { 0 } else { ends[written - 1] };
                     if broken.resume > start {
                         self.carry = buf[broken.resume..end].to_vec();
                     }
                 }
-                groups.drain(..delivered.min(groups.len()));
-                Err(self.failed(broken.error))
+                result = Err((first + written, broken.error));
+                break;
             }
-        };
+            first = i + 1;
+            buf.clear();
+            ends.clear();
+        }
+        buf.clear();
+        ends.clear();
         self.buf = buf;
         self.ends = ends;
-        result
+        match result {
+            Ok(()) => {
+                groups.clear();
+                Ok(())
+            }
+            Err((delivered, error)) => {
+                groups.drain(..delivered.min(groups.len()));
+                Err(self.failed(error))
+            }
+        }
     }
 }
 
