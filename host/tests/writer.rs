@@ -164,7 +164,9 @@ fn flusher_file_creates_its_output_again_after_remove_and_rename() {
 
     daemon.terminate();
     let stderr = daemon.stderr_lines().join("\n");
-    let reopened = stderr.matches("the output file was removed or renamed").count();
+    let reopened = stderr
+        .matches("the output file was removed or renamed")
+        .count();
     assert_eq!(reopened, 2, "{stderr}");
 }
 

@@ -151,10 +151,10 @@ impl JsonLinesWriter {
                 // Held for the whole write: two flushers' lines never interleave.
                 let lock = io::stdout().lock();
                 if dup.is_none() {
-                    let fd = lock.as_fd().try_clone_to_owned().map_err(|error| Broken {
-                        resume: 0,
-                        error,
-                    })?;
+                    let fd = lock
+                        .as_fd()
+                        .try_clone_to_owned()
+                        .map_err(|error| Broken { resume: 0, error })?;
                     *dup = Some(File::from(fd));
                 }
                 let Some(out) = dup else {
@@ -490,7 +490,10 @@ mod tests {
 
     /// The sequence numbers of `text`'s lines, each of which must be a whole JSON object.
     fn seqs(text: &[u8]) -> Vec<u32> {
-        assert!(text.is_empty() || text.ends_with(b"\n"), "a partial last line");
+        assert!(
+            text.is_empty() || text.ends_with(b"\n"),
+            "a partial last line"
+        );
         text.split(|&b| b == b'\n')
             .filter(|l| !l.is_empty())
             .map(|line| {
@@ -694,7 +697,10 @@ mod tests {
         *pipe.budget.lock().unwrap() = usize::MAX;
         writer.flush(&mut groups).unwrap();
         assert!(groups.is_empty());
-        assert_eq!(seqs(&pipe.data.lock().unwrap()), (0..12).collect::<Vec<_>>());
+        assert_eq!(
+            seqs(&pipe.data.lock().unwrap()),
+            (0..12).collect::<Vec<_>>()
+        );
     }
 
     #[test]
@@ -702,15 +708,19 @@ mod tests {
         let pipe = Pipe::new(250, io::ErrorKind::BrokenPipe);
         let hooked = Arc::new(AtomicUsize::new(0));
         let counter = hooked.clone();
-        let mut writer = JsonLinesWriter::stream(Box::new(pipe.clone())).on_broken_pipe(move || {
-            counter.fetch_add(1, Ordering::SeqCst);
-        });
+        let mut writer =
+            JsonLinesWriter::stream(Box::new(pipe.clone())).on_broken_pipe(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+            });
         let mut groups = numbered(0, 5, 1);
         assert!(writer.is_ready());
         let err = writer.flush(&mut groups).unwrap_err();
         assert!(err.contains("broken pipe"), "{err}");
         assert_eq!(hooked.load(Ordering::SeqCst), 1);
-        assert!(!writer.is_ready(), "never ready again: the runner holds, no retries");
+        assert!(
+            !writer.is_ready(),
+            "never ready again: the runner holds, no retries"
+        );
         assert!(!groups.is_empty(), "what was not written stays undelivered");
         let left = groups.len();
         *pipe.budget.lock().unwrap() = usize::MAX;
@@ -724,9 +734,10 @@ mod tests {
         let pipe = Pipe::new(0, io::ErrorKind::Other);
         let hooked = Arc::new(AtomicUsize::new(0));
         let counter = hooked.clone();
-        let mut writer = JsonLinesWriter::stream(Box::new(pipe.clone())).on_broken_pipe(move || {
-            counter.fetch_add(1, Ordering::SeqCst);
-        });
+        let mut writer =
+            JsonLinesWriter::stream(Box::new(pipe.clone())).on_broken_pipe(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+            });
         let mut groups = numbered(0, 2, 1);
         writer.flush(&mut groups).unwrap_err();
         assert!(writer.is_ready());
