@@ -241,4 +241,14 @@ fn once_stops_when_its_stdout_is_closed() {
     // Stopping, it does not keep trying (and logging) to write to the closed stdout.
     let retries = stderr.matches("flush failed").count();
     assert!(retries <= 2, "{retries} failed flushes logged:\n{stderr}");
+    // What could not be written stays undelivered: the saved checkpoint (if any) is far from
+    // the end of the file (a pipe holds 64 KiB; the file is 20 MB).
+    let size = fs::metadata(&log).unwrap().len();
+    if let Ok(text) = fs::read_to_string(sandbox.path("data/checkpoints/files.json")) {
+        let saved: Value = serde_json::from_str(&text).unwrap();
+        for file in saved["files"].as_array().unwrap() {
+            let offset = file["offset"].as_u64().unwrap();
+            assert!(offset < size / 2, "checkpoint at {offset} of {size}: {text}");
+        }
+    }
 }
