@@ -248,7 +248,10 @@ fn once_stops_when_its_stdout_is_closed() {
         let saved: Value = serde_json::from_str(&text).unwrap();
         for file in saved["files"].as_array().unwrap() {
             let offset = file["offset"].as_u64().unwrap();
-            assert!(offset < size / 2, "checkpoint at {offset} of {size}: {text}");
+            assert!(
+                offset < size / 2,
+                "checkpoint at {offset} of {size}: {text}"
+            );
         }
     }
 }

@@ -595,6 +595,44 @@ mod tests {
     }
 
     #[test]
+    fn a_failure_in_a_later_chunk_delivers_the_groups_written_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let mut writer = JsonLinesWriter::append_to(&path).unwrap();
+        let mut groups = numbered(0, 60, 100);
+        let sizes: Vec<usize> = groups
+            .iter()
+            .map(|g| {
+                let mut out = Vec::new();
+                super::super::write_group(&mut out, g);
+                out.len()
+            })
+            .collect();
+        assert!(
+            sizes.iter().sum::<usize>() > 2 * WRITE_CHUNK,
+            "several chunks"
+        );
+        // Fails in the middle of a group of the second chunk.
+        let limit = WRITE_CHUNK + WRITE_CHUNK / 2 + 37;
+        let whole = sizes
+            .iter()
+            .scan(0, |sum, s| {
+                *sum += s;
+                Some(*sum)
+            })
+            .take_while(|&end| end <= limit)
+            .count();
+        writer.set_write_limit(Some(limit));
+        writer.flush(&mut groups).unwrap_err();
+        assert_eq!(groups.len(), 60 - whole);
+        let n = (whole * 100) as u32;
+        assert_eq!(seqs(&read(&path)), (0..n).collect::<Vec<_>>());
+        writer.set_write_limit(None);
+        writer.flush(&mut groups).unwrap();
+        assert_eq!(seqs(&read(&path)), (0..6000).collect::<Vec<_>>());
+    }
+
+    #[test]
     fn the_size_known_for_a_rollback_follows_an_outside_truncation() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.jsonl");
