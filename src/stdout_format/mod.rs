@@ -7,7 +7,7 @@
 mod escape;
 mod writer;
 
-pub use escape::escape_into;
+use escape::escape_into;
 pub use writer::JsonLinesWriter;
 
 use crate::event::{PipelineEvent, PipelineEventGroup};
