@@ -4,7 +4,7 @@
 //!
 //! Non-UTF-8 bytes are written as U+FFFD: the line is still valid JSON and nothing else is lost.
 //!
-//! [`escape`](escape_into) is the hot loop (word-at-a-time); `writer` is where the lines go
+//! `escape` is the hot loop (word-at-a-time); `writer` is where the lines go
 //! ([`JsonLinesWriter`]: a file that follows its path, failed writes taken back per group, a
 //! closed stdout that stops the daemon).
 
