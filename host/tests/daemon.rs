@@ -760,3 +760,171 @@ fn kill_minus_nine_through_the_base_loses_nothing() {
     eprintln!("{total} lines, {CYCLES} kill -9 cycles: 0 lost, {duplicates} duplicates");
     daemon.terminate();
 }
+
+/// Waits until `path` holds `n` distinct `seq=` lines; returns (distinct, duplicates).
+fn wait_for_seqs(path: &Path, n: usize, limit: Duration) -> (usize, usize) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let seqs = delivered_seqs(&fs::read_to_string(path).unwrap_or_default());
+        let unique: std::collections::BTreeSet<u64> = seqs.iter().copied().collect();
+        if unique.len() >= n || Instant::now() >= deadline {
+            return (unique.len(), seqs.len() - unique.len());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A file pipeline whose part in the base fails to load (`processor_add_fields` without
+/// fields) next to a healthy one: the healthy one delivers everything at once, the broken one
+/// is reported and delivers nothing — its lines wait unacknowledged — and once its config is
+/// fixed it delivers every line, none twice.
+#[test]
+fn a_broken_base_pipeline_stays_in_its_lane() {
+    const LINES: usize = 500;
+    let sandbox = Sandbox::new();
+    let pipeline = |name: &str, fields: &str| {
+        let log = sandbox.path(&format!("logs/{name}.log"));
+        if !log.exists() {
+            let text: String = (0..LINES).map(|i| format!("seq={i:08} {name}\n")).collect();
+            fs::write(&log, text).unwrap();
+        }
+        sandbox.write_config(
+            &format!("{name}.yaml"),
+            &format!(
+                "global: {{AggregatIntervalMs: 200, FlushIntervalMs: 100}}\n\
+                 inputs: [{{Type: input_file, FilePaths: [\"{}\"], TailingAllMatchedFiles: true}}]\n\
+                 processors: [{{Type: processor_add_fields, Fields: {fields}}}]\n\
+                 flushers: [{{Type: flusher_file, FilePath: \"{}\"}}]\n",
+                log.display(),
+                sandbox.path(&format!("{name}.jsonl")).display()
+            ),
+        );
+    };
+    pipeline("broken", "{}");
+    pipeline("healthy", "{lane: ok}");
+    let mut daemon = Daemon::start(&sandbox, None, &[]);
+    let (healthy, dups) = wait_for_seqs(&sandbox.path("healthy.jsonl"), LINES, WAIT_LONG);
+    assert_eq!(
+        (healthy, dups),
+        (LINES, 0),
+        "the healthy pipeline next to a broken one"
+    );
+    daemon.wait_stderr("the broken pipeline's base part reported", |l| {
+        l.contains("broken/2") && l.contains("not loaded")
+    });
+    let broken_now = fs::read_to_string(sandbox.path("broken.jsonl")).unwrap_or_default();
+    assert!(
+        delivered_seqs(&broken_now).is_empty(),
+        "the broken pipeline delivered without its processor"
+    );
+    daemon.assert_running("with a broken base pipeline");
+
+    pipeline("broken", "{lane: fixed}");
+    let (fixed, dups) = wait_for_seqs(&sandbox.path("broken.jsonl"), LINES, WAIT_LONG);
+    assert_eq!(
+        (fixed, dups),
+        (LINES, 0),
+        "the fixed pipeline: every line once"
+    );
+    daemon.terminate();
+}
+
+/// How long a whole file may take to come through.
+const WAIT_LONG: Duration = Duration::from_secs(30);
+
+/// `SendPb` to a pipeline with two native flushers, one of them stalled (a FIFO nobody reads):
+/// a group goes to both queues or to neither, so the healthy flusher gets no duplicate (a group
+/// taken by one queue and retried by the base would be one), and once the FIFO is read both
+/// have received the same events.
+#[test]
+fn send_pb_fan_out_with_a_stalled_flusher_loses_and_repeats_nothing() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let sandbox = Sandbox::new();
+    let fifo = sandbox.path("stalled.fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let mut reader = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_nonblock())
+        .open(&fifo)
+        .unwrap();
+    let healthy = sandbox.path("healthy.jsonl");
+    sandbox.write_config(
+        "fan.yaml",
+        &format!(
+            "global: {{InputIntervalMs: 1, AggregatIntervalMs: 50, FlushIntervalMs: 50}}\n\
+             inputs: [{{Type: metric_mock, Fields: {{pad: \"{}\"}}}}]\n\
+             processors: [{{Type: processor_add_fields, Fields: {{added: \"yes\"}}}}]\n\
+             flushers:\n\
+             \x20 - {{Type: flusher_file, FilePath: \"{}\"}}\n\
+             \x20 - {{Type: flusher_file, FilePath: \"{}\"}}\n",
+            "p".repeat(200),
+            fifo.display(),
+            healthy.display()
+        ),
+    );
+    let mut daemon = Daemon::start(&sandbox, None, &[]);
+    // Stalled for 5 s: the pipe fills, its queue fills, SendPb answers -1.
+    std::thread::sleep(Duration::from_secs(5));
+    let mut stalled_text = Vec::new();
+    let mut chunk = vec![0u8; 1 << 16];
+    let mut drain = |reader: &mut fs::File, out: &mut Vec<u8>| loop {
+        match reader.read(&mut chunk) {
+            Ok(0) => return true,
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    // Read for 3 s, then stop the daemon and read to the end.
+    let reading = Instant::now();
+    while reading.elapsed() < Duration::from_secs(3) {
+        drain(&mut reader, &mut stalled_text);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    daemon.signal("TERM");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !drain(&mut reader, &mut stalled_text) {
+        assert!(Instant::now() < deadline, "the FIFO was never closed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (status, _) = daemon.wait_exit(Duration::from_secs(20));
+    assert!(status.success(), "exit {status:?}");
+    let indexes = |text: &str| -> Vec<i64> {
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v.get("Index")?.as_str()?.parse().ok())
+            .collect()
+    };
+    let stalled = indexes(&String::from_utf8_lossy(&stalled_text));
+    let healthy = indexes(&fs::read_to_string(&healthy).unwrap());
+    let dups = |v: &[i64]| v.len() - v.iter().collect::<std::collections::BTreeSet<_>>().len();
+    assert!(!healthy.is_empty() && !stalled.is_empty());
+    assert_eq!(
+        dups(&healthy),
+        0,
+        "duplicates in the healthy flusher's output"
+    );
+    assert_eq!(
+        dups(&stalled),
+        0,
+        "duplicates in the stalled flusher's output"
+    );
+    let (a, b): (std::collections::BTreeSet<_>, std::collections::BTreeSet<_>) =
+        (healthy.iter().collect(), stalled.iter().collect());
+    assert_eq!(
+        a.symmetric_difference(&b).count(),
+        0,
+        "the two flushers received different events ({} vs {})",
+        a.len(),
+        b.len()
+    );
+}
+
+/// O_NONBLOCK, without a libc dependency for one constant (Linux).
+fn libc_nonblock() -> i32 {
+    0o4000
+}
