@@ -227,11 +227,11 @@ impl Pipeline {
     }
 }
 
-/// Stops `pipelines` together under one deadline: every input stops, their process queues
-/// drain (at most until `limit`), then `between` runs (the base's HoldOn, which flushes what it
-/// holds back to the native flushers), then the sender queues drain (at most until `limit`
-/// again); what is left then is dropped undelivered — its checkpoints did not pass it, so it is
-/// read again after a restart.
+/// Stops `pipelines` together under one deadline, `limit` from now: every input stops, their
+/// process queues drain, then `between` runs (the base's HoldOn, which flushes what it holds
+/// back to the native flushers), then the sender queues drain (given at least a moment after
+/// `between`, however long it took); what is left then is dropped undelivered — its checkpoints
+/// did not pass it, so it is read again after a restart.
 pub fn stop_all(
     mut pipelines: Vec<Pipeline>,
     files: &FileServer,
@@ -273,7 +273,7 @@ pub fn stop_all(
             q.close();
         }
     }
-    let deadline = Instant::now() + limit;
+    let deadline = deadline.max(Instant::now() + LAST_MOMENT);
     wait_until(deadline, || {
         pipelines
             .iter()
@@ -294,6 +294,9 @@ pub fn stop_all(
         q.stop_flusher();
     }
 }
+
+/// What the sender queues get at least after the base's HoldOn, to take what it flushed back.
+const LAST_MOMENT: Duration = Duration::from_secs(2);
 
 /// Polls `done` until it holds or `deadline` passed.
 fn wait_until(deadline: Instant, mut done: impl FnMut() -> bool) {
