@@ -22,3 +22,33 @@ pub fn all() -> Vec<(&'static str, PluginFactory)> {
     plugins.push(processors::test_panic::PLUGIN);
     plugins
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tailrace::plugin_config::{
+        BASE_AGGREGATORS, BASE_EXTENSIONS, BASE_FLUSHERS, BASE_INPUTS, BASE_PROCESSORS,
+    };
+
+    /// The host validates against the core's lists of what this base implements: they must be
+    /// exactly the registry's names (test-only plugins aside).
+    #[test]
+    fn the_core_lists_name_every_plugin_of_the_registry() {
+        let mut listed: Vec<&str> = [
+            BASE_INPUTS,
+            BASE_PROCESSORS,
+            BASE_AGGREGATORS,
+            BASE_FLUSHERS,
+            BASE_EXTENSIONS,
+        ]
+        .concat();
+        listed.sort();
+        let mut registered: Vec<&str> = all()
+            .into_iter()
+            .map(|(name, _)| name)
+            .filter(|name| !name.contains("test_"))
+            .collect();
+        registered.sort();
+        assert_eq!(listed, registered);
+    }
+}
