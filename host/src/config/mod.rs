@@ -730,4 +730,117 @@ mod tests {
         );
         assert_eq!(e.field, "inputs[0].Type");
     }
+
+    fn warnings_of(text: &str) -> (bool, Vec<ConfigError>) {
+        let checked = check(Path::new("/c/w.yaml"), text.as_bytes());
+        (checked.result.is_ok(), checked.warnings)
+    }
+
+    #[test]
+    fn a_typo_is_a_warning_with_a_suggestion() {
+        let (ok, warnings) = warnings_of(
+            "inputs: [{Type: input_file, FilePaths: [/x/*.log], FilePath: /x/a.log}]\nflushers: [{Type: flusher_stdout}]\n",
+        );
+        assert!(ok);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].field, "inputs[0].FilePath");
+        assert_eq!(
+            warnings[0].to_string(),
+            "/c/w.yaml: inputs[0].FilePath: unknown option (did you mean FilePaths?); ignored"
+        );
+    }
+
+    #[test]
+    fn a_typo_that_leaves_a_required_option_out_is_an_error_and_a_warning() {
+        let checked = check(
+            Path::new("w.yaml"),
+            b"inputs: [{Type: input_file, FilePath: /x/a.log}]\nflushers: [{Type: flusher_stdout}]\n",
+        );
+        let errors = checked.result.unwrap_err();
+        assert!(errors[0].message.contains("FilePaths"), "{errors:?}");
+        assert_eq!(checked.warnings.len(), 1);
+        assert!(checked.warnings[0].message.contains("did you mean FilePaths?"));
+    }
+
+    #[test]
+    fn known_ilogtail_options_are_accepted_but_said_to_be_unimplemented() {
+        let (ok, warnings) = warnings_of(
+            "inputs:\n  - Type: input_file\n    FilePaths: [/x/*.log]\n    FlushTimeoutSecs: 5\n    AppendingLogPositionMeta: true\n    AllowingIncludedByMultiConfigs: true\n    Multiline: {StartPattern: 'a.*', IgnoringUnmatchWarning: true}\nflushers: [{Type: flusher_stdout}]\n",
+        );
+        assert!(ok);
+        let fields: Vec<&str> = warnings.iter().map(|w| w.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "inputs[0].AllowingIncludedByMultiConfigs",
+                "inputs[0].AppendingLogPositionMeta",
+                "inputs[0].FlushTimeoutSecs",
+                "inputs[0].Multiline.IgnoringUnmatchWarning",
+            ]
+        );
+        for w in &warnings {
+            assert!(w.message.contains("does not implement yet"), "{w}");
+        }
+    }
+
+    #[test]
+    fn unknown_options_of_processors_and_flushers_and_nested_ones() {
+        let (ok, warnings) = warnings_of(&format!(
+            "{FILE_INPUT}processors: [{{Type: processor_parse_regex_native, Regex: '(.*)', Keys: [m], SourceKye: content}}]\nflushers: [{{Type: flusher_file, FilePath: /tmp/o, MaxRoll: 3, Zzz: 1}}]\n"
+        ));
+        assert!(ok);
+        let shown: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
+        let has = |text: &str| shown.iter().any(|w| w.contains(text));
+        assert_eq!(shown.len(), 3, "{shown:?}");
+        assert!(has("processors[0].SourceKye: unknown option (did you mean SourceKey?)"), "{shown:?}");
+        assert!(has("flushers[0].MaxRoll: unknown option (did you mean MaxRolls?)"), "{shown:?}");
+        // Nothing close: the known options are listed instead.
+        assert!(has("flushers[0].Zzz: unknown option; ignored (flusher_file takes FilePath, MaxSizeKB, MaxRolls)"), "{shown:?}");
+        let (_, warnings) = warnings_of(&format!(
+            "inputs: [{{Type: input_file, FilePaths: [/x/*.log], Multiline: {{StartPatern: x}}}}]\nflushers: [{{Type: flusher_stdout}}]\n"
+        ));
+        assert_eq!(warnings.len(), 1);
+        assert_eq!(warnings[0].field, "inputs[0].Multiline.StartPatern");
+    }
+
+    #[test]
+    fn extended_plugins_and_clean_configs_have_no_warnings() {
+        let (ok, warnings) = warnings_of(
+            "inputs: [{Type: metric_mock, Anything: 1}]\nflushers: [{Type: flusher_stdout}]\n",
+        );
+        assert!(ok && warnings.is_empty(), "{warnings:?}");
+        let (ok, warnings) = warnings_of(&format!("{FILE_INPUT}flushers: [{{Type: flusher_stdout}}]\n"));
+        assert!(ok && warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn building_outside_a_check_notes_nothing() {
+        let plugin = PluginConfig {
+            plugin_type: "flusher_file".into(),
+            field: "flushers[0]".into(),
+            placement: Placement::Native,
+            options: serde_json::json!({"FilePath": "/tmp/x", "Bogus": 1})
+                .as_object()
+                .unwrap()
+                .clone(),
+        };
+        let (_, inside) = collect_ignored(|| crate::flusher::check_options(&plugin));
+        assert_eq!(inside.len(), 1);
+        crate::flusher::check_options(&plugin).unwrap();
+        assert!(IGNORED.with(|c| c.borrow().is_none()));
+    }
+
+    #[test]
+    fn suggestions_only_for_near_misses() {
+        let known = &["FilePaths", "MaxDirSearchDepth", "TailSizeKB", "ExcludeFiles"];
+        assert_eq!(suggestion("filepaths", known), Some("FilePaths"));
+        assert_eq!(suggestion("TailSizeKb", known), Some("TailSizeKB"));
+        assert_eq!(suggestion("MaxDirSearchDept", known), Some("MaxDirSearchDepth"));
+        assert_eq!(suggestion("ExcludeFile", known), Some("ExcludeFiles"));
+        assert_eq!(suggestion("Tags", known), None);
+        assert_eq!(suggestion("Zzz", known), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
+
 }

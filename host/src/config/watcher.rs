@@ -241,3 +241,63 @@ pub fn validate_files(paths: &[PathBuf]) -> Validation {
     }
     found
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = "inputs: [{Type: metric_mock}]\nflushers: [{Type: flusher_stdout}]\n";
+
+    #[test]
+    fn config_dirs_are_checked_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        check_dirs(&[dir.path().to_owned()]).unwrap();
+        let missing = dir.path().join("nope");
+        let e = check_dirs(&[dir.path().to_owned(), missing.clone()]).unwrap_err();
+        assert!(e.contains(&missing.display().to_string()) && e.contains("no such directory"), "{e}");
+        let file = dir.path().join("a.yaml");
+        std::fs::write(&file, VALID).unwrap();
+        let e = check_dirs(&[file.clone()]).unwrap_err();
+        assert!(e.contains("not a directory") && e.contains("validate"), "{e}");
+    }
+
+    #[test]
+    fn invalid_files_are_counted_until_fixed_or_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut watcher = ConfigWatcher::new(vec![dir.path().to_owned()]);
+        std::fs::write(dir.path().join("good.yaml"), VALID).unwrap();
+        std::fs::write(dir.path().join("bad.yaml"), "inputs: [").unwrap();
+        std::fs::write(dir.path().join("good.yml"), VALID).unwrap();
+        let diff = watcher.poll();
+        assert_eq!(diff.added.len(), 1);
+        // bad.yaml is invalid; good.yml has the name of a pipeline already taken.
+        assert_eq!(watcher.invalid_count(), 2);
+        std::fs::remove_file(dir.path().join("good.yml")).unwrap();
+        std::fs::write(dir.path().join("bad.yaml"), VALID).unwrap();
+        let diff = watcher.poll();
+        assert_eq!(diff.added.len(), 1);
+        assert_eq!(watcher.invalid_count(), 0);
+    }
+
+    #[test]
+    fn reload_reads_again_but_yields_only_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.yaml");
+        std::fs::write(&path, VALID).unwrap();
+        let mut watcher = ConfigWatcher::new(vec![dir.path().to_owned()]);
+        assert_eq!(watcher.poll().added.len(), 1);
+        assert!(watcher.reload().is_empty());
+        // Same size, mtime set back: a poll does not look, a reload does.
+        let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+        std::fs::write(&path, VALID.replace("stdout", "STDOUT")).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        assert!(watcher.poll().is_empty());
+        let diff = watcher.reload();
+        assert_eq!(diff.modified.len() + watcher.invalid_count(), 1);
+    }
+}
