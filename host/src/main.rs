@@ -27,7 +27,6 @@ use input::file::{FileServer, FileServerOptions};
 use pipeline::manager::PipelineManager;
 use plugin::BaseClient;
 
-
 #[derive(Parser, Debug)]
 #[command(
     name = "tailrace",

@@ -478,9 +478,9 @@ fn option_path(path: &serde_ignored::Path<'_>) -> String {
                 format!("{parent}.{key}")
             }
         }
-        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => {
-            option_path(parent)
-        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => option_path(parent),
     }
 }
 
@@ -759,7 +759,9 @@ mod tests {
         let errors = checked.result.unwrap_err();
         assert!(errors[0].message.contains("FilePaths"), "{errors:?}");
         assert_eq!(checked.warnings.len(), 1);
-        assert!(checked.warnings[0].message.contains("did you mean FilePaths?"));
+        assert!(checked.warnings[0]
+            .message
+            .contains("did you mean FilePaths?"));
     }
 
     #[test]
@@ -792,8 +794,14 @@ mod tests {
         let shown: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
         let has = |text: &str| shown.iter().any(|w| w.contains(text));
         assert_eq!(shown.len(), 3, "{shown:?}");
-        assert!(has("processors[0].SourceKye: unknown option (did you mean SourceKey?)"), "{shown:?}");
-        assert!(has("flushers[0].MaxRoll: unknown option (did you mean MaxRolls?)"), "{shown:?}");
+        assert!(
+            has("processors[0].SourceKye: unknown option (did you mean SourceKey?)"),
+            "{shown:?}"
+        );
+        assert!(
+            has("flushers[0].MaxRoll: unknown option (did you mean MaxRolls?)"),
+            "{shown:?}"
+        );
         // Nothing close: the known options are listed instead.
         assert!(has("flushers[0].Zzz: unknown option; ignored (flusher_file takes FilePath, MaxSizeKB, MaxRolls)"), "{shown:?}");
         let (_, warnings) = warnings_of(&format!(
@@ -809,7 +817,9 @@ mod tests {
             "inputs: [{Type: metric_mock, Anything: 1}]\nflushers: [{Type: flusher_stdout}]\n",
         );
         assert!(ok && warnings.is_empty(), "{warnings:?}");
-        let (ok, warnings) = warnings_of(&format!("{FILE_INPUT}flushers: [{{Type: flusher_stdout}}]\n"));
+        let (ok, warnings) = warnings_of(&format!(
+            "{FILE_INPUT}flushers: [{{Type: flusher_stdout}}]\n"
+        ));
         assert!(ok && warnings.is_empty(), "{warnings:?}");
     }
 
@@ -832,15 +842,22 @@ mod tests {
 
     #[test]
     fn suggestions_only_for_near_misses() {
-        let known = &["FilePaths", "MaxDirSearchDepth", "TailSizeKB", "ExcludeFiles"];
+        let known = &[
+            "FilePaths",
+            "MaxDirSearchDepth",
+            "TailSizeKB",
+            "ExcludeFiles",
+        ];
         assert_eq!(suggestion("filepaths", known), Some("FilePaths"));
         assert_eq!(suggestion("TailSizeKb", known), Some("TailSizeKB"));
-        assert_eq!(suggestion("MaxDirSearchDept", known), Some("MaxDirSearchDepth"));
+        assert_eq!(
+            suggestion("MaxDirSearchDept", known),
+            Some("MaxDirSearchDepth")
+        );
         assert_eq!(suggestion("ExcludeFile", known), Some("ExcludeFiles"));
         assert_eq!(suggestion("Tags", known), None);
         assert_eq!(suggestion("Zzz", known), None);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("", "abc"), 3);
     }
-
 }

@@ -254,11 +254,17 @@ mod tests {
         check_dirs(&[dir.path().to_owned()]).unwrap();
         let missing = dir.path().join("nope");
         let e = check_dirs(&[dir.path().to_owned(), missing.clone()]).unwrap_err();
-        assert!(e.contains(&missing.display().to_string()) && e.contains("no such directory"), "{e}");
+        assert!(
+            e.contains(&missing.display().to_string()) && e.contains("no such directory"),
+            "{e}"
+        );
         let file = dir.path().join("a.yaml");
         std::fs::write(&file, VALID).unwrap();
         let e = check_dirs(&[file.clone()]).unwrap_err();
-        assert!(e.contains("not a directory") && e.contains("validate"), "{e}");
+        assert!(
+            e.contains("not a directory") && e.contains("validate"),
+            "{e}"
+        );
     }
 
     #[test]

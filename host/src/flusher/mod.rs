@@ -24,7 +24,12 @@ pub use crate::config::parse_options;
 
 /// Checks a native flusher's options.
 pub fn check_options(plugin: &PluginConfig) -> Result<(), (String, String)> {
-    build(plugin).map(|_| ())
+    match plugin.kind() {
+        // Checking must not create their output files (`validate` creates nothing).
+        "flusher_file" => file::check(plugin).map(|_| ()),
+        "flusher_stdout" => parse_options::<stdout::StdoutConfig>(plugin).map(|_| ()),
+        _ => build(plugin).map(|_| ()),
+    }
 }
 
 /// Builds a native flusher.

@@ -84,7 +84,10 @@ pub fn prepare_dir(data_dir: &Path) -> std::io::Result<()> {
 
 /// `dir` (and missing parents) created 0700; an existing `dir` is set to 0700.
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)?;
+    DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)?;
     let meta = fs::metadata(dir)?;
     if meta.permissions().mode() & 0o7777 != DIR_MODE {
         fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE))?;
@@ -291,7 +294,10 @@ pub fn lock_data_dir(data_dir: &Path) -> Result<DataDirLock, String> {
             ));
         }
         Err(fs::TryLockError::Error(e)) => {
-            return Err(format!("--data-dir {shown}: cannot lock {}: {e}", path.display()));
+            return Err(format!(
+                "--data-dir {shown}: cannot lock {}: {e}",
+                path.display()
+            ));
         }
     }
     let written = file
@@ -352,7 +358,10 @@ mod tests {
         let file = Path::new("/d/files.json");
         let (a, b) = (temp_name(file), temp_name(file));
         assert_ne!(a, b);
-        assert!(a.to_string_lossy().starts_with("/d/files.json.tmp."), "{a:?}");
+        assert!(
+            a.to_string_lossy().starts_with("/d/files.json.tmp."),
+            "{a:?}"
+        );
     }
 
     #[test]
@@ -381,7 +390,12 @@ mod tests {
         assert!(store.save().is_err());
         let error = health.last_error().expect("the failure is recorded");
         assert!(error.contains("files.json"), "{error}");
-        assert_eq!(fs::read_dir(dir.path().join("checkpoints")).unwrap().count(), 1);
+        assert_eq!(
+            fs::read_dir(dir.path().join("checkpoints"))
+                .unwrap()
+                .count(),
+            1
+        );
         fs::remove_dir_all(&cp_file).unwrap();
         store.save().unwrap();
         assert_eq!(health.last_error(), None);
@@ -397,7 +411,10 @@ mod tests {
         let ok = tempfile::tempdir().unwrap();
         prepare_dir(ok.path()).unwrap();
         assert_eq!(mode(&ok.path().join("checkpoints")), 0o700);
-        assert_eq!(fs::read_dir(ok.path().join("checkpoints")).unwrap().count(), 0);
+        assert_eq!(
+            fs::read_dir(ok.path().join("checkpoints")).unwrap().count(),
+            0
+        );
     }
 
     #[test]
@@ -411,7 +428,10 @@ mod tests {
         assert_eq!(fs::read_to_string(&lock.path).unwrap().trim(), pid);
         // A second lock (another open file description, as another process would have) fails.
         let e = lock_data_dir(&data).unwrap_err();
-        assert!(e.contains("in use") && e.contains(&format!("pid {pid}")), "{e}");
+        assert!(
+            e.contains("in use") && e.contains(&format!("pid {pid}")),
+            "{e}"
+        );
         drop(lock);
         let again = lock_data_dir(&data).unwrap();
         assert_eq!(fs::read_to_string(&again.path).unwrap().trim(), pid);
