@@ -804,9 +804,9 @@ mod tests {
         );
         // Nothing close: the known options are listed instead.
         assert!(has("flushers[0].Zzz: unknown option; ignored (flusher_file takes FilePath, MaxSizeKB, MaxRolls)"), "{shown:?}");
-        let (_, warnings) = warnings_of(&format!(
-            "inputs: [{{Type: input_file, FilePaths: [/x/*.log], Multiline: {{StartPatern: x}}}}]\nflushers: [{{Type: flusher_stdout}}]\n"
-        ));
+        let (_, warnings) = warnings_of(
+            "inputs: [{Type: input_file, FilePaths: [/x/*.log], Multiline: {StartPatern: x}}]\nflushers: [{Type: flusher_stdout}]\n",
+        );
         assert_eq!(warnings.len(), 1);
         assert_eq!(warnings[0].field, "inputs[0].Multiline.StartPatern");
     }

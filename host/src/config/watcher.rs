@@ -260,7 +260,7 @@ mod tests {
         );
         let file = dir.path().join("a.yaml");
         std::fs::write(&file, VALID).unwrap();
-        let e = check_dirs(&[file.clone()]).unwrap_err();
+        let e = check_dirs(std::slice::from_ref(&file)).unwrap_err();
         assert!(
             e.contains("not a directory") && e.contains("validate"),
             "{e}"
