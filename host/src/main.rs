@@ -47,7 +47,9 @@ struct Cli {
     /// Where libPluginAdapter.so and libPluginBase.so are (default: next to the executable).
     #[arg(long, value_name = "DIR")]
     plugin_dir: Option<PathBuf>,
-    /// Read every matched file to its end, deliver everything, save checkpoints, exit.
+    /// Read every matched file to its end (from its checkpoint, else from its start unless the
+    /// config sets TailSizeKB), deliver everything, save checkpoints, exit; exit 1 when a config
+    /// was invalid, checkpoints could not be saved, or it was interrupted.
     #[arg(long)]
     once: bool,
     /// Serve metrics on this address.

@@ -265,6 +265,9 @@ pub struct DataDirLock {
 /// Creates the data dir if needed (0700) and takes its lock.
 pub fn lock_data_dir(data_dir: &Path) -> Result<DataDirLock, String> {
     let shown = data_dir.display();
+    if fs::metadata(data_dir).is_ok_and(|m| !m.is_dir()) {
+        return Err(format!("--data-dir {shown}: not a directory"));
+    }
     DirBuilder::new()
         .recursive(true)
         .mode(DIR_MODE)
@@ -435,6 +438,10 @@ mod tests {
         drop(lock);
         let again = lock_data_dir(&data).unwrap();
         assert_eq!(fs::read_to_string(&again.path).unwrap().trim(), pid);
+        let file = dir.path().join("a-file");
+        fs::write(&file, b"").unwrap();
+        let e = lock_data_dir(&file).unwrap_err();
+        assert!(e.contains("not a directory"), "{e}");
     }
 
     #[test]
