@@ -164,6 +164,21 @@ pub fn check(path: &Path, text: &[u8]) -> Checked {
             Err(errors)
         }
     });
+    // The top-level keys come sorted by name (serde_json's map); report in the file's order.
+    let rank = |w: &ConfigError| {
+        let section = w.field.split('[').next().unwrap_or_default();
+        [
+            "inputs",
+            "processors",
+            "aggregators",
+            "flushers",
+            "extensions",
+        ]
+        .iter()
+        .position(|s| *s == section)
+        .unwrap_or(usize::MAX)
+    };
+    warnings.sort_by_key(rank);
     Checked { result, warnings }
 }
 
@@ -794,6 +809,10 @@ mod tests {
         let shown: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
         let has = |text: &str| shown.iter().any(|w| w.contains(text));
         assert_eq!(shown.len(), 3, "{shown:?}");
+        assert!(
+            shown[0].contains("processors[0]"),
+            "not in the file's order: {shown:?}"
+        );
         assert!(
             has("processors[0].SourceKye: unknown option (did you mean SourceKey?)"),
             "{shown:?}"
