@@ -44,7 +44,7 @@ run: build
 ## File collection: 1 GiB of single-line and of multiline logs through `tailrace --once` into
 ## flusher_blackhole; prints MB/s per CPU-second, MB/s wall, events/s per CPU-second, peak RSS.
 bench: build
-	python3 bench/file_collection.py
+	python3 bench/file_collection.py && python3 bench/idle_cost.py
 
 install: build
 	install -d $(DESTDIR)/usr/local/lib $(DESTDIR)/usr/local/include $(DESTDIR)/usr/local/bin

@@ -3,11 +3,12 @@
 
 Generates access logs (single-line) and Java-style stack traces (multiline), then runs
 `tailrace --once` over them into `flusher_blackhole` (which still serialises every batch to a
-LogGroup), and reports, per case: MB/s per CPU-second, MB/s wall, events/s per CPU-second and
-peak RSS. CPU time and peak RSS are the kernel's accounting of the child process
-(getrusage(RUSAGE_CHILDREN)); wall time is measured around it.
+LogGroup), and the single-line log also into `flusher_file` (the JSON-lines writer, into a
+temporary directory deleted afterwards), and reports, per case: MB/s per CPU-second, MB/s wall,
+events/s per CPU-second and peak RSS. CPU time and peak RSS are the kernel's accounting of the
+child process (getrusage(RUSAGE_CHILDREN)); wall time is measured around it.
 
-Usage: bench/file_collection.py [--size-mib N] [--keep]
+Usage: bench/file_collection.py [--size-mib N] [--binary PATH] [--only CASE...]
 """
 
 import argparse
@@ -17,6 +18,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -73,8 +75,8 @@ def count_events(path):
         return int(f.read())
 
 
-def run_case(name, log_file, events, multiline):
-    case_dir = os.path.join(WORK, name)
+def run_case(name, log_file, events, multiline, binary, flusher="flusher_blackhole"):
+    case_dir = os.path.join(WORK, name.replace(" ", "-"))
     shutil.rmtree(case_dir, ignore_errors=True)
     os.makedirs(os.path.join(case_dir, "conf"))
     config = [
@@ -89,20 +91,29 @@ def run_case(name, log_file, events, multiline):
             "      Mode: custom",
             "      StartPattern: '\\d{4}-\\d{2}-\\d{2} .*'",
         ]
-    config += ["flushers:", "  - Type: flusher_blackhole", ""]
+    out_dir = None
+    config += ["flushers:", f"  - Type: {flusher}"]
+    if flusher == "flusher_file":
+        # Next to the input (same disk), never in the source tree; removed when done.
+        out_dir = tempfile.mkdtemp(prefix="tailrace-bench-out-", dir=WORK)
+        config += [f"    FilePath: {os.path.join(out_dir, 'out.jsonl')}"]
+    config += [""]
     with open(os.path.join(case_dir, "conf", "bench.yaml"), "w") as f:
         f.write("\n".join(config))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
-    proc = subprocess.run(
-        [BINARY, "--once", "--config-dir", os.path.join(case_dir, "conf"), "--data-dir",
-         os.path.join(case_dir, "data"), "--plugin-dir", case_dir, "--log-level", "warn"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
+    try:
+        proc = run_tailrace(binary, case_dir)
+    finally:
+        if out_dir is not None:
+            out_size = sum(os.path.getsize(os.path.join(out_dir, f)) for f in os.listdir(out_dir))
+            shutil.rmtree(out_dir, ignore_errors=True)
     wall = time.monotonic() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         sys.exit(f"{name}: tailrace exited {proc.returncode}:\n{proc.stderr}")
+    if out_dir is not None and out_size == 0:
+        sys.exit(f"{name}: flusher_file wrote nothing:\n{proc.stderr}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     mb = os.path.getsize(log_file) / 1e6
     return {
@@ -118,27 +129,42 @@ def run_case(name, log_file, events, multiline):
     }
 
 
+def run_tailrace(binary, case_dir):
+    return subprocess.run(
+        [binary, "--once", "--config-dir", os.path.join(case_dir, "conf"), "--data-dir",
+         os.path.join(case_dir, "data"), "--plugin-dir", case_dir, "--log-level", "warn"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--binary", default=BINARY, help="the tailrace to measure")
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="run only these cases (e.g. 'single-line' 'single-line into flusher_file')")
     args = parser.parse_args()
-    if not os.path.exists(BINARY):
-        sys.exit(f"{BINARY} not found: run `make build` first")
+    if not os.path.exists(args.binary):
+        sys.exit(f"{args.binary} not found: run `make build` first")
     os.makedirs(WORK, exist_ok=True)
     size = args.size_mib * 1024 * 1024
     single = os.path.join(WORK, f"access-{args.size_mib}m.log")
     multi = os.path.join(WORK, f"java-{args.size_mib}m.log")
     print(f"generating {args.size_mib} MiB of each kind of log in {WORK} (cached between runs)...", flush=True)
+    wanted = lambda case: args.only is None or case in args.only
     single_events = generate(single, size, access_line, 1)
-    multi_events = generate(multi, size, java_event, 2)
-    results = [
-        run_case("single-line", single, single_events, False),
-        run_case("multiline", multi, multi_events, True),
+    multi_events = generate(multi, size, java_event, 2) if wanted("multiline") else 0
+    cases = [
+        ("single-line", lambda: run_case("single-line", single, single_events, False, args.binary)),
+        ("single-line into flusher_file", lambda: run_case(
+            "single-line into flusher_file", single, single_events, False, args.binary, "flusher_file")),
+        ("multiline", lambda: run_case("multiline", multi, multi_events, True, args.binary)),
     ]
+    results = [run() for name, run in cases if wanted(name)]
     print()
-    print(f"{'case':<12} {'MB':>8} {'CPU s':>7} {'wall s':>7} {'MB/s/CPU-s':>11} {'MB/s wall':>10} {'events/s/CPU-s':>15} {'peak RSS MiB':>13}")
+    print(f"{'case':<30} {'MB':>8} {'CPU s':>7} {'wall s':>7} {'MB/s/CPU-s':>11} {'MB/s wall':>10} {'events/s/CPU-s':>15} {'peak RSS MiB':>13}")
     for r in results:
-        print(f"{r['case']:<12} {r['MB']:>8.0f} {r['cpu_s']:>7.2f} {r['wall_s']:>7.2f} {r['MB/s per CPU-s']:>11.0f} "
+        print(f"{r['case']:<30} {r['MB']:>8.0f} {r['cpu_s']:>7.2f} {r['wall_s']:>7.2f} {r['MB/s per CPU-s']:>11.0f} "
               f"{r['MB/s wall']:>10.0f} {r['events/s per CPU-s']:>15.0f} {r['peak RSS MiB']:>13.1f}")
 
 

@@ -11,6 +11,14 @@
 #include <stdint.h>
 
 /**
+ * Tailrace's own `LogtailCtlCmd` command id (DESIGN §3 allows adding ids): the plugin base
+ * reports that the batch it was handed with pack id `params` (the `packId` argument of
+ * `ProcessLogGroup`) has been delivered by every flusher of its pipeline. A host that does not
+ * know it answers -2, and the base then stops reporting.
+ */
+#define TAILRACE_CTL_DELIVERED 29810
+
+/**
  * `int (*)(long long logstoreKey)`: 0 when the host's queue for the key accepts data, -1 when
  * full; key -1 means an internal pipeline, always valid.
  */

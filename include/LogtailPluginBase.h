@@ -136,6 +136,14 @@ GoInt ProcessLogGroup(GoString configName, GoSlice logGroupPb, GoString packId);
 void CtlCmd(GoString configName, GoInt cmdId, GoString cmdDetail);
 
 /**
+ * Tailrace's own export (DESIGN §3 allows additions): tells a host that this base is
+ * Tailrace's, which reports through `LogtailCtlCmd` when a batch handed over with a `packId`
+ * was delivered, and which implements exactly the plugin types its registry holds. Returns the
+ * version of that protocol (1). iLogtail's core ignores the symbol.
+ */
+GoInt TailraceBaseVersion(void);
+
+/**
  * Container metadata is not collected by this base: always NULL.
  */
 void *GetContainerMeta(GoString containerId);

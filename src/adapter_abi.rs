@@ -48,3 +48,9 @@ pub type PluginCtlCmdFun = Option<
         params_len: c_int,
     ) -> c_int,
 >;
+
+/// Tailrace's own `LogtailCtlCmd` command id (DESIGN §3 allows adding ids): the plugin base
+/// reports that the batch it was handed with pack id `params` (the `packId` argument of
+/// `ProcessLogGroup`) has been delivered by every flusher of its pipeline. A host that does not
+/// know it answers -2, and the base then stops reporting.
+pub const TAILRACE_CTL_DELIVERED: c_int = 0x7472;

@@ -55,13 +55,20 @@ pub fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-/// Called by [`ffi_panic_boundary!`] when an export's body panicked.
+/// Called by [`ffi_panic_boundary!`] when an export's body panicked. Reporting can neither
+/// panic nor unwind: a hook that panics is itself caught, and then stderr is all there is.
 pub fn report_panic(export: &str, payload: &(dyn Any + Send)) {
-    let message = panic_message(payload);
-    let hook = *PANIC_HOOK.read().unwrap_or_else(|e| e.into_inner());
-    match hook {
-        Some(hook) => hook(export, &message),
-        None => eprintln_fallback(export, &message),
+    let reported = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let message = panic_message(payload);
+        // A poisoned lock still holds a valid hook (a plain fn pointer).
+        let hook = *PANIC_HOOK.read().unwrap_or_else(|e| e.into_inner());
+        match hook {
+            Some(hook) => hook(export, &message),
+            None => eprintln_fallback(export, &message),
+        }
+    }));
+    if reported.is_err() {
+        eprintln_fallback(export, "(the panic report itself panicked)");
     }
 }
 
@@ -116,6 +123,13 @@ mod tests {
             }
             0
         })
+    }
+
+    #[test]
+    fn a_panicking_report_hook_does_not_unwind() {
+        super::set_panic_hook(|_, _| panic!("the hook fails too"));
+        assert_eq!(guarded(true), -1);
+        super::set_panic_hook(|_, _| {});
     }
 
     #[test]

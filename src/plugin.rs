@@ -35,4 +35,11 @@ pub trait Flusher: Send {
     fn flush(&mut self, groups: &mut Vec<PipelineEventGroup>) -> Result<(), String>;
     /// Called once when the pipeline stops, after the last flush.
     fn stop(&mut self) {}
+    /// True for a flusher that acknowledges delivery itself, later than the flush returns (the
+    /// feed to the plugin base, which reports delivery afterwards): the runner then leaves the
+    /// acknowledgements of the groups it hands over to the flusher, and gives it every group,
+    /// empty ones included, so that they stay in order.
+    fn takes_acks(&self) -> bool {
+        false
+    }
 }

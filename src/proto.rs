@@ -64,6 +64,8 @@ pub mod meta {
     pub const SOURCE: &str = "__source__";
     pub const CATEGORY: &str = "__category__";
     pub const MACHINE_UUID: &str = "__machine_uuid__";
+    /// The `packId` a batch was handed to the plugin base with (not written out).
+    pub const PACK_ID: &str = "__pack_id__";
 }
 
 impl Log {

@@ -4,6 +4,10 @@
 //! libraries as an extra it can lose at any moment: if they are missing or broken, one warning
 //! says why and everything native keeps running.
 
+// Queues hand a refused batch back by value in `Err`, so that nothing is lost; the group is
+// moved, not copied, and boxing it would cost an allocation per batch on the hot path.
+#![allow(clippy::result_large_err)]
+
 mod config;
 mod flusher;
 mod input;
@@ -25,7 +29,6 @@ use config::watcher::{validate_files, ConfigWatcher};
 use input::file::checkpoint::{self, SaveHealth};
 use input::file::{FileServer, FileServerOptions};
 use pipeline::manager::PipelineManager;
-use plugin::BaseClient;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -59,6 +62,10 @@ struct Cli {
     /// SIGHUP.
     #[arg(long = "config-poll", value_name = "SECS", default_value_t = 1)]
     config_poll_secs: u64,
+    /// Processor threads serving every pipeline, and as many flusher threads (LoongCollector's
+    /// `process_thread_count`; default: one per core, at most 4).
+    #[arg(long, value_name = "N", env = "TAILRACE_PROCESS_THREADS")]
+    process_threads: Option<usize>,
     /// trace, debug, info, warn or error (or a tracing filter).
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: String,
@@ -142,13 +149,7 @@ fn run(cli: Cli) -> Result<(), String> {
         .plugin_dir
         .clone()
         .unwrap_or_else(plugin::loader::default_plugin_dir);
-    let base = match plugin::loader::load(&plugin_dir) {
-        Ok(api) => Ok(BaseClient::start(api, base_global_config(&cli))),
-        Err(e) => {
-            tracing::warn!("plugins unavailable: {e}; native collection runs without them");
-            Err(e.to_string())
-        }
-    };
+    let base = plugin::BaseState::load(plugin_dir, base_global_config(&cli));
 
     let checkpoint_health = SaveHealth::default();
     let files = FileServer::start(FileServerOptions {
@@ -156,7 +157,13 @@ fn run(cli: Cli) -> Result<(), String> {
         once: cli.once,
         checkpoint_health: checkpoint_health.clone(),
     });
-    let mut manager = PipelineManager::new(files, base);
+    let threads = cli
+        .process_threads
+        .filter(|&n| n > 0)
+        .unwrap_or_else(runner::default_threads);
+    let runners = runner::Runners::start(threads);
+    tracing::info!(threads, "processor and flusher runners started");
+    let mut manager = PipelineManager::new(files, runners, base);
     let mut watcher = ConfigWatcher::new(cli.config_dirs.clone());
     let diff = watcher.poll();
     if diff.added.is_empty() {

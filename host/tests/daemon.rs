@@ -285,6 +285,34 @@ fn hanging_holdon_stalls_only_plugins() {
     daemon.terminate();
 }
 
+/// A base that never returns from `InitPluginBaseV2`: native lines flow from the first second,
+/// the plugin pipeline is reported as stalled, and SIGTERM still ends the daemon in bounded time.
+#[test]
+fn hanging_init_never_delays_native_collection() {
+    let faults = repo_dir().join("target/faults/release");
+    require(&faults.join("libPluginBase.so"));
+    let sandbox = Sandbox::new();
+    sandbox.add_file_pipeline();
+    sandbox.write_config("mock.yaml", &mock_yaml(200, "a"));
+    let started = Instant::now();
+    let mut daemon = Daemon::start(&sandbox, Some(&faults), &[("TAILRACE_TEST_INIT_HANG", "1")]);
+    daemon.expect_native_lines(&sandbox, "while-init-hangs", 3);
+    let first_native = started.elapsed();
+    assert!(
+        first_native < Duration::from_secs(3),
+        "native lines took {first_native:?} with a hanging plugin base"
+    );
+    daemon.wait_stderr("\"has not returned from HoldOn\"", |l| {
+        l.contains("has not returned from HoldOn")
+    });
+    daemon.assert_running("while the plugin base hangs in InitPluginBaseV2");
+    assert!(
+        daemon.mock_lines().is_empty(),
+        "the plugin pipeline cannot run while the base hangs"
+    );
+    daemon.terminate();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Hot reload
 // ---------------------------------------------------------------------------------------------
@@ -623,4 +651,112 @@ fn validate_names_file_and_field_of_each_error() {
             "{file}: no line with all of {wanted:?}:\n{output}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Delivery across the boundary
+// ---------------------------------------------------------------------------------------------
+
+/// Sequence numbers (`seq=NNNNNNNN` in `content`) of the complete JSON lines of `text`; a line
+/// cut by a `kill -9` and continued by the next run's first line counts only that first line.
+fn delivered_seqs(text: &str) -> Vec<u64> {
+    let seq_of = |json: &str| -> Option<u64> {
+        let v: serde_json::Value = serde_json::from_str(json).ok()?;
+        let content = v.get("content")?.as_str()?;
+        content.strip_prefix("seq=")?.get(..8)?.parse().ok()
+    };
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if let Some(seq) = seq_of(line) {
+            out.push(seq);
+            continue;
+        }
+        // A torn line: find the last complete record in it.
+        if let Some(seq) = line
+            .match_indices('{')
+            .filter_map(|(i, _)| seq_of(&line[i..]))
+            .next()
+        {
+            out.push(seq);
+        }
+    }
+    out
+}
+
+/// A file pipeline whose data goes through the plugin base and back (`processor_add_fields`
+/// runs in the base, `flusher_file` in the host), killed with SIGKILL 20 times at moments spread
+/// over its work while lines keep being appended: every line arrives in the end. The base's
+/// aggregator holds each cycle's few lines for 3 s (`AggregatIntervalMs`) and the kills come
+/// 1.2-2.5 s after the start, after a checkpoint save (every second): a checkpoint that moved
+/// when the base *accepted* a batch loses those lines (measured: that variant of the host fails
+/// here).
+#[test]
+fn kill_minus_nine_through_the_base_loses_nothing() {
+    const CYCLES: u64 = 20;
+    const PER_CYCLE: u64 = 200;
+    let sandbox = Sandbox::new();
+    let out = sandbox.path("out.jsonl");
+    let log = sandbox.path("logs/app.log");
+    sandbox.write_config(
+        "through.yaml",
+        &format!(
+            "global: {{AggregatIntervalMs: 3000, FlushIntervalMs: 200}}\n\
+             inputs: [{{Type: input_file, FilePaths: [\"{}\"], TailingAllMatchedFiles: true}}]\n\
+             processors: [{{Type: processor_add_fields, Fields: {{via: base}}}}]\n\
+             flushers: [{{Type: flusher_file, FilePath: \"{}\"}}]\n",
+            log.display(),
+            out.display()
+        ),
+    );
+    let mut next = 0u64;
+    let mut append = |n: u64| {
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let mut text = String::new();
+        for _ in 0..n {
+            text.push_str(&format!("seq={next:08} {}\n", "z".repeat(60)));
+            next += 1;
+        }
+        file.write_all(text.as_bytes()).unwrap();
+    };
+    // Moments spread over 1.2-2.5 s, from a fixed pseudo-random sequence.
+    let mut r: u64 = 0x2545_f491_4f6c_dd1d;
+    for _ in 0..CYCLES {
+        append(PER_CYCLE);
+        let mut daemon = Daemon::start(&sandbox, None, &[]);
+        r ^= r << 13;
+        r ^= r >> 7;
+        r ^= r << 17;
+        std::thread::sleep(Duration::from_millis(1200 + r % 1300));
+        daemon.kill_hard();
+    }
+    let total = next;
+    let mut daemon = Daemon::start(&sandbox, None, &[]);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let (unique, duplicates) = loop {
+        let seqs = delivered_seqs(&fs::read_to_string(&out).unwrap_or_default());
+        let unique: std::collections::BTreeSet<u64> = seqs.iter().copied().collect();
+        if unique.len() as u64 == total || Instant::now() >= deadline {
+            let duplicates = seqs.len() - unique.len();
+            break (unique, duplicates);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let missing: Vec<u64> = (0..total)
+        .filter(|s| !unique.contains(s))
+        .take(10)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {total} lines lost after {CYCLES} kill -9 cycles (first missing: {missing:?}); {duplicates} duplicates\n{}",
+        total - unique.len() as u64,
+        daemon.diagnostics()
+    );
+    // Duplicates are what was delivered but not yet checkpointed at each kill (reported, not
+    // bounded here: with kills every 1-2 s a restart re-sends its whole backlog).
+    eprintln!("{total} lines, {CYCLES} kill -9 cycles: 0 lost, {duplicates} duplicates");
+    daemon.terminate();
 }

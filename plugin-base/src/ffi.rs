@@ -20,7 +20,7 @@ use tailrace::rslice::{
 };
 
 /// Metadata key of the pack id a host gives with its data.
-const PACK_ID_META: &str = "__pack_id__";
+const PACK_ID_META: &str = tailrace::proto::meta::PACK_ID;
 
 /// Error return of the functions whose contract says "0 ok, 1 error".
 const LOAD_ERROR: GoInt = 1;
@@ -235,6 +235,15 @@ pub extern "C" fn CtlCmd(config_name: GoString, cmd_id: GoInt, cmd_detail: GoStr
     })
 }
 
+/// Tailrace's own export (DESIGN §3 allows additions): tells a host that this base is
+/// Tailrace's, which reports through `LogtailCtlCmd` when a batch handed over with a `packId`
+/// was delivered, and which implements exactly the plugin types its registry holds. Returns the
+/// version of that protocol (1). iLogtail's core ignores the symbol.
+#[no_mangle]
+pub extern "C" fn TailraceBaseVersion() -> GoInt {
+    ffi_panic_boundary!("TailraceBaseVersion", 0, { 1 })
+}
+
 /// Container metadata is not collected by this base: always NULL.
 #[no_mangle]
 pub extern "C" fn GetContainerMeta(container_id: GoString) -> *mut c_void {
@@ -436,8 +445,16 @@ fn init_from_json(export: &str, json: GoString) -> GoInt {
 }
 
 fn init_with(settings: Settings) -> GoInt {
+    // Test-only fault: a base that never returns from its initialisation.
+    #[cfg(feature = "test-faults")]
+    if std::env::var_os("TAILRACE_TEST_INIT_HANG").is_some() {
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
     tailrace::ffi_boundary::set_panic_hook(|export, message| {
-        if let Ok(base) = global::get() {
+        // Only a base that exists: creating one here would start a runtime on the panic path.
+        if let Some(base) = global::existing() {
             base.alarm(
                 "PLUGIN_PANIC_ALARM",
                 AlarmLevel::Critical,

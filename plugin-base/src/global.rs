@@ -33,6 +33,12 @@ pub fn get() -> Result<&'static PluginBase, String> {
     }
 }
 
+/// The base if it was created; never creates one (for the panic path, which must not start a
+/// runtime).
+pub fn existing() -> Option<&'static PluginBase> {
+    BASE.get()
+}
+
 /// Logs go to stderr, at the level of `LogLevel` in the global config (or `RUST_LOG`), `info`
 /// by default.
 fn init_logging(settings: &Settings) {

@@ -1,4 +1,8 @@
 //! `flusher_file`: appends one JSON line per event (the stdout format) to `FilePath`.
+//!
+//! The output may be rotated by others (logrotate): when `FilePath` is removed or renamed, the
+//! next flush creates it anew. A failed write (a full disk) is taken back to the last whole
+//! group, so that the retry neither breaks a line nor duplicates one (see `JsonLinesWriter`).
 
 use serde::Deserialize;
 use tailrace::plugin::Flusher;

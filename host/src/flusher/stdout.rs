@@ -36,7 +36,7 @@ impl Default for StdoutConfig {
 pub fn build(plugin: &PluginConfig) -> Result<Box<dyn Flusher>, (String, String)> {
     let config: StdoutConfig = parse_options(plugin)?;
     let out = if config.file_name.is_empty() {
-        JsonLinesWriter::stdout()
+        JsonLinesWriter::stdout().on_broken_pipe(stop_daemon)
     } else {
         JsonLinesWriter::rolling(
             config.file_name.as_ref(),
@@ -51,4 +51,13 @@ pub fn build(plugin: &PluginConfig) -> Result<Box<dyn Flusher>, (String, String)
         })?
     };
     Ok(Box::new(out))
+}
+
+/// Stdout was closed under the daemon (`tailrace --once | head`): nothing written there can
+/// ever arrive, so the daemon stops as on SIGTERM (draining, saving checkpoints that do not pass
+/// what was not written) rather than retrying forever.
+fn stop_daemon() {
+    if let Err(e) = signal_hook::low_level::raise(signal_hook::consts::SIGTERM) {
+        tracing::error!("stdout is closed and the daemon cannot stop itself: {e}");
+    }
 }

@@ -9,28 +9,34 @@ use std::time::Duration;
 use crate::config::watcher::Diff;
 use crate::config::PipelineConfig;
 use crate::input::file::FileServer;
-use crate::pipeline::{Built, Pipeline};
+use crate::pipeline::{stop_all, Built, Pipeline};
 use crate::plugin::base::{BaseConfig, BaseConfigs};
-use crate::plugin::BaseClient;
+use crate::plugin::BaseState;
+use crate::runner::Runners;
 
 /// How long a stopping pipeline gets to drain.
 const STOP_LIMIT: Duration = Duration::from_secs(5);
 
 pub struct PipelineManager {
     files: FileServer,
-    base: Result<BaseClient, String>,
+    runners: Runners,
+    base: BaseState,
     pipelines: BTreeMap<String, Pipeline>,
+    /// Pipelines that need the plugin base, waiting for it to load.
+    waiting: BTreeMap<String, PipelineConfig>,
     /// The base configs of the last window sent.
     base_configs: BaseConfigs,
     next_key: i64,
 }
 
 impl PipelineManager {
-    pub fn new(files: FileServer, base: Result<BaseClient, String>) -> PipelineManager {
+    pub fn new(files: FileServer, runners: Runners, base: BaseState) -> PipelineManager {
         PipelineManager {
             files,
+            runners,
             base,
             pipelines: BTreeMap::new(),
+            waiting: BTreeMap::new(),
             base_configs: BaseConfigs::new(),
             next_key: 1,
         }
@@ -38,9 +44,10 @@ impl PipelineManager {
 
     pub fn update(&mut self, diff: Diff) {
         for name in diff.removed {
+            self.waiting.remove(&name);
             if let Some(pipeline) = self.pipelines.remove(&name) {
                 tracing::info!(pipeline = name, "config removed: pipeline stopped");
-                pipeline.stop(&self.files, STOP_LIMIT);
+                pipeline.stop(&self.files, &self.runners, STOP_LIMIT);
             }
         }
         for config in diff.added.into_iter().chain(diff.modified) {
@@ -53,7 +60,7 @@ impl PipelineManager {
         let name = config.name.clone();
         if !config.enable {
             if let Some(old) = self.pipelines.remove(&name) {
-                old.stop(&self.files, STOP_LIMIT);
+                old.stop(&self.files, &self.runners, STOP_LIMIT);
             }
             tracing::info!(pipeline = name, "disabled (enable: false)");
             return;
@@ -69,18 +76,30 @@ impl PipelineManager {
             }
         };
         if built.base.is_some() {
-            if let Err(why) = &self.base {
-                tracing::error!(
-                    pipeline = name,
-                    "not loaded: it needs the plugin base, which is unavailable ({why})"
-                );
-                return;
+            match &self.base {
+                BaseState::Ready(_) => {}
+                BaseState::Loading { .. } => {
+                    tracing::info!(
+                        pipeline = name,
+                        "waits for the plugin libraries to load (it needs the plugin base)"
+                    );
+                    self.waiting.insert(name, built.config);
+                    return;
+                }
+                BaseState::Unavailable(why) => {
+                    tracing::error!(
+                        pipeline = name,
+                        "not loaded: it needs the plugin base, which is unavailable ({why})"
+                    );
+                    return;
+                }
             }
         }
+        self.waiting.remove(&name);
         let key = match self.pipelines.remove(&name) {
             Some(old) => {
                 let key = old.logstore_key;
-                old.stop(&self.files, STOP_LIMIT);
+                old.stop(&self.files, &self.runners, STOP_LIMIT);
                 key
             }
             None => {
@@ -88,7 +107,7 @@ impl PipelineManager {
                 self.next_key
             }
         };
-        let pipeline = Pipeline::start(built, key, &self.files, self.base.as_ref().ok());
+        let pipeline = Pipeline::start(built, key, &self.files, self.base.client(), &self.runners);
         tracing::info!(
             pipeline = name,
             plugins = pipeline
@@ -121,7 +140,7 @@ impl PipelineManager {
         if wanted == self.base_configs {
             return;
         }
-        if let Ok(base) = &mut self.base {
+        if let BaseState::Ready(base) = &mut self.base {
             base.apply(wanted.clone());
             self.base_configs = wanted;
         }
@@ -129,7 +148,17 @@ impl PipelineManager {
 
     /// Reports of the base's windows; call regularly.
     pub fn poll_base(&mut self) {
-        let Ok(base) = &mut self.base else { return };
+        if self.base.poll() {
+            // The libraries loaded (or failed to): the pipelines that waited for them start
+            // now (or are reported).
+            for (_, config) in std::mem::take(&mut self.waiting) {
+                self.replace(config);
+            }
+            self.sync_base();
+        }
+        let BaseState::Ready(base) = &mut self.base else {
+            return;
+        };
         for report in base.poll() {
             match report.failures {
                 Ok(failures) => {
@@ -142,24 +171,22 @@ impl PipelineManager {
         }
     }
 
-    /// Whether every file input read its files to the end and had everything delivered.
+    /// Whether every file input read its files to the end and had everything delivered (and
+    /// no pipeline still waits for the plugin libraries to load).
     pub fn files_drained(&self) -> bool {
-        self.files.drained()
+        !matches!(self.base, BaseState::Loading { .. }) && self.files.drained()
     }
 
-    /// Stops everything: inputs first, then the base gets `HoldOn(1)` (it flushes what it holds
-    /// back to the native flushers, or persists it), then the native flushers drain.
+    /// Stops everything, every pipeline at once under one deadline: inputs first, then the
+    /// base gets `HoldOn(1)` (it flushes what it holds back to the native flushers, or persists
+    /// it), then the native flushers drain.
     pub fn shutdown(mut self) {
-        let mut pipelines: Vec<Pipeline> =
-            std::mem::take(&mut self.pipelines).into_values().collect();
-        for pipeline in &mut pipelines {
-            pipeline.stop_input(&self.files, STOP_LIMIT);
-        }
-        if let Ok(base) = self.base {
-            base.exit(Duration::from_secs(5));
-        }
-        for pipeline in pipelines {
-            pipeline.finish(STOP_LIMIT);
-        }
+        let pipelines: Vec<Pipeline> = std::mem::take(&mut self.pipelines).into_values().collect();
+        let base = self.base;
+        stop_all(pipelines, &self.files, &self.runners, STOP_LIMIT, || {
+            if let BaseState::Ready(base) = base {
+                base.exit(Duration::from_secs(5));
+            }
+        });
     }
 }

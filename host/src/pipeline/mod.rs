@@ -6,9 +6,7 @@
 
 pub mod manager;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
@@ -16,10 +14,11 @@ use tailrace::plugin::Flusher;
 
 use crate::config::{PipelineConfig, Placement, PluginConfig};
 use crate::input::file::{FileServer, InputFileConfig, InputId};
+use crate::plugin::delivery::Deliveries;
 use crate::plugin::{router, BaseClient};
-use crate::queue;
-use crate::runner::processor::Destination;
-use crate::{flusher, processor, runner};
+use crate::queue::{self, SenderQueue, Work};
+use crate::runner::Runners;
+use crate::{flusher, processor};
 
 /// The plugin-base part of a pipeline.
 #[derive(Clone, Debug, PartialEq)]
@@ -121,16 +120,33 @@ impl Built {
     }
 }
 
-/// A running pipeline's native part.
+/// A running pipeline's native part: its queues (the shared runners do the work).
 pub struct Pipeline {
     pub config: PipelineConfig,
     pub base: Option<BasePart>,
     pub logstore_key: i64,
     input: Option<InputId>,
-    processor: Option<JoinHandle<()>>,
-    flushers: Vec<JoinHandle<()>>,
-    /// Tells the flusher runners to stop retrying (set when a stop's time is up).
-    give_up: Arc<AtomicBool>,
+    /// Its process queue, while it has an input.
+    process_queue: Option<u64>,
+    /// Its sender queues: native flushers, and the feed to the base.
+    outputs: Vec<Arc<SenderQueue>>,
+}
+
+/// `global.Priority` (LoongCollector's: 1 highest … 3, 0 or absent the default, lowest).
+fn priority(config: &PipelineConfig) -> usize {
+    let value = config.global.get("Priority");
+    match value.and_then(|v| v.as_u64()) {
+        Some(p @ 0..=3) => queue::process::level_of_priority(p),
+        None if value.is_none() => queue::process::level_of_priority(0),
+        _ => {
+            tracing::warn!(
+                pipeline = config.name,
+                "global.Priority {:?} is not 0, 1, 2 or 3; the default (0, lowest) is used",
+                value
+            );
+            queue::process::level_of_priority(0)
+        }
+    }
 }
 
 impl Pipeline {
@@ -140,112 +156,150 @@ impl Pipeline {
         logstore_key: i64,
         files: &FileServer,
         base: Option<&BaseClient>,
+        runners: &Runners,
     ) -> Pipeline {
         let name = built.config.name.clone();
-        let mut senders = Vec::new();
         let mut flushers = Vec::new();
-        let give_up = Arc::new(AtomicBool::new(false));
         for (flusher_type, flusher) in built.flushers {
-            let (tx, rx) = queue::sender_queue();
-            flushers.push(runner::flusher::spawn(
-                &name,
-                &flusher_type,
-                flusher,
-                rx,
-                give_up.clone(),
-            ));
-            senders.push(tx);
+            let q = SenderQueue::new(&name, &flusher_type, flusher, queue::SENDER_QUEUE_CAPACITY);
+            runners.flushers.add(q.clone());
+            flushers.push(q);
         }
-        if built.base.is_some() && !senders.is_empty() {
+        // With Tailrace's base, batches fed to it wait for its delivery reports (and for what it
+        // sends back to be delivered here) before their checkpoints move.
+        let deliveries = (built.base.is_some()
+            && built.input.is_some()
+            && base.is_some_and(|b| b.reports_delivery()))
+        .then(|| Deliveries::new(&name, logstore_key as u64));
+        if built.base.is_some() {
             router::add(
                 &name,
                 router::Route {
                     logstore_key,
-                    flushers: senders.clone(),
+                    flushers: flushers.clone(),
+                    deliveries: deliveries.clone(),
                 },
             );
         }
+        let level = priority(&built.config);
         let mut pipeline = Pipeline {
             config: built.config,
             base: built.base,
             logstore_key,
             input: None,
-            processor: None,
-            flushers,
-            give_up,
+            process_queue: None,
+            outputs: flushers.clone(),
         };
         if let Some(spec) = built.input {
-            let destination = match (&pipeline.base, base) {
-                (Some(part), Some(base)) => Destination::Base(base.feed_for(&part.config_name)),
-                _ => Destination::Flushers(senders),
+            let destinations = match (&pipeline.base, base) {
+                (Some(part), Some(base)) => {
+                    let feed = SenderQueue::new(
+                        &name,
+                        "plugin-base",
+                        base.feed_for(&part.config_name, deliveries),
+                        queue::SENDER_QUEUE_CAPACITY,
+                    );
+                    runners.flushers.add(feed.clone());
+                    pipeline.outputs.push(feed.clone());
+                    vec![feed]
+                }
+                _ => flushers,
             };
-            let (tx, rx) = queue::process_queue();
-            pipeline.processor = Some(runner::processor::spawn(
-                &name,
-                built.processors,
-                rx,
-                destination,
-            ));
-            pipeline.input = Some(files.register(&name, spec, tx));
+            let handle = runners.queues.add(
+                Work {
+                    pipeline: name.clone(),
+                    processors: Mutex::new(built.processors),
+                    outputs: destinations,
+                },
+                queue::PROCESS_QUEUE_CAPACITY,
+                level,
+            );
+            pipeline.process_queue = Some(handle.id);
+            pipeline.input = Some(files.register(&name, spec, Box::new(handle)));
         }
         pipeline
     }
 
     /// Stops the pipeline: its input first, then what is queued drains to the flushers (for at
     /// most `limit`).
-    pub fn stop(mut self, files: &FileServer, limit: Duration) {
-        self.stop_input(files, limit);
-        self.finish(limit);
+    pub fn stop(self, files: &FileServer, runners: &Runners, limit: Duration) {
+        stop_all(vec![self], files, runners, limit, || {});
     }
+}
 
-    /// Stops reading and lets the processor runner hand on what it has (for at most `limit`).
-    pub fn stop_input(&mut self, files: &FileServer, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        if let Some(id) = self.input.take() {
+/// Stops `pipelines` together under one deadline: every input stops, their process queues
+/// drain (at most until `limit`), then `between` runs (the base's HoldOn, which flushes what it
+/// holds back to the native flushers), then the sender queues drain (at most until `limit`
+/// again); what is left then is dropped undelivered — its checkpoints did not pass it, so it is
+/// read again after a restart.
+pub fn stop_all(
+    mut pipelines: Vec<Pipeline>,
+    files: &FileServer,
+    runners: &Runners,
+    limit: Duration,
+    between: impl FnOnce(),
+) {
+    for p in &mut pipelines {
+        if let Some(id) = p.input.take() {
             files.unregister(id);
         }
-        if let Some(thread) = self.processor.take() {
-            if join_until(&thread, deadline) {
-                let _ = thread.join();
-            } else {
+        if let Some(id) = p.process_queue {
+            runners.queues.close(id);
+        }
+    }
+    let deadline = Instant::now() + limit;
+    wait_until(deadline, || {
+        pipelines
+            .iter()
+            .filter_map(|p| p.process_queue)
+            .all(|id| runners.queues.is_drained(id))
+    });
+    for p in &mut pipelines {
+        if let Some(id) = p.process_queue.take() {
+            let dropped = runners.queues.remove(id);
+            if dropped > 0 {
                 tracing::warn!(
-                    pipeline = self.config.name,
-                    "the processor runner did not finish in time; left behind"
+                    pipeline = p.config.name,
+                    batches = dropped,
+                    "stopped with batches unprocessed; they are read again after a restart"
                 );
             }
         }
     }
-
-    /// Stops taking data back from the base and lets the flushers drain (for at most `limit`).
-    pub fn finish(mut self, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        router::remove(&self.config.name);
-        for thread in std::mem::take(&mut self.flushers) {
-            if !join_until(&thread, deadline) {
-                self.give_up.store(true, Ordering::Relaxed);
-                // A runner checks between two attempts; give it one more moment.
-                if !join_until(&thread, Instant::now() + Duration::from_millis(500)) {
-                    tracing::warn!(
-                        pipeline = self.config.name,
-                        "a flusher did not stop in time; left behind"
-                    );
-                    continue;
-                }
-            }
-            let _ = thread.join();
+    between();
+    for p in &pipelines {
+        router::remove(&p.config.name);
+        for q in &p.outputs {
+            q.close();
         }
+    }
+    let deadline = Instant::now() + limit;
+    wait_until(deadline, || {
+        pipelines
+            .iter()
+            .flat_map(|p| &p.outputs)
+            .all(|q| q.is_drained())
+    });
+    for q in pipelines.iter().flat_map(|p| &p.outputs) {
+        runners.flushers.remove(q);
+        let dropped = q.abandon();
+        if dropped > 0 {
+            tracing::warn!(
+                pipeline = q.pipeline,
+                flusher = q.flusher_type,
+                batches = dropped,
+                "stopped with batches undelivered; they are read again after a restart"
+            );
+        }
+        q.stop_flusher();
     }
 }
 
-/// Waits until `thread` finished or `deadline`; true when it finished.
-fn join_until(thread: &JoinHandle<()>, deadline: Instant) -> bool {
-    while !thread.is_finished() {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
+/// Polls `done` until it holds or `deadline` passed.
+fn wait_until(deadline: Instant, mut done: impl FnMut() -> bool) {
+    while !done() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
     }
-    true
 }
 
 #[cfg(test)]

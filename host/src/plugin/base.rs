@@ -1,17 +1,20 @@
 //! The threads that call into the plugin base. A control thread runs `InitPluginBaseV2` and the
-//! hold-on windows (HoldOn → LoadConfig of every live base pipeline → Resume); a feeder thread
-//! runs `ProcessLogGroup`. Neither is a thread that collects or flushes native data, so a base
-//! that hangs stalls only the pipelines that use it; the main loop notices and says so.
+//! hold-on windows (HoldOn → LoadConfig of every live base pipeline → Resume). Batches go to the
+//! base through each pipeline's own sender queue (`feed_for`), served by the shared flusher
+//! runner. Neither path can hold up native collection, so a base that hangs stalls only the
+//! pipelines that use it; the main loop notices and says so.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, RwLock};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
+use tailrace::plugin::Flusher;
 use tailrace::rslice::{GoSlice, GoString};
 use tailrace::PipelineEventGroup;
 
+use crate::plugin::delivery::Deliveries;
 use crate::plugin::loader::BaseApi;
 
 /// What the base should run after a window: config name (`P/1`, `P/2`) → its plugin JSON.
@@ -38,31 +41,66 @@ enum Control {
     Exit,
 }
 
-/// A batch for a pipeline's extended part.
-struct FeedItem {
+/// The flusher behind a pipeline's feed to its part in the plugin base (`P/2`): a sender
+/// queue like any native flusher's, served by the shared flusher runner, so a base that
+/// refuses or hangs holds up that pipeline's feed only.
+struct BaseFeed {
+    api: BaseApi,
     config_name: String,
+    /// With Tailrace's base: the packs that wait for its delivery report.
+    deliveries: Option<Arc<Deliveries>>,
     pb: Vec<u8>,
-    /// Run once the base accepted the batch.
-    acks: tailrace::Acks,
+    /// When a refusal was last reported.
+    reported: Option<Instant>,
 }
 
-/// Where a pipeline's processor runner sends batches for the base.
-#[derive(Clone)]
-pub struct BaseFeed {
-    config_name: String,
-    tx: Sender<FeedItem>,
-}
+impl Flusher for BaseFeed {
+    /// A batch the base accepted is acknowledged when the base reports it delivered (or at once,
+    /// with a base that never reports).
+    fn takes_acks(&self) -> bool {
+        true
+    }
 
-impl BaseFeed {
-    /// Serializes and queues a batch (blocks while the feeder is behind: backpressure).
-    pub fn send(&self, group: PipelineEventGroup) {
-        let mut pb = Vec::new();
-        tailrace::proto::encode_group(&group, &mut pb);
-        let _ = self.tx.send(FeedItem {
-            config_name: self.config_name.clone(),
-            pb,
-            acks: group.acks,
-        });
+    fn flush(&mut self, groups: &mut Vec<PipelineEventGroup>) -> Result<(), String> {
+        let mut delivered = 0;
+        let mut result = Ok(());
+        for group in groups.iter_mut() {
+            self.pb.clear();
+            tailrace::proto::encode_group(group, &mut self.pb);
+            let pack = self.deliveries.as_ref().map(|d| d.next_pack());
+            let pack_id = pack.as_ref().map_or("", |(_, id)| id.as_str());
+            // SAFETY: GoString/GoSlice borrowing live buffers for the duration of the call.
+            let code = unsafe {
+                (self.api.process_log_group)(
+                    go_str(&self.config_name),
+                    GoSlice::from_bytes(&self.pb),
+                    go_str(pack_id),
+                )
+            };
+            if code != 0 {
+                if self
+                    .reported
+                    .is_none_or(|t| t.elapsed() >= FEED_REFUSED_REPORT)
+                {
+                    self.reported = Some(Instant::now());
+                    tracing::error!(
+                        config = self.config_name,
+                        code,
+                        "the plugin base refuses a batch; retrying (collection for this pipeline waits)"
+                    );
+                }
+                result = Err(format!("ProcessLogGroup returned {code}"));
+                break;
+            }
+            let acks = std::mem::take(&mut group.acks);
+            match (&self.deliveries, pack) {
+                (Some(deliveries), Some((seq, _))) => deliveries.accepted(seq, acks),
+                _ => acks.delivered(),
+            }
+            delivered += 1;
+        }
+        groups.drain(..delivered);
+        result
     }
 }
 
@@ -70,13 +108,11 @@ impl BaseFeed {
 pub struct BaseClient {
     control: Sender<Control>,
     reports: Receiver<WindowReport>,
-    feed: Sender<FeedItem>,
+    api: BaseApi,
     next_window: u64,
     /// Window sent and not yet reported, since when; and whether the stall was reported.
     pending: Option<(u64, Instant, bool)>,
     control_thread: Option<JoinHandle<()>>,
-    /// The base config names of the last window: batches for others are not retried.
-    live: Arc<RwLock<BTreeSet<String>>>,
 }
 
 /// How long a window may take before the host says the base is stuck.
@@ -90,42 +126,46 @@ impl BaseClient {
     pub fn start(api: BaseApi, global_json: String) -> BaseClient {
         let (control, control_rx) = crossbeam_channel::unbounded();
         let (reports_tx, reports) = crossbeam_channel::unbounded();
-        let (feed, feed_rx) = crossbeam_channel::bounded(64);
-        let live = Arc::new(RwLock::new(BTreeSet::new()));
-        let feed_live = live.clone();
         let control_thread = std::thread::Builder::new()
             .name("plugin-base-control".into())
             .spawn(move || control_loop(api, control_rx, reports_tx))
             .expect("spawn the plugin-base control thread");
-        std::thread::Builder::new()
-            .name("plugin-base-feed".into())
-            .spawn(move || feed_loop(api, feed_rx, feed_live))
-            .expect("spawn the plugin-base feeder thread");
         let _ = control.send(Control::Init { global_json });
         BaseClient {
             control,
             reports,
-            feed,
+            api,
             next_window: 0,
             pending: None,
             control_thread: Some(control_thread),
-            live,
         }
     }
 
-    /// A feed for pipeline part `config_name` (`P/2`).
-    pub fn feed_for(&self, config_name: &str) -> BaseFeed {
-        BaseFeed {
+    /// Whether the base reports deliveries (it is Tailrace's own).
+    pub fn reports_delivery(&self) -> bool {
+        self.api.reports_delivery
+    }
+
+    /// The flusher of the feed to pipeline part `config_name` (`P/2`); `deliveries` holds its
+    /// packs until the base reports them delivered.
+    pub fn feed_for(
+        &self,
+        config_name: &str,
+        deliveries: Option<Arc<Deliveries>>,
+    ) -> Box<dyn Flusher> {
+        Box::new(BaseFeed {
+            api: self.api,
             config_name: config_name.to_owned(),
-            tx: self.feed.clone(),
-        }
+            deliveries: deliveries.filter(|_| self.api.reports_delivery),
+            pb: Vec::new(),
+            reported: None,
+        })
     }
 
     /// Queues a hold-on window that leaves exactly `configs` running in the base.
     pub fn apply(&mut self, configs: BaseConfigs) -> u64 {
         let id = self.next_window;
         self.next_window += 1;
-        *self.live.write().unwrap_or_else(|e| e.into_inner()) = configs.keys().cloned().collect();
         let _ = self.control.send(Control::Window { id, configs });
         if self.pending.is_none() {
             self.pending = Some((id, Instant::now(), false));
@@ -254,43 +294,4 @@ fn load(api: &BaseApi, name: &str, config: &BaseConfig) -> bool {
         )
     };
     code == 0
-}
-
-fn feed_loop(api: BaseApi, items: Receiver<FeedItem>, live: Arc<RwLock<BTreeSet<String>>>) {
-    for item in items.iter() {
-        let mut reported = Instant::now();
-        loop {
-            // SAFETY: GoString/GoSlice borrowing live buffers for the duration of the call.
-            let code = unsafe {
-                (api.process_log_group)(
-                    go_str(&item.config_name),
-                    GoSlice::from_bytes(&item.pb),
-                    go_str(""),
-                )
-            };
-            if code == 0 {
-                item.acks.delivered();
-                break;
-            }
-            let still_live = live
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(&item.config_name);
-            if !still_live {
-                tracing::info!(
-                    config = item.config_name,
-                    "pipeline removed: its queued batch is dropped"
-                );
-                break;
-            }
-            if reported.elapsed() >= FEED_REFUSED_REPORT {
-                reported = Instant::now();
-                tracing::error!(
-                    config = item.config_name,
-                    "the plugin base keeps refusing a batch; retrying (collection for this pipeline waits)"
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
 }

@@ -3,6 +3,7 @@
 
 use std::os::raw::{c_char, c_int, c_longlong};
 
+use tailrace::adapter_abi::TAILRACE_CTL_DELIVERED;
 use tailrace::ffi_panic_boundary;
 use tailrace::rslice::bytes_from_raw;
 
@@ -85,15 +86,44 @@ pub unsafe extern "C" fn send_pb_v2(
     })
 }
 
-/// No control command is defined: -2, as the contract says for an unknown one.
+/// Control commands from the base: Tailrace's delivery report
+/// ([`TAILRACE_CTL_DELIVERED`], `params` = the pack id); -2 for any other id or bad parameters,
+/// as the contract says.
+///
+/// # Safety
+/// The pointers must be valid for their sizes (checked for null and negative sizes).
 pub unsafe extern "C" fn ctl_cmd(
-    _config_name: *const c_char,
-    _config_name_size: c_int,
-    _opt_id: c_int,
-    _params: *const c_char,
-    _params_len: c_int,
+    config_name: *const c_char,
+    config_name_size: c_int,
+    opt_id: c_int,
+    params: *const c_char,
+    params_len: c_int,
 ) -> c_int {
-    -2
+    ffi_panic_boundary!("CtlCmd", -2, {
+        if opt_id != TAILRACE_CTL_DELIVERED {
+            return -2;
+        }
+        // SAFETY: forwarded from the caller's contract; each length is checked.
+        let args = unsafe {
+            (
+                bytes_from_raw(
+                    "configName",
+                    config_name.cast(),
+                    i64::from(config_name_size),
+                ),
+                bytes_from_raw("params", params.cast(), i64::from(params_len)),
+            )
+        };
+        match args {
+            (Ok(name), Ok(params)) => {
+                match (std::str::from_utf8(name), std::str::from_utf8(params)) {
+                    (Ok(name), Ok(pack_id)) => router::delivered(name, pack_id),
+                    _ => -2,
+                }
+            }
+            _ => -2,
+        }
+    })
 }
 
 /// # Safety

@@ -17,6 +17,10 @@ pub const ADAPTER_VERSION: c_int = 300;
 
 pub const ADAPTOR_FILE: &str = "libPluginAdapter.so";
 pub const BASE_FILE: &str = "libPluginBase.so";
+/// The names LoongCollector 3.x's community build gives the same libraries: a LoongCollector
+/// plugin dir works as it is.
+pub const ADAPTOR_FILE_GO: &str = "libGoPluginAdapter.so";
+pub const BASE_FILE_GO: &str = "libGoPluginBase.so";
 
 /// Why the plugin libraries are not available.
 #[derive(Debug)]
@@ -38,6 +42,8 @@ pub struct BaseApi {
     pub hold_on: unsafe extern "C" fn(GoInt),
     pub resume: unsafe extern "C" fn(),
     pub process_log_group: unsafe extern "C" fn(GoString, GoSlice, GoString) -> GoInt,
+    /// The base is Tailrace's own (it exports `TailraceBaseVersion`): it reports deliveries.
+    pub reports_delivery: bool,
 }
 
 /// Every generation-1 export; iLogtail's core gives up on a base that lacks one, and so do we.
@@ -67,13 +73,8 @@ pub fn default_plugin_dir() -> PathBuf {
 
 /// Loads both libraries from `dir`. They stay loaded for the life of the process.
 pub fn load(dir: &Path) -> Result<BaseApi, LoadError> {
-    let adaptor_path = dir.join(ADAPTOR_FILE);
-    let base_path = dir.join(BASE_FILE);
-    for path in [&adaptor_path, &base_path] {
-        if !path.exists() {
-            return Err(LoadError(format!("{} not found", path.display())));
-        }
-    }
+    let adaptor_path = find(dir, ADAPTOR_FILE, ADAPTOR_FILE_GO)?;
+    let base_path = find(dir, BASE_FILE, BASE_FILE_GO)?;
     let adaptor = open(&adaptor_path)?;
     // SAFETY: the symbol's type is the adaptor ABI's (DESIGN §2); the library stays loaded.
     let version: unsafe extern "C" fn() -> c_int =
@@ -115,10 +116,41 @@ pub fn load(dir: &Path) -> Result<BaseApi, LoadError> {
             hold_on: symbol(&base, &base_path, "HoldOn")?,
             resume: symbol(&base, &base_path, "Resume")?,
             process_log_group: symbol(&base, &base_path, "ProcessLogGroup")?,
+            reports_delivery: tailrace_base_version(&base) >= 1,
         }
     };
+    if !api.reports_delivery {
+        tracing::info!(
+            "{}: not Tailrace's plugin base; batches it accepts count as delivered",
+            base_path.display()
+        );
+    }
     std::mem::forget(base);
     Ok(api)
+}
+
+/// `TailraceBaseVersion()` of a base that has it, else 0.
+fn tailrace_base_version(base: &Library) -> GoInt {
+    // SAFETY: the symbol, when present, is Tailrace's `GoInt TailraceBaseVersion(void)`.
+    match unsafe { base.get::<unsafe extern "C" fn() -> GoInt>(b"TailraceBaseVersion") } {
+        // SAFETY: a call without arguments into the base.
+        Ok(f) => unsafe { f() },
+        Err(_) => 0,
+    }
+}
+
+/// `dir/name`, else `dir/go_name`.
+fn find(dir: &Path, name: &str, go_name: &str) -> Result<PathBuf, LoadError> {
+    [name, go_name]
+        .iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.exists())
+        .ok_or_else(|| {
+            LoadError(format!(
+                "{} not found (nor {go_name})",
+                dir.join(name).display()
+            ))
+        })
 }
 
 fn open(path: &Path) -> Result<Library, LoadError> {

@@ -1,7 +1,7 @@
 //! Where data coming back from the plugin base goes: each pipeline with native flushers has a
 //! route (its flushers' sender queues and its logstore key). `SendPb` decodes the LogGroup and
-//! queues it for every flusher, or answers -1 when one has no room (the base retries later):
-//! that, and `IsValidToSend`, is the backpressure the base sees.
+//! queues it for every flusher when each has room, or for none and answers -1 (the base retries
+//! later): that, and `IsValidToSend`, is the backpressure the base sees.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -9,7 +9,8 @@ use std::sync::{Arc, RwLock};
 use tailrace::plugin_config::real_config_name;
 use tailrace::LogGroup;
 
-use crate::queue::QueueSender;
+use crate::plugin::delivery::Deliveries;
+use crate::queue::SenderQueue;
 
 /// The config names of the base's own built-in pipelines (iLogtail's).
 const ALARM_CONFIG: &str = "logtail_alarm";
@@ -17,7 +18,9 @@ const STATISTICS_CONFIG: &str = "shennong_log_profile";
 
 pub struct Route {
     pub logstore_key: i64,
-    pub flushers: Vec<QueueSender>,
+    pub flushers: Vec<Arc<SenderQueue>>,
+    /// What waits for the base's delivery reports (with Tailrace's base).
+    pub deliveries: Option<Arc<Deliveries>>,
 }
 
 #[derive(Default)]
@@ -55,7 +58,7 @@ pub fn remove(name: &str) {
 }
 
 fn has_room(route: &Route) -> bool {
-    route.flushers.iter().all(|q| !q.is_full())
+    route.flushers.iter().all(|q| q.has_room())
 }
 
 pub fn is_valid_to_send(logstore_key: i64) -> bool {
@@ -96,13 +99,37 @@ pub fn send_pb(config_name: &str, pb: &[u8], lines: i32) -> i32 {
     if !has_room(&route) {
         return -1;
     }
-    let group = group.into_event_group();
-    if let Some((last, others)) = route.flushers.split_last() {
-        for q in others {
-            let _ = q.try_send(group.clone());
+    // Every flusher had room: each takes the group (a queue only refuses once its pipeline is
+    // stopping, and the route is removed before that).
+    if route.flushers.is_empty() {
+        return -2;
+    }
+    let mut group = group.into_event_group();
+    if let Some(deliveries) = &route.deliveries {
+        group.acks.push(deliveries.returned());
+    }
+    group.acks.split(route.flushers.len());
+    for q in &route.flushers {
+        if q.push(group.clone()).is_err() {
+            return -2;
         }
-        if last.try_send(group).is_err() {
-            return -1;
+    }
+    0
+}
+
+/// The base reports pack `pack_id` of pipeline `config_name` delivered. Always 0 (the command
+/// is known): a pipeline removed meanwhile has nothing waiting any more.
+pub fn delivered(config_name: &str, pack_id: &str) -> i32 {
+    let name = real_config_name(config_name);
+    let deliveries =
+        with_table(|t| t.by_name.get(name).and_then(|r| r.deliveries.clone())).flatten();
+    if let Some(deliveries) = deliveries {
+        if !deliveries.reported(pack_id) {
+            tracing::debug!(
+                config = config_name,
+                pack_id,
+                "delivery report for an unknown pack"
+            );
         }
     }
     0

@@ -1,23 +1,16 @@
-//! Bounded queues between the stages: a process queue per pipeline (input → processor runner)
-//! and a sender queue per flusher (processor runner or the plugin base → flusher runner).
-//! Bounded means backpressure: a full sender queue blocks the processor runner, whose full
-//! process queue pauses reading; memory stays bounded whatever the input rate.
+//! Bounded queues between the stages, LoongCollector's shape: a process queue per pipeline
+//! (input → processor runner, [`process`]) and a sender queue per flusher instance (processor
+//! runner or the plugin base → flusher runner, [`sender`]). Bounded means backpressure: a full
+//! sender queue pauses its process queue, whose fullness pauses reading for that pipeline only;
+//! memory stays bounded whatever the input rate, and no thread belongs to one pipeline.
 
-use crossbeam_channel::{Receiver, Sender};
-use tailrace::PipelineEventGroup;
+pub mod process;
+pub mod sender;
+
+pub use process::{ProcessQueues, Work};
+pub use sender::SenderQueue;
 
 /// Batches a pipeline's process queue holds.
 pub const PROCESS_QUEUE_CAPACITY: usize = 8;
-/// Batches a flusher's sender queue holds.
+/// Batches a flusher's sender queue holds (queued and being flushed).
 pub const SENDER_QUEUE_CAPACITY: usize = 8;
-
-pub type QueueSender = Sender<PipelineEventGroup>;
-pub type QueueReceiver = Receiver<PipelineEventGroup>;
-
-pub fn process_queue() -> (QueueSender, QueueReceiver) {
-    crossbeam_channel::bounded(PROCESS_QUEUE_CAPACITY)
-}
-
-pub fn sender_queue() -> (QueueSender, QueueReceiver) {
-    crossbeam_channel::bounded(SENDER_QUEUE_CAPACITY)
-}

@@ -1,51 +1,84 @@
-//! A processor runner: takes batches from the pipeline's process queue, runs the native
-//! processors, and hands the result on: to the plugin base when the pipeline has an extended
-//! part, else to every native flusher's sender queue (blocking when one is full: backpressure).
+//! The processor runner: a fixed pool of threads serving every pipeline's process queue. A
+//! thread takes a batch (by priority, round robin, only where the outputs have room), runs the
+//! pipeline's native processors on it, and hands it to every sender queue of the pipeline —
+//! native flushers, or the feed of its part in the plugin base.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use tailrace::plugin::Processor;
+use crate::queue::process::Job;
+use crate::queue::sender::panic_message;
+use crate::queue::ProcessQueues;
 
-use crate::plugin::BaseFeed;
-use crate::queue::{QueueReceiver, QueueSender};
-
-/// Where processed batches go.
-pub enum Destination {
-    /// The extended part of the pipeline, in the plugin base.
-    Base(BaseFeed),
-    /// The native flushers.
-    Flushers(Vec<QueueSender>),
+pub struct ProcessorRunner {
+    queues: ProcessQueues,
+    threads: Vec<JoinHandle<()>>,
 }
 
-pub fn spawn(
-    pipeline: &str,
-    mut processors: Vec<Box<dyn Processor>>,
-    queue: QueueReceiver,
-    destination: Destination,
-) -> JoinHandle<()> {
-    std::thread::Builder::new()
-        .name(format!("processor:{pipeline}"))
-        .spawn(move || {
-            for mut group in queue.iter() {
-                for processor in processors.iter_mut() {
-                    processor.process(&mut group);
-                }
-                if group.is_empty() {
-                    continue;
-                }
-                match &destination {
-                    Destination::Base(feed) => feed.send(group),
-                    Destination::Flushers(queues) => {
-                        group.acks.split(queues.len());
-                        if let Some((last, others)) = queues.split_last() {
-                            for q in others {
-                                let _ = q.send(group.clone());
-                            }
-                            let _ = last.send(group);
+impl ProcessorRunner {
+    pub fn start(queues: ProcessQueues, threads: usize) -> ProcessorRunner {
+        // Batches whose processing panicked (dropped undelivered: read again after a restart).
+        let panics = Arc::new(AtomicU64::new(0));
+        let threads = (0..threads.max(1))
+            .map(|i| {
+                let queues = queues.clone();
+                let panics = panics.clone();
+                std::thread::Builder::new()
+                    .name(format!("processor-{i}"))
+                    .spawn(move || {
+                        while let Some(job) = queues.next_job() {
+                            let id = job.id;
+                            run(job, &panics);
+                            queues.done(id);
                         }
-                    }
-                }
-            }
-        })
-        .expect("spawn a processor thread")
+                    })
+                    .expect("spawn a processor thread")
+            })
+            .collect();
+        ProcessorRunner { queues, threads }
+    }
+}
+
+impl Drop for ProcessorRunner {
+    fn drop(&mut self) {
+        self.queues.shutdown();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn run(job: Job, panics: &AtomicU64) {
+    let Job {
+        mut group, work, ..
+    } = job;
+    let processed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut processors = work.processors.lock().unwrap_or_else(|e| e.into_inner());
+        for processor in processors.iter_mut() {
+            processor.process(&mut group);
+        }
+        group
+    }));
+    let mut group = match processed {
+        Ok(group) => group,
+        Err(panic) => {
+            panics.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                pipeline = work.pipeline,
+                "a processor panicked: {}; the batch is not delivered (its lines are read again after a restart)",
+                panic_message(&panic)
+            );
+            return;
+        }
+    };
+    // A group its processors emptied still goes on: its place in line is how its
+    // acknowledgement comes in order (the sender queue does not hand it to the flusher).
+    group.acks.split(work.outputs.len());
+    if let Some((last, others)) = work.outputs.split_last() {
+        for q in others {
+            let _ = q.push(group.clone());
+        }
+        let _ = last.push(group);
+    }
 }

@@ -418,7 +418,15 @@ impl PluginBase {
 
     /// Hands a group to a pipeline fed by the host (`Process*`). Err: no such pipeline, or its
     /// queue stayed full.
-    pub fn feed(&self, config_name: &str, group: PipelineEventGroup) -> Result<(), String> {
+    pub fn feed(&self, config_name: &str, mut group: PipelineEventGroup) -> Result<(), String> {
+        if let Some(pack_id) = group.metadata(tailrace::proto::meta::PACK_ID) {
+            let report = crate::host_link::ReportDelivery {
+                host: self.host.clone(),
+                config_name: config_name.to_owned(),
+                pack_id: pack_id.to_owned(),
+            };
+            group.acks.push(Arc::new(report));
+        }
         let sender = {
             let state = self.state();
             let find = |map: &BTreeMap<String, PipelineInstance>| {

@@ -495,6 +495,8 @@ impl ProcessorTask {
     async fn dispatch(&mut self, groups: Vec<PipelineEventGroup>) {
         for group in groups {
             if group.is_empty() {
+                // Nothing left to deliver: delivered, as far as whoever waits for it knows.
+                group.acks.delivered();
                 continue;
             }
             PipelineStats::add(&self.stats.events_out, group.len());

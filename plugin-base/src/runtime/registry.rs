@@ -150,6 +150,9 @@ pub mod tests_support {
     }
 
     impl HostLink for RecordingHost {
+        fn ctl_cmd(&self, _name: &str, _cmd: i32, _params: &str) -> i32 {
+            -2
+        }
         fn is_valid_to_send(&self, _key: i64) -> bool {
             self.code.load(Ordering::SeqCst) == 0
         }

@@ -30,7 +30,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 use tailrace::{DeliveryHook, PipelineEventGroup};
 
 use checkpoint::{CheckpointStore, FileCheckpoint};
@@ -61,6 +61,17 @@ const CLOSED_CHECK: Duration = Duration::from_secs(1);
 /// Longest line; longer ones are cut into pieces of this size.
 const MAX_LINE: usize = 512 * 1024;
 
+/// Where an input's batches go: the pipeline's process queue. `try_send` never blocks; Err hands the batch back when the queue has no room (or is closed).
+pub trait BatchSink: Send {
+    fn try_send(&self, group: PipelineEventGroup) -> Result<(), PipelineEventGroup>;
+}
+
+impl BatchSink for Sender<PipelineEventGroup> {
+    fn try_send(&self, group: PipelineEventGroup) -> Result<(), PipelineEventGroup> {
+        Sender::try_send(self, group).map_err(|e| e.into_inner())
+    }
+}
+
 /// Identifies a registered input.
 pub type InputId = u64;
 
@@ -69,7 +80,7 @@ enum Command {
         id: InputId,
         pipeline: String,
         spec: Box<FileInputSpec>,
-        sink: Sender<PipelineEventGroup>,
+        sink: Box<dyn BatchSink>,
     },
     Unregister {
         id: InputId,
@@ -121,7 +132,7 @@ impl FileServer {
         &self,
         pipeline: &str,
         spec: FileInputSpec,
-        sink: Sender<PipelineEventGroup>,
+        sink: Box<dyn BatchSink>,
     ) -> InputId {
         let id = self
             .next_id
@@ -184,7 +195,7 @@ struct Input {
     spec: FileInputSpec,
     /// inotify on the globs' directories (dropped with the input).
     _watch: watch::DirWatch,
-    sink: Sender<PipelineEventGroup>,
+    sink: Box<dyn BatchSink>,
     /// Tracked files by their own id (a file keeps its id through renames).
     files: HashMap<u64, Tracked>,
     /// Files seen by the first discovery existed before the input started.
@@ -487,7 +498,7 @@ impl Server {
             for (&file_id, tracked) in input.files.iter_mut() {
                 let ctx = ReadCtx {
                     settings: &settings,
-                    sink: &input.sink,
+                    sink: input.sink.as_ref(),
                     acks: &self.acks_tx,
                     input: input_id,
                     file: file_id,
@@ -613,7 +624,7 @@ fn checkpoint_of(pipeline: &str, tracked: &Tracked) -> FileCheckpoint {
 
 struct ReadCtx<'a> {
     settings: &'a ReadSettings<'a>,
-    sink: &'a Sender<PipelineEventGroup>,
+    sink: &'a dyn BatchSink,
     acks: &'a Sender<Ack>,
     input: InputId,
     file: u64,
@@ -635,14 +646,10 @@ impl ReadCtx<'_> {
 }
 
 /// Offers a batch to the process queue; false when it has to wait (the queue is full).
-fn offer(
-    tracked: &mut Tracked,
-    sink: &Sender<PipelineEventGroup>,
-    group: PipelineEventGroup,
-) -> bool {
+fn offer(tracked: &mut Tracked, sink: &dyn BatchSink, group: PipelineEventGroup) -> bool {
     match sink.try_send(group) {
         Ok(()) => true,
-        Err(TrySendError::Full(group)) | Err(TrySendError::Disconnected(group)) => {
+        Err(group) => {
             tracked.waiting = Some(group);
             false
         }
@@ -764,11 +771,11 @@ mod tests {
                 .clone(),
         })
         .unwrap();
-        let (sink, _rx) = crossbeam_channel::bounded(1);
+        let (sink, _rx) = crossbeam_channel::bounded::<PipelineEventGroup>(1);
         let input = Input {
             pipeline: "p".into(),
             spec,
-            sink,
+            sink: Box::new(sink),
             files: HashMap::new(),
             first_discovery_done: true,
             _watch: watch::DirWatch::new(&[], Arc::new(AtomicBool::new(false)), || {}),

@@ -106,7 +106,13 @@ impl Aggregator for DefaultAggregator {
     fn flush(&mut self) -> Vec<PipelineEventGroup> {
         std::mem::take(&mut self.open)
             .into_iter()
-            .filter(|g| !g.is_empty())
+            .filter(|g| {
+                if g.is_empty() {
+                    // Groups that had no event are done: their acknowledgements must not be lost.
+                    g.acks.delivered();
+                }
+                !g.is_empty()
+            })
             .collect()
     }
 }
