@@ -169,7 +169,11 @@ fn run(cli: Cli) -> Result<(), String> {
     if diff.added.is_empty() {
         tracing::warn!("no valid pipeline config in {:?}", cli.config_dirs);
     }
+    let names: Vec<String> = diff.added.iter().map(|c| c.name.clone()).collect();
     manager.update(diff);
+    // A config can be valid and its pipeline still fail to build (an output that cannot be
+    // opened): for `--once` that is a failure like an invalid config.
+    let not_loaded: Vec<&String> = names.iter().filter(|n| !manager.is_loaded(n)).collect();
     let outcome = if cli.once {
         run_once(&mut manager, &signals)
     } else {
@@ -186,6 +190,11 @@ fn run(cli: Cli) -> Result<(), String> {
         failures.push(format!(
             "--once: {} config file(s) invalid (see the errors above); their pipelines did not run",
             watcher.invalid_count()
+        ));
+    }
+    if cli.once && !not_loaded.is_empty() {
+        failures.push(format!(
+            "--once: pipeline(s) {not_loaded:?} could not be loaded (see the errors above)"
         ));
     }
     if let Some(e) = checkpoint_health.last_error() {

@@ -320,6 +320,30 @@ fn once_with_an_invalid_config_exits_non_zero() {
     );
     assert_eq!(delivered(&sandbox, "good").len(), 100, "{out}");
 
+    // A valid config whose pipeline cannot be built (its output cannot be opened: the
+    // flusher's directory is a file): the same.
+    sandbox.remove_config("bad.yaml");
+    fs::write(sandbox.path("blocker"), b"").unwrap();
+    sandbox.write_config(
+        "unbuildable.yaml",
+        &format!(
+            "inputs:\n  - Type: input_file\n    FilePaths: [{}/*.log]\nflushers:\n  - Type: flusher_file\n    FilePath: {}/out.jsonl\n",
+            sandbox.path("logs").display(),
+            sandbox.path("blocker").display()
+        ),
+    );
+    let out = run(on_sandbox(&sandbox, &["--once"]), LIMIT);
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(
+        out.stderr.contains("\"unbuildable\"") && out.stderr.contains("could not be loaded"),
+        "{out}"
+    );
+    sandbox.remove_config("unbuildable.yaml");
+    sandbox.write_config(
+        "bad.yaml",
+        "inputs: [{Type: input_file}]\nflushers: [{Type: flusher_stdout}]\n",
+    );
+
     // Every config invalid: the same.
     sandbox.remove_config("good.yaml");
     let out = run(on_sandbox(&sandbox, &["--once"]), LIMIT);
