@@ -26,11 +26,9 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 
 use config::watcher::{validate_files, ConfigWatcher};
+use input::file::checkpoint::{self, SaveHealth};
 use input::file::{FileServer, FileServerOptions};
 use pipeline::manager::PipelineManager;
-
-/// How often the config dirs are polled.
-const CONFIG_POLL: Duration = Duration::from_secs(1);
 
 #[derive(Parser, Debug)]
 #[command(
@@ -52,12 +50,18 @@ struct Cli {
     /// Where libPluginAdapter.so and libPluginBase.so are (default: next to the executable).
     #[arg(long, value_name = "DIR")]
     plugin_dir: Option<PathBuf>,
-    /// Read every matched file to its end, deliver everything, save checkpoints, exit.
+    /// Read every matched file to its end (from its checkpoint, else from its start unless the
+    /// config sets TailSizeKB), deliver everything, save checkpoints, exit; exit 1 when a config
+    /// was invalid, checkpoints could not be saved, or it was interrupted.
     #[arg(long)]
     once: bool,
     /// Serve metrics on this address.
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<String>,
+    /// How often the config dirs are polled for changes, in seconds; 0: only at start and on
+    /// SIGHUP.
+    #[arg(long = "config-poll", value_name = "SECS", default_value_t = 1)]
+    config_poll_secs: u64,
     /// Processor threads serving every pipeline, and as many flusher threads (LoongCollector's
     /// `process_thread_count`; default: one per core, at most 4).
     #[arg(long, value_name = "N", env = "TAILRACE_PROCESS_THREADS")]
@@ -81,15 +85,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Validate { files }) = &cli.command {
-        let errors = validate_files(files);
-        if errors.is_empty() {
-            println!("{} file(s) valid", files.len());
-            return ExitCode::SUCCESS;
-        }
-        for e in &errors {
-            println!("{e}");
-        }
-        return ExitCode::FAILURE;
+        return validate(files);
     }
     init_logging(&cli.log_level);
     match run(cli) {
@@ -99,6 +95,26 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `tailrace validate`: errors, then warnings (ignored options), each with its file and field.
+/// Warnings alone leave the exit code 0. It takes no lock and creates nothing.
+fn validate(files: &[PathBuf]) -> ExitCode {
+    let found = validate_files(files);
+    for e in &found.errors {
+        println!("{e}");
+    }
+    for w in &found.warnings {
+        println!("warning: {w}");
+    }
+    if !found.errors.is_empty() {
+        return ExitCode::FAILURE;
+    }
+    match found.warnings.len() {
+        0 => println!("{} file(s) valid", files.len()),
+        n => println!("{} file(s) valid, {n} warning(s)", files.len()),
+    }
+    ExitCode::SUCCESS
 }
 
 fn init_logging(level: &str) {
@@ -116,13 +132,18 @@ fn run(cli: Cli) -> Result<(), String> {
     if let Some(addr) = &cli.metrics_addr {
         tracing::warn!("--metrics-addr {addr}: the metrics server is not built yet; ignored");
     }
-    std::fs::create_dir_all(&cli.data_dir)
-        .map_err(|e| format!("--data-dir {}: cannot create: {e}", cli.data_dir.display()))?;
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, stop.clone())
-            .map_err(|e| format!("cannot handle signals: {e}"))?;
-    }
+    // Failures a person can fix come first, before anything is created or started.
+    config::watcher::check_dirs(&cli.config_dirs)?;
+    let lock = checkpoint::lock_data_dir(&cli.data_dir)?;
+    tracing::info!("data dir locked: {}", lock.path.display());
+    checkpoint::prepare_dir(&cli.data_dir).map_err(|e| {
+        format!(
+            "--data-dir {}: checkpoints cannot be kept in {}: {e}",
+            cli.data_dir.display(),
+            checkpoint::dir_of(&cli.data_dir).display()
+        )
+    })?;
+    let signals = Signals::register()?;
 
     let plugin_dir = cli
         .plugin_dir
@@ -130,9 +151,11 @@ fn run(cli: Cli) -> Result<(), String> {
         .unwrap_or_else(plugin::loader::default_plugin_dir);
     let base = plugin::BaseState::load(plugin_dir, base_global_config(&cli));
 
+    let checkpoint_health = SaveHealth::default();
     let files = FileServer::start(FileServerOptions {
         data_dir: cli.data_dir.clone(),
         once: cli.once,
+        checkpoint_health: checkpoint_health.clone(),
     });
     let threads = cli
         .process_threads
@@ -142,36 +165,118 @@ fn run(cli: Cli) -> Result<(), String> {
     tracing::info!(threads, "processor and flusher runners started");
     let mut manager = PipelineManager::new(files, runners, base);
     let mut watcher = ConfigWatcher::new(cli.config_dirs.clone());
-    if cli.once {
-        let diff = watcher.poll();
-        manager.update(diff);
-        run_once(&mut manager, &stop);
-    } else {
-        let mut next_poll = Instant::now();
-        while !stop.load(Ordering::Relaxed) {
-            if Instant::now() >= next_poll {
-                let diff = watcher.poll();
-                if !diff.is_empty() {
-                    manager.update(diff);
-                }
-                next_poll = Instant::now() + CONFIG_POLL;
-            }
-            manager.poll_base();
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    let diff = watcher.poll();
+    if diff.added.is_empty() {
+        tracing::warn!("no valid pipeline config in {:?}", cli.config_dirs);
     }
+    let names: Vec<String> = diff.added.iter().map(|c| c.name.clone()).collect();
+    manager.update(diff);
+    // A config can be valid and its pipeline still fail to build (an output that cannot be
+    // opened): for `--once` that is a failure like an invalid config.
+    let not_loaded: Vec<&String> = names.iter().filter(|n| !manager.is_loaded(n)).collect();
+    let outcome = if cli.once {
+        run_once(&mut manager, &signals)
+    } else {
+        let poll = (cli.config_poll_secs > 0).then(|| Duration::from_secs(cli.config_poll_secs));
+        run_daemon(&mut manager, &mut watcher, &signals, poll);
+        Ok(())
+    };
     tracing::info!("stopping");
     manager.shutdown();
-    Ok(())
+
+    // The final checkpoint save happened in shutdown; its outcome decides as much as the run's.
+    let mut failures: Vec<String> = outcome.err().into_iter().collect();
+    if cli.once && watcher.invalid_count() > 0 {
+        failures.push(format!(
+            "--once: {} config file(s) invalid (see the errors above); their pipelines did not run",
+            watcher.invalid_count()
+        ));
+    }
+    if cli.once && !not_loaded.is_empty() {
+        failures.push(format!(
+            "--once: pipeline(s) {not_loaded:?} could not be loaded (see the errors above)"
+        ));
+    }
+    if let Some(e) = checkpoint_health.last_error() {
+        failures.push(format!("checkpoints could not be saved: {e}"));
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("; "))
+    }
+}
+
+/// The flags the signal handlers set: SIGTERM and SIGINT stop (drain, save checkpoints, exit);
+/// SIGHUP reloads the configs now, as Vector and Fluent Bit do (its default action would kill
+/// the daemon). The handlers only set flags; the main loop acts on them.
+struct Signals {
+    stop: Arc<AtomicBool>,
+    reload: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn register() -> Result<Signals, String> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let signals = Signals {
+            stop: Arc::new(AtomicBool::new(false)),
+            reload: Arc::new(AtomicBool::new(false)),
+        };
+        for (signal, flag) in [
+            (SIGTERM, &signals.stop),
+            (SIGINT, &signals.stop),
+            (SIGHUP, &signals.reload),
+        ] {
+            signal_hook::flag::register(signal, flag.clone())
+                .map_err(|e| format!("cannot handle signals: {e}"))?;
+        }
+        Ok(signals)
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// The daemon's loop: configs polled every `poll` (never when `None`) and on SIGHUP, until
+/// SIGTERM or SIGINT.
+fn run_daemon(
+    manager: &mut PipelineManager,
+    watcher: &mut ConfigWatcher,
+    signals: &Signals,
+    poll: Option<Duration>,
+) {
+    let mut next_poll = poll.map(|p| Instant::now() + p);
+    while !signals.stopping() {
+        let diff = if signals.reload.swap(false, Ordering::Relaxed) {
+            tracing::info!("SIGHUP: reloading the configs");
+            Some(watcher.reload())
+        } else if next_poll.is_some_and(|at| Instant::now() >= at) {
+            Some(watcher.poll())
+        } else {
+            None
+        };
+        if let Some(diff) = diff {
+            if !diff.is_empty() {
+                manager.update(diff);
+            }
+            next_poll = poll.map(|p| Instant::now() + p);
+        }
+        manager.poll_base();
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// `--once`: waits until every matched file was read to its end and delivered (twice in a row,
 /// a moment apart, so that nothing is still on its way), saying how it goes every few seconds.
-fn run_once(manager: &mut PipelineManager, stop: &AtomicBool) {
+/// SIGTERM or SIGINT before that is an error: the run did not do what it was asked, and a
+/// script must not take it for a complete backfill (what was delivered is checkpointed, so a
+/// second run goes on from there).
+fn run_once(manager: &mut PipelineManager, signals: &Signals) -> Result<(), String> {
     let started = Instant::now();
     let mut last_progress = Instant::now();
     let mut drained_once = false;
-    while !stop.load(Ordering::Relaxed) {
+    while !signals.stopping() {
         manager.poll_base();
         let drained = manager.files_drained();
         if drained && drained_once {
@@ -179,7 +284,7 @@ fn run_once(manager: &mut PipelineManager, stop: &AtomicBool) {
                 "--once: everything read and delivered in {:.1}s",
                 started.elapsed().as_secs_f64()
             );
-            return;
+            return Ok(());
         }
         drained_once = drained;
         if last_progress.elapsed() >= Duration::from_secs(5) {
@@ -191,6 +296,11 @@ fn run_once(manager: &mut PipelineManager, stop: &AtomicBool) {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    Err(format!(
+        "--once: interrupted after {:.1}s, before everything was read and delivered \
+         (what was delivered is checkpointed)",
+        started.elapsed().as_secs_f64()
+    ))
 }
 
 /// The global config handed to `InitPluginBaseV2`, with iLogtail's and LoongCollector's names.

@@ -4,13 +4,20 @@
 //! `load` parses and validates a file into a [`PipelineConfig`] whose plugins are each marked
 //! native (run by the host) or extended (run by the plugin base); every problem is a
 //! [`ConfigError`] naming the file, the field and the value.
+//!
+//! Options that a native plugin does not take are warnings, not errors, as in iLogtail (which
+//! ignores unknown keys): a config written for iLogtail still loads, but a typo such as
+//! `FilePath` for `FilePaths` no longer passes in silence. [`check`] returns them beside the
+//! result; the watcher logs them and `validate` prints them.
 
 pub mod catalog;
 pub mod watcher;
 
+use std::cell::RefCell;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::flusher;
@@ -119,32 +126,70 @@ pub fn pipeline_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Reads, parses and validates a config file. All problems found are returned, not just the
-/// first.
-pub fn load(path: &Path) -> Result<PipelineConfig, Vec<ConfigError>> {
-    let text =
-        std::fs::read(path).map_err(|e| vec![error(path, "", format!("cannot read: {e}"))])?;
-    parse(path, &text)
+/// What checking a config found: the pipeline or its errors, and the warnings either way
+/// (options that were ignored).
+pub struct Checked {
+    pub result: Result<PipelineConfig, Vec<ConfigError>>,
+    pub warnings: Vec<ConfigError>,
 }
 
-/// Parses and validates config text as the file `path`.
+/// Reads, parses and validates a config file. All problems found are returned, not just the
+/// first.
+pub fn load(path: &Path) -> Checked {
+    match std::fs::read(path) {
+        Ok(text) => check(path, &text),
+        Err(e) => Checked {
+            result: Err(vec![error(path, "", format!("cannot read: {e}"))]),
+            warnings: Vec::new(),
+        },
+    }
+}
+
+/// Parses and validates config text as the file `path` (warnings dropped: see [`check`]).
+/// For callers that only need the pipeline (the pipeline tests).
+#[allow(dead_code)]
 pub fn parse(path: &Path, text: &[u8]) -> Result<PipelineConfig, Vec<ConfigError>> {
+    check(path, text).result
+}
+
+/// Parses and validates config text as the file `path`, with the warnings.
+pub fn check(path: &Path, text: &[u8]) -> Checked {
+    let mut warnings = Vec::new();
+    let result = parse_value(path, text).and_then(|value| {
+        let mut errors = Vec::new();
+        let config = validate(path, value, &mut errors, &mut warnings);
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(errors)
+        }
+    });
+    // The top-level keys come sorted by name (serde_json's map); report in the file's order.
+    let rank = |w: &ConfigError| {
+        let section = w.field.split('[').next().unwrap_or_default();
+        [
+            "inputs",
+            "processors",
+            "aggregators",
+            "flushers",
+            "extensions",
+        ]
+        .iter()
+        .position(|s| *s == section)
+        .unwrap_or(usize::MAX)
+    };
+    warnings.sort_by_key(rank);
+    Checked { result, warnings }
+}
+
+fn parse_value(path: &Path, text: &[u8]) -> Result<Value, Vec<ConfigError>> {
     let text = std::str::from_utf8(text)
         .map_err(|e| vec![error(path, "", format!("not valid UTF-8: {e}"))])?;
     let is_json = path.extension().and_then(|e| e.to_str()) == Some("json");
-    let value: Value = if is_json {
-        serde_json::from_str(text)
-            .map_err(|e| vec![error(path, "", format!("invalid JSON: {e}"))])?
+    if is_json {
+        serde_json::from_str(text).map_err(|e| vec![error(path, "", format!("invalid JSON: {e}"))])
     } else {
-        serde_yaml::from_str(text)
-            .map_err(|e| vec![error(path, "", format!("invalid YAML: {e}"))])?
-    };
-    let mut errors = Vec::new();
-    let config = validate(path, value, &mut errors);
-    if errors.is_empty() {
-        Ok(config)
-    } else {
-        Err(errors)
+        serde_yaml::from_str(text).map_err(|e| vec![error(path, "", format!("invalid YAML: {e}"))])
     }
 }
 
@@ -166,7 +211,12 @@ pub fn show(value: &Value) -> String {
     s
 }
 
-fn validate(path: &Path, value: Value, errors: &mut Vec<ConfigError>) -> PipelineConfig {
+fn validate(
+    path: &Path,
+    value: Value,
+    errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<ConfigError>,
+) -> PipelineConfig {
     let mut config = PipelineConfig {
         name: pipeline_name(path),
         file: path.to_owned(),
@@ -197,11 +247,11 @@ fn validate(path: &Path, value: Value, errors: &mut Vec<ConfigError>) -> Pipelin
                 Value::Null => {}
                 other => errors.push(error(path, "global", format!("expected a mapping, got {}", show(&other)))),
             },
-            "inputs" => config.inputs = plugins(path, Section::Inputs, value, errors),
-            "processors" => config.processors = plugins(path, Section::Processors, value, errors),
-            "aggregators" => config.aggregators = plugins(path, Section::Aggregators, value, errors),
-            "flushers" => config.flushers = plugins(path, Section::Flushers, value, errors),
-            "extensions" => config.extensions = plugins(path, Section::Extensions, value, errors),
+            "inputs" => config.inputs = plugins(path, Section::Inputs, value, errors, warnings),
+            "processors" => config.processors = plugins(path, Section::Processors, value, errors, warnings),
+            "aggregators" => config.aggregators = plugins(path, Section::Aggregators, value, errors, warnings),
+            "flushers" => config.flushers = plugins(path, Section::Flushers, value, errors, warnings),
+            "extensions" => config.extensions = plugins(path, Section::Extensions, value, errors, warnings),
             // iLogtail's config server adds these; they carry nothing for the pipeline.
             "createTime" | "configName" | "version" => {}
             other => errors.push(error(path, other, "unknown top-level key (expected enable, global, inputs, processors, aggregators, flushers, extensions)")),
@@ -216,6 +266,7 @@ fn plugins(
     section: Section,
     value: Value,
     errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<ConfigError>,
 ) -> Vec<PluginConfig> {
     let key = section.key();
     let items = match value {
@@ -288,8 +339,13 @@ fn plugins(
             options,
         };
         if placement == Placement::Native {
-            if let Err(e) = check_native_options(section, &plugin) {
+            let (checked, ignored) = collect_ignored(|| check_native_options(section, &plugin));
+            if let Err(e) = checked {
                 errors.push(error(path, e.0, e.1));
+            }
+            for option in ignored {
+                let message = option.message(plugin.kind());
+                warnings.push(error(path, option.field, message));
             }
         }
         out.push(plugin);
@@ -336,6 +392,193 @@ fn check_native_options(section: Section, plugin: &PluginConfig) -> Result<(), (
         Section::Processors => processor::check_options(plugin),
         Section::Flushers => flusher::check_options(plugin),
         Section::Aggregators | Section::Extensions => Ok(()),
+    }
+}
+
+/// Deserializes a native plugin's options into its option struct. An error names the field
+/// (`flushers[0].MaxSizeKB`) and says what is wrong. Keys the struct does not take are ignored,
+/// as iLogtail does; while a config is being validated ([`collect_ignored`]) they are noted, so
+/// that they become warnings.
+pub fn parse_options<T: DeserializeOwned>(plugin: &PluginConfig) -> Result<T, (String, String)> {
+    let value = Value::Object(plugin.options.clone());
+    let mut ignored = Vec::new();
+    let mut note = |path: serde_ignored::Path<'_>| ignored.push(option_path(&path));
+    let result =
+        serde_path_to_error::deserialize(serde_ignored::Deserializer::new(&value, &mut note));
+    if !ignored.is_empty() {
+        IGNORED.with(|collector| {
+            if let Some(found) = collector.borrow_mut().as_mut() {
+                let known = struct_fields::<T>();
+                found.extend(ignored.into_iter().map(|key| IgnoredOption {
+                    field: format!("{}.{key}", plugin.field),
+                    key,
+                    known,
+                }));
+            }
+        });
+    }
+    result.map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." {
+            plugin.field.clone()
+        } else {
+            format!("{}.{path}", plugin.field)
+        };
+        (field, e.inner().to_string())
+    })
+}
+
+thread_local! {
+    /// Where [`parse_options`] notes ignored keys while [`collect_ignored`] runs. Outside of it
+    /// (when a pipeline is built from a config that was already checked) nothing is noted.
+    static IGNORED: RefCell<Option<Vec<IgnoredOption>>> = const { RefCell::new(None) };
+}
+
+/// A key of a native plugin's options that its option struct does not take.
+#[derive(Debug)]
+struct IgnoredOption {
+    /// Where it stands: `inputs[0].FilePath`.
+    field: String,
+    /// The key below the plugin: `FilePath`, `Multiline.StartPatern`.
+    key: String,
+    /// The top-level options the plugin takes (for "did you mean").
+    known: &'static [&'static str],
+}
+
+impl IgnoredOption {
+    fn message(&self, kind: &str) -> String {
+        if not_implemented(kind).contains(&self.key.as_str()) {
+            return "an iLogtail option that Tailrace does not implement yet; ignored".to_owned();
+        }
+        let top_level = !self.key.contains('.');
+        match suggestion(&self.key, self.known) {
+            Some(near) if top_level => format!("unknown option (did you mean {near}?); ignored"),
+            _ if top_level && !self.known.is_empty() => format!(
+                "unknown option; ignored ({kind} takes {})",
+                self.known.join(", ")
+            ),
+            _ => "unknown option; ignored".to_owned(),
+        }
+    }
+}
+
+/// Options of iLogtail's native plugins that Tailrace accepts but does not act on yet.
+fn not_implemented(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "input_file" => input::file::config::NOT_IMPLEMENTED,
+        _ => &[],
+    }
+}
+
+/// Runs `f` (which checks native options with [`parse_options`]) and returns the options that
+/// were ignored on the way.
+fn collect_ignored<R>(f: impl FnOnce() -> R) -> (R, Vec<IgnoredOption>) {
+    let outer = IGNORED.with(|c| c.borrow_mut().replace(Vec::new()));
+    let result = f();
+    let found = IGNORED.with(|c| std::mem::replace(&mut *c.borrow_mut(), outer));
+    (result, found.unwrap_or_default())
+}
+
+/// `Multiline.StartPatern`, `Keys[3]`: where a key was ignored, below the plugin.
+fn option_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", option_path(parent)),
+        Path::Map { parent, key } => {
+            let parent = option_path(parent);
+            if parent.is_empty() {
+                key.clone()
+            } else {
+                format!("{parent}.{key}")
+            }
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => option_path(parent),
+    }
+}
+
+/// The known option closest to `key`, if one is close enough to be a likely typo: the same but
+/// for case, or a few edits away.
+fn suggestion(key: &str, known: &[&'static str]) -> Option<&'static str> {
+    if let Some(same) = known.iter().find(|k| k.eq_ignore_ascii_case(key)) {
+        return Some(same);
+    }
+    let lower = key.to_ascii_lowercase();
+    known
+        .iter()
+        .map(|k| (edit_distance(&lower, &k.to_ascii_lowercase()), *k))
+        .filter(|(d, k)| *d <= (k.len().max(key.len()) / 4).clamp(1, 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance (on bytes: option names are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
+}
+
+/// The top-level field names (as written in configs) of a derived option struct: serde hands
+/// them to `deserialize_struct`, which this deserializer records and then stops. Empty for a
+/// type that is not a plain struct.
+fn struct_fields<T: DeserializeOwned>() -> &'static [&'static str] {
+    match T::deserialize(FieldProbe) {
+        Err(ProbeDone(fields)) => fields,
+        Ok(_) => &[],
+    }
+}
+
+struct FieldProbe;
+
+#[derive(Debug)]
+struct ProbeDone(&'static [&'static str]);
+
+impl fmt::Display for ProbeDone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("field probe")
+    }
+}
+
+impl std::error::Error for ProbeDone {}
+
+impl serde::de::Error for ProbeDone {
+    fn custom<M: fmt::Display>(_: M) -> Self {
+        ProbeDone(&[])
+    }
+}
+
+impl<'de> serde::Deserializer<'de> for FieldProbe {
+    type Error = ProbeDone;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, ProbeDone> {
+        Err(ProbeDone(&[]))
+    }
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, ProbeDone> {
+        Err(ProbeDone(fields))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+        ignored_any
     }
 }
 
@@ -501,5 +744,139 @@ mod tests {
             "inputs: [{FilePaths: [/a]}]\nflushers: [{Type: flusher_stdout}]\n",
         );
         assert_eq!(e.field, "inputs[0].Type");
+    }
+
+    fn warnings_of(text: &str) -> (bool, Vec<ConfigError>) {
+        let checked = check(Path::new("/c/w.yaml"), text.as_bytes());
+        (checked.result.is_ok(), checked.warnings)
+    }
+
+    #[test]
+    fn a_typo_is_a_warning_with_a_suggestion() {
+        let (ok, warnings) = warnings_of(
+            "inputs: [{Type: input_file, FilePaths: [/x/*.log], FilePath: /x/a.log}]\nflushers: [{Type: flusher_stdout}]\n",
+        );
+        assert!(ok);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].field, "inputs[0].FilePath");
+        assert_eq!(
+            warnings[0].to_string(),
+            "/c/w.yaml: inputs[0].FilePath: unknown option (did you mean FilePaths?); ignored"
+        );
+    }
+
+    #[test]
+    fn a_typo_that_leaves_a_required_option_out_is_an_error_and_a_warning() {
+        let checked = check(
+            Path::new("w.yaml"),
+            b"inputs: [{Type: input_file, FilePath: /x/a.log}]\nflushers: [{Type: flusher_stdout}]\n",
+        );
+        let errors = checked.result.unwrap_err();
+        assert!(errors[0].message.contains("FilePaths"), "{errors:?}");
+        assert_eq!(checked.warnings.len(), 1);
+        assert!(checked.warnings[0]
+            .message
+            .contains("did you mean FilePaths?"));
+    }
+
+    #[test]
+    fn known_ilogtail_options_are_accepted_but_said_to_be_unimplemented() {
+        let (ok, warnings) = warnings_of(
+            "inputs:\n  - Type: input_file\n    FilePaths: [/x/*.log]\n    FlushTimeoutSecs: 5\n    AppendingLogPositionMeta: true\n    AllowingIncludedByMultiConfigs: true\n    Multiline: {StartPattern: 'a.*', IgnoringUnmatchWarning: true}\nflushers: [{Type: flusher_stdout}]\n",
+        );
+        assert!(ok);
+        let fields: Vec<&str> = warnings.iter().map(|w| w.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "inputs[0].AllowingIncludedByMultiConfigs",
+                "inputs[0].AppendingLogPositionMeta",
+                "inputs[0].FlushTimeoutSecs",
+                "inputs[0].Multiline.IgnoringUnmatchWarning",
+            ]
+        );
+        for w in &warnings {
+            assert!(w.message.contains("does not implement yet"), "{w}");
+        }
+    }
+
+    #[test]
+    fn unknown_options_of_processors_and_flushers_and_nested_ones() {
+        let (ok, warnings) = warnings_of(&format!(
+            "{FILE_INPUT}processors: [{{Type: processor_parse_regex_native, Regex: '(.*)', Keys: [m], SourceKye: content}}]\nflushers: [{{Type: flusher_file, FilePath: /tmp/o, MaxRoll: 3, Zzz: 1}}]\n"
+        ));
+        assert!(ok);
+        let shown: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
+        let has = |text: &str| shown.iter().any(|w| w.contains(text));
+        assert_eq!(shown.len(), 3, "{shown:?}");
+        assert!(
+            shown[0].contains("processors[0]"),
+            "not in the file's order: {shown:?}"
+        );
+        assert!(
+            has("processors[0].SourceKye: unknown option (did you mean SourceKey?)"),
+            "{shown:?}"
+        );
+        assert!(
+            has("flushers[0].MaxRoll: unknown option (did you mean MaxRolls?)"),
+            "{shown:?}"
+        );
+        // Nothing close: the known options are listed instead.
+        assert!(has("flushers[0].Zzz: unknown option; ignored (flusher_file takes FilePath, MaxSizeKB, MaxRolls)"), "{shown:?}");
+        let (_, warnings) = warnings_of(
+            "inputs: [{Type: input_file, FilePaths: [/x/*.log], Multiline: {StartPatern: x}}]\nflushers: [{Type: flusher_stdout}]\n",
+        );
+        assert_eq!(warnings.len(), 1);
+        assert_eq!(warnings[0].field, "inputs[0].Multiline.StartPatern");
+    }
+
+    #[test]
+    fn extended_plugins_and_clean_configs_have_no_warnings() {
+        let (ok, warnings) = warnings_of(
+            "inputs: [{Type: metric_mock, Anything: 1}]\nflushers: [{Type: flusher_stdout}]\n",
+        );
+        assert!(ok && warnings.is_empty(), "{warnings:?}");
+        let (ok, warnings) = warnings_of(&format!(
+            "{FILE_INPUT}flushers: [{{Type: flusher_stdout}}]\n"
+        ));
+        assert!(ok && warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn building_outside_a_check_notes_nothing() {
+        let plugin = PluginConfig {
+            plugin_type: "flusher_file".into(),
+            field: "flushers[0]".into(),
+            placement: Placement::Native,
+            options: serde_json::json!({"FilePath": "/tmp/x", "Bogus": 1})
+                .as_object()
+                .unwrap()
+                .clone(),
+        };
+        let (_, inside) = collect_ignored(|| crate::flusher::check_options(&plugin));
+        assert_eq!(inside.len(), 1);
+        crate::flusher::check_options(&plugin).unwrap();
+        assert!(IGNORED.with(|c| c.borrow().is_none()));
+    }
+
+    #[test]
+    fn suggestions_only_for_near_misses() {
+        let known = &[
+            "FilePaths",
+            "MaxDirSearchDepth",
+            "TailSizeKB",
+            "ExcludeFiles",
+        ];
+        assert_eq!(suggestion("filepaths", known), Some("FilePaths"));
+        assert_eq!(suggestion("TailSizeKb", known), Some("TailSizeKB"));
+        assert_eq!(
+            suggestion("MaxDirSearchDept", known),
+            Some("MaxDirSearchDepth")
+        );
+        assert_eq!(suggestion("ExcludeFile", known), Some("ExcludeFiles"));
+        assert_eq!(suggestion("Tags", known), None);
+        assert_eq!(suggestion("Zzz", known), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
     }
 }

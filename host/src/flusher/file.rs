@@ -33,12 +33,19 @@ pub fn default_max_rolls() -> usize {
     7
 }
 
-pub fn build(plugin: &PluginConfig) -> Result<Box<dyn Flusher>, (String, String)> {
+/// Checks the options without opening the file: `validate` creates nothing.
+pub fn check(plugin: &PluginConfig) -> Result<FileFlusherConfig, (String, String)> {
     let config: FileFlusherConfig = parse_options(plugin)?;
-    let field = format!("{}.FilePath", plugin.field);
     if config.file_path.is_empty() {
+        let field = format!("{}.FilePath", plugin.field);
         return Err((field, "must not be empty".to_owned()));
     }
+    Ok(config)
+}
+
+pub fn build(plugin: &PluginConfig) -> Result<Box<dyn Flusher>, (String, String)> {
+    let config = check(plugin)?;
+    let field = format!("{}.FilePath", plugin.field);
     let out = JsonLinesWriter::rolling(
         config.file_path.as_ref(),
         config.max_size_kb * 1024,

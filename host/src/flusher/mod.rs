@@ -6,7 +6,6 @@ pub mod file;
 pub mod sls;
 pub mod stdout;
 
-use serde::de::DeserializeOwned;
 use tailrace::plugin::Flusher;
 
 use crate::config::PluginConfig;
@@ -19,23 +18,18 @@ pub const NATIVE_FLUSHERS: &[&str] = &[
     "flusher_sls",
 ];
 
-/// Parses a plugin's options into its config struct; the error names the field.
-pub fn parse_options<T: DeserializeOwned>(plugin: &PluginConfig) -> Result<T, (String, String)> {
-    let value = serde_json::Value::Object(plugin.options.clone());
-    serde_path_to_error::deserialize(&value).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." {
-            plugin.field.clone()
-        } else {
-            format!("{}.{path}", plugin.field)
-        };
-        (field, e.inner().to_string())
-    })
-}
+/// Parses a plugin's options into its config struct (it lives with the config checks, which
+/// also turn ignored keys into warnings).
+pub use crate::config::parse_options;
 
 /// Checks a native flusher's options.
 pub fn check_options(plugin: &PluginConfig) -> Result<(), (String, String)> {
-    build(plugin).map(|_| ())
+    match plugin.kind() {
+        // Checking must not create their output files (`validate` creates nothing).
+        "flusher_file" => file::check(plugin).map(|_| ()),
+        "flusher_stdout" => parse_options::<stdout::StdoutConfig>(plugin).map(|_| ()),
+        _ => build(plugin).map(|_| ()),
+    }
 }
 
 /// Builds a native flusher.

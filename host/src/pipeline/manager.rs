@@ -42,6 +42,12 @@ impl PipelineManager {
         }
     }
 
+    /// Whether pipeline `name` runs or waits for the plugin base; false when it was not loaded
+    /// (its build failed), which `--once` reports as a failure.
+    pub fn is_loaded(&self, name: &str) -> bool {
+        self.pipelines.contains_key(name) || self.waiting.contains_key(name)
+    }
+
     pub fn update(&mut self, diff: Diff) {
         for name in diff.removed {
             self.waiting.remove(&name);

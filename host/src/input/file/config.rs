@@ -3,8 +3,7 @@
 use globset::{GlobBuilder, GlobMatcher};
 use serde::Deserialize;
 
-use crate::config::PluginConfig;
-use crate::flusher::parse_options;
+use crate::config::{parse_options, PluginConfig};
 use crate::input::file::multiline::{MultilineAssembler, MultilineConfig};
 
 #[derive(Clone, Debug, Deserialize)]
@@ -25,9 +24,10 @@ pub struct InputFileConfig {
     #[serde(default)]
     pub tailing_all_matched_files: bool,
     /// A file that existed before the pipeline started and is larger than this starts this
-    /// many KiB before its end.
-    #[serde(default = "default_tail_size_kb", rename = "TailSizeKB")]
-    pub tail_size_kb: u64,
+    /// many KiB before its end. Kept as written, because whether it was written matters: see
+    /// [`InputFileConfig::start_of_existing`].
+    #[serde(default, rename = "TailSizeKB")]
+    pub tail_size_kb: Option<u64>,
     #[serde(default = "default_encoding")]
     pub file_encoding: String,
     #[serde(default)]
@@ -37,12 +37,52 @@ pub struct InputFileConfig {
     pub multiline: MultilineConfig,
 }
 
-fn default_tail_size_kb() -> u64 {
-    1024
-}
+/// iLogtail's `TailSizeKB` default.
+pub const DEFAULT_TAIL_SIZE_KB: u64 = 1024;
+
+/// `input_file` options of iLogtail (its `FileDiscoveryOptions`, `FileReaderOptions`,
+/// `ContainerDiscoveryOptions`, `MultilineOptions` and `InputFile` itself) that Tailrace accepts,
+/// so that iLogtail configs load unchanged, but does not act on yet: a warning says so. Sorted.
+pub const NOT_IMPLEMENTED: &[&str] = &[
+    "AllowingCollectingFilesInRootDir",
+    "AllowingIncludedByMultiConfigs",
+    "AppendingLogPositionMeta",
+    "CloseUnusedReaderIntervalSec",
+    "CollectingContainersMeta",
+    "ContainerFilters",
+    "EnableExactlyOnce",
+    "ExternalEnvTag",
+    "ExternalK8sLabelTag",
+    "FlushTimeoutSecs",
+    "MaxCheckpointDirSearchDepth",
+    "Multiline.IgnoringUnmatchWarning",
+    "PreservedDirDepth",
+    "ReadDelayAlertThresholdBytes",
+    "ReadDelaySkipThresholdBytes",
+    "RotatorQueueSize",
+];
 
 fn default_encoding() -> String {
     "utf8".to_owned()
+}
+
+impl InputFileConfig {
+    /// Where reading starts in a file of `size` bytes that existed before the input started and
+    /// has no checkpoint. `TailingAllMatchedFiles`: its start. Else `TailSizeKB` before its end;
+    /// when `TailSizeKB` is not written, the daemon takes iLogtail's default (1024: a collector
+    /// started on a host with big old logs does not send them all), while `--once` reads from
+    /// the start: a one-shot run is a backfill, and the last MiB of each file is not one.
+    pub fn start_of_existing(&self, size: u64, once: bool) -> u64 {
+        if self.tailing_all_matched_files {
+            return 0;
+        }
+        let kb = match (self.tail_size_kb, once) {
+            (Some(kb), _) => kb,
+            (None, true) => return 0,
+            (None, false) => DEFAULT_TAIL_SIZE_KB,
+        };
+        size.saturating_sub(kb.saturating_mul(1024))
+    }
 }
 
 impl FileInputSpec {
@@ -119,5 +159,64 @@ impl InputFileConfig {
             exclude_dirs: compile("ExcludeDirs", &config.exclude_dirs, true)?,
             config,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(options: serde_json::Value) -> InputFileConfig {
+        let plugin = PluginConfig {
+            plugin_type: "input_file".into(),
+            field: "inputs[0]".into(),
+            placement: crate::config::Placement::Native,
+            options: options.as_object().unwrap().clone(),
+        };
+        InputFileConfig::from_plugin(&plugin).unwrap().config
+    }
+
+    const MIB: u64 = 1024 * 1024;
+
+    #[test]
+    fn daemon_tails_existing_files_once_reads_them_whole() {
+        let plain = config(serde_json::json!({"FilePaths": ["/x/*.log"]}));
+        assert_eq!(plain.tail_size_kb, None);
+        assert_eq!(plain.start_of_existing(3 * MIB, false), 2 * MIB);
+        assert_eq!(plain.start_of_existing(MIB / 2, false), 0);
+        assert_eq!(plain.start_of_existing(3 * MIB, true), 0);
+    }
+
+    #[test]
+    fn an_explicit_tail_size_holds_in_both_modes() {
+        let tail = config(serde_json::json!({"FilePaths": ["/x/*.log"], "TailSizeKB": 1}));
+        assert_eq!(tail.start_of_existing(10_000, false), 10_000 - 1024);
+        assert_eq!(tail.start_of_existing(10_000, true), 10_000 - 1024);
+        let zero = config(serde_json::json!({"FilePaths": ["/x/*.log"], "TailSizeKB": 0}));
+        assert_eq!(zero.start_of_existing(10_000, true), 10_000);
+    }
+
+    #[test]
+    fn tailing_all_matched_files_wins() {
+        let all = config(serde_json::json!({
+            "FilePaths": ["/x/*.log"], "TailSizeKB": 1, "TailingAllMatchedFiles": true
+        }));
+        assert_eq!(all.start_of_existing(10_000, false), 0);
+        assert_eq!(all.start_of_existing(10_000, true), 0);
+    }
+
+    #[test]
+    fn not_implemented_list_is_sorted_and_unknown_to_the_struct() {
+        assert!(NOT_IMPLEMENTED.windows(2).all(|w| w[0] < w[1]));
+        let taken = [
+            "FilePaths",
+            "MaxDirSearchDepth",
+            "TailSizeKB",
+            "Multiline",
+            "EnableContainerDiscovery",
+        ];
+        for key in NOT_IMPLEMENTED {
+            assert!(!taken.contains(key), "{key}");
+        }
     }
 }

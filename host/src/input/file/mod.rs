@@ -107,6 +107,8 @@ pub struct FileServerOptions {
     pub data_dir: PathBuf,
     /// `--once`: lines without their newline are sent at once at the end of a file.
     pub once: bool,
+    /// Where the checkpoint store reports whether its last save failed.
+    pub checkpoint_health: checkpoint::SaveHealth,
 }
 
 impl FileServer {
@@ -244,7 +246,8 @@ impl Server {
         let (acks_tx, acks_rx) = crossbeam_channel::unbounded();
         Server {
             commands,
-            store: CheckpointStore::load(&options.data_dir),
+            store: CheckpointStore::load(&options.data_dir)
+                .with_health(options.checkpoint_health.clone()),
             options,
             inputs: HashMap::new(),
             hostname: Bytes::from(hostname),
@@ -404,7 +407,8 @@ impl Server {
                 {
                     continue;
                 }
-                let start = start_offset(&self.store, input, &path, id, meta.len(), existed_before);
+                let (size, once) = (meta.len(), self.options.once);
+                let start = start_offset(&self.store, input, &path, id, size, existed_before, once);
                 let multiline = input.spec.multiline();
                 match TailedFile::open(path.clone(), start, multiline) {
                     Ok(mut file) => {
@@ -523,8 +527,8 @@ impl Server {
 }
 
 /// Where reading a newly found file starts: its checkpoint when the signature still matches;
-/// else, for a file that existed before the input started, `TailSizeKB` before its end (unless
-/// `TailingAllMatchedFiles`); else 0.
+/// else, for a file that existed before the input started, what its config says
+/// ([`InputFileConfig::start_of_existing`]: the `--once` rule differs); else 0.
 fn start_offset(
     store: &CheckpointStore,
     input: &Input,
@@ -532,6 +536,7 @@ fn start_offset(
     id: DevInode,
     size: u64,
     existed_before: bool,
+    once: bool,
 ) -> u64 {
     if let Some(cp) = store.get(&input.pipeline, id) {
         let same = std::fs::File::open(path)
@@ -543,8 +548,8 @@ fn start_offset(
         tracing::info!(path = %path.display(), "checkpoint does not match the file (inode reused or truncated): reading from the start");
         return 0;
     }
-    if existed_before && !input.spec.config.tailing_all_matched_files {
-        size.saturating_sub(input.spec.config.tail_size_kb * 1024)
+    if existed_before {
+        input.spec.config.start_of_existing(size, once)
     } else {
         0
     }
@@ -776,7 +781,7 @@ mod tests {
             _watch: watch::DirWatch::new(&[], Arc::new(AtomicBool::new(false)), || {}),
         };
         assert_eq!(
-            start_offset(&store, &input, &path, DevInode::of(&meta), 12, true),
+            start_offset(&store, &input, &path, DevInode::of(&meta), 12, true, false),
             0
         );
         let file = std::fs::File::open(&path).unwrap();
@@ -784,7 +789,7 @@ mod tests {
         cp.signature = Signature::read(&file).unwrap();
         store.put(cp);
         assert_eq!(
-            start_offset(&store, &input, &path, DevInode::of(&meta), 12, true),
+            start_offset(&store, &input, &path, DevInode::of(&meta), 12, true, false),
             7
         );
     }
