@@ -626,6 +626,16 @@ fn validate_names_file_and_field_of_each_error() {
             vec!["invalid YAML"],
         ),
         (
+            "not_implemented.yaml",
+            format!(
+                "{file_input}processors: [{{Type: processor_json, SourceKey: content}}]\n{stdout}"
+            ),
+            vec![
+                "processors[0].Type",
+                "\"processor_json\" is an iLogtail plugin that Tailrace does not implement yet",
+            ],
+        ),
+        (
             "unknown_key.yaml",
             format!("inputs: [{{Type: metric_mock}}]\n{stdout}no_such_key: 1\n"),
             vec!["no_such_key"],
@@ -772,6 +782,34 @@ fn wait_for_seqs(path: &Path, n: usize, limit: Duration) -> (usize, usize) {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A pipeline with a plugin Tailrace does not implement (`processor_json`) is not loaded, with
+/// an error naming it, and the pipeline next to it runs.
+#[test]
+fn a_plugin_tailrace_lacks_is_refused_by_the_daemon_too() {
+    let sandbox = Sandbox::new();
+    sandbox.add_file_pipeline();
+    sandbox.write_config(
+        "json.yaml",
+        &format!(
+            "inputs: [{{Type: input_file, FilePaths: [\"{}\"]}}]\n\
+             processors: [{{Type: processor_json, SourceKey: content}}]\n\
+             flushers: [{{Type: flusher_stdout}}]\n",
+            sandbox.path("logs").join("other-*.log").display()
+        ),
+    );
+    let mut daemon = Daemon::start(&sandbox, None, &[]);
+    daemon.wait_stderr("the refusal of processor_json", |l| {
+        l.contains("ERROR")
+            && l.contains("json")
+            && l.contains(
+                "\"processor_json\" is an iLogtail plugin that Tailrace does not implement yet",
+            )
+    });
+    daemon.expect_native_lines(&sandbox, "next-to-refused", 3);
+    daemon.assert_running("with a refused pipeline");
+    daemon.terminate();
 }
 
 /// A file pipeline whose part in the base fails to load (`processor_add_fields` without

@@ -52,8 +52,48 @@ impl fmt::Display for ConfigError {
 /// Where a plugin runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Placement {
+    /// In the host.
     Native,
+    /// In the plugin base: Tailrace's implements it.
     Extended,
+    /// An iLogtail plugin that neither the host nor Tailrace's base implements: it can run only
+    /// in a third-party plugin base (iLogtail's own, for one). `validate` rejects it; the daemon
+    /// hands it to a third-party base with a warning, and rejects it otherwise.
+    ThirdParty,
+}
+
+impl Placement {
+    /// Whether the plugin runs in the plugin base.
+    pub fn in_base(self) -> bool {
+        self != Placement::Native
+    }
+}
+
+/// What Tailrace implements nowhere in `config`: one error per plugin that only a third-party
+/// plugin base could run.
+pub fn plugins_not_implemented(config: &PipelineConfig) -> Vec<ConfigError> {
+    [
+        &config.inputs,
+        &config.processors,
+        &config.aggregators,
+        &config.flushers,
+        &config.extensions,
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|p| p.placement == Placement::ThirdParty)
+    .map(|p| {
+        error(
+            &config.file,
+            format!("{}.Type", p.field),
+            format!(
+                "{:?} is an iLogtail plugin that Tailrace does not implement yet (only a \
+                 third-party plugin base could run it)",
+                p.plugin_type
+            ),
+        )
+    })
+    .collect()
 }
 
 /// The four sections of a pipeline.
@@ -363,9 +403,9 @@ fn singular(section: Section) -> &'static str {
     }
 }
 
-/// Native if the host implements it; extended if the plugin base does (or iLogtail's Go base
-/// has it); unknown otherwise. An iLogtail native plugin the host does not implement yet is
-/// unknown too: the message says so.
+/// Native if the host implements it; extended if Tailrace's plugin base does; third-party if
+/// only iLogtail's Go base has it; unknown otherwise. An iLogtail native plugin the host does
+/// not implement yet is unknown too: the message says so.
 fn placement(section: Section, kind: &str) -> Option<Placement> {
     let native = match section {
         Section::Inputs => input::NATIVE_INPUTS.contains(&kind),
@@ -376,14 +416,21 @@ fn placement(section: Section, kind: &str) -> Option<Placement> {
     if native {
         return Some(Placement::Native);
     }
-    let extended = match section {
-        Section::Inputs => catalog::EXTENDED_INPUTS.contains(&kind),
-        Section::Processors => catalog::EXTENDED_PROCESSORS.contains(&kind),
-        Section::Aggregators => catalog::EXTENDED_AGGREGATORS.contains(&kind),
-        Section::Flushers => catalog::EXTENDED_FLUSHERS.contains(&kind),
-        Section::Extensions => catalog::EXTENDED_EXTENSIONS.contains(&kind),
+    use tailrace::plugin_config as base;
+    let (ours, ilogtail) = match section {
+        Section::Inputs => (base::BASE_INPUTS, catalog::EXTENDED_INPUTS),
+        Section::Processors => (base::BASE_PROCESSORS, catalog::EXTENDED_PROCESSORS),
+        Section::Aggregators => (base::BASE_AGGREGATORS, catalog::EXTENDED_AGGREGATORS),
+        Section::Flushers => (base::BASE_FLUSHERS, catalog::EXTENDED_FLUSHERS),
+        Section::Extensions => (base::BASE_EXTENSIONS, catalog::EXTENDED_EXTENSIONS),
     };
-    extended.then_some(Placement::Extended)
+    if ours.contains(&kind) {
+        Some(Placement::Extended)
+    } else if ilogtail.contains(&kind) {
+        Some(Placement::ThirdParty)
+    } else {
+        None
+    }
 }
 
 fn check_native_options(section: Section, plugin: &PluginConfig) -> Result<(), (String, String)> {
@@ -613,7 +660,7 @@ fn check_structure(path: &Path, config: &PipelineConfig, errors: &mut Vec<Config
     let mut seen_extended: Option<&PluginConfig> = None;
     for p in &config.processors {
         match (p.placement, seen_extended) {
-            (Placement::Extended, None) => seen_extended = Some(p),
+            (Placement::Extended | Placement::ThirdParty, None) => seen_extended = Some(p),
             (Placement::Native, Some(ext)) => errors.push(error(
                 path,
                 &p.field,

@@ -235,8 +235,11 @@ pub fn validate_files(paths: &[PathBuf]) -> Validation {
     for path in paths {
         let mut checked = config::load(Path::new(path));
         found.warnings.append(&mut checked.warnings);
-        if let Err(mut e) = checked.result {
-            found.errors.append(&mut e);
+        match checked.result {
+            Ok(config) => found
+                .errors
+                .append(&mut config::plugins_not_implemented(&config)),
+            Err(mut e) => found.errors.append(&mut e),
         }
     }
     found

@@ -101,6 +101,29 @@ impl PipelineManager {
                 }
             }
         }
+        let missing = crate::config::plugins_not_implemented(&built.config);
+        if !missing.is_empty() {
+            match self.base.client() {
+                Some(base) if !base.reports_delivery() => {
+                    for e in &missing {
+                        tracing::warn!(
+                            pipeline = name,
+                            "{e}; handed to the loaded third-party plugin base, which may have it"
+                        );
+                    }
+                }
+                _ => {
+                    for e in &missing {
+                        tracing::error!(
+                            pipeline = name,
+                            "not loaded: {e}; the running version (if any) keeps running"
+                        );
+                    }
+                    self.waiting.remove(&name);
+                    return;
+                }
+            }
+        }
         self.waiting.remove(&name);
         let key = match self.pipelines.remove(&name) {
             Some(old) => {

@@ -34,7 +34,7 @@ pub fn base_part(config: &PipelineConfig) -> Option<BasePart> {
     let extended = |plugins: &[PluginConfig]| -> Vec<Value> {
         plugins
             .iter()
-            .filter(|p| p.placement == Placement::Extended)
+            .filter(|p| p.placement.in_base())
             .map(|p| json!({"type": p.plugin_type, "detail": Value::Object(p.options.clone())}))
             .collect()
     };
