@@ -113,6 +113,16 @@ fn null_as_empty_object<'de, D: Deserializer<'de>>(d: D) -> Result<Value, D::Err
     })
 }
 
+/// The plugin types Tailrace's own plugin base implements, by section, for the host's
+/// validation (which runs without loading the base): a type outside these lists and outside
+/// the host's own is rejected unless a third-party base is loaded. The base checks in a test
+/// that its registry holds exactly these.
+pub const BASE_INPUTS: &[&str] = &["metric_mock"];
+pub const BASE_PROCESSORS: &[&str] = &["processor_add_fields"];
+pub const BASE_AGGREGATORS: &[&str] = &["aggregator_default"];
+pub const BASE_FLUSHERS: &[&str] = &["flusher_sls", "flusher_stdout"];
+pub const BASE_EXTENSIONS: &[&str] = &[];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,13 +169,3 @@ mod tests {
         assert!(err.to_string().contains("invalid type"), "{err}");
     }
 }
-
-/// The plugin types Tailrace's own plugin base implements, by section, for the host's
-/// validation (which runs without loading the base): a type outside these lists and outside
-/// the host's own is rejected unless a third-party base is loaded. The base checks in a test
-/// that its registry holds exactly these.
-pub const BASE_INPUTS: &[&str] = &["metric_mock"];
-pub const BASE_PROCESSORS: &[&str] = &["processor_add_fields"];
-pub const BASE_AGGREGATORS: &[&str] = &["aggregator_default"];
-pub const BASE_FLUSHERS: &[&str] = &["flusher_sls", "flusher_stdout"];
-pub const BASE_EXTENSIONS: &[&str] = &[];
