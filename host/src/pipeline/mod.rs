@@ -186,7 +186,7 @@ impl Pipeline {
                 rx,
                 destination,
             ));
-            pipeline.input = Some(files.register(&name, spec, tx));
+            pipeline.input = Some(files.register(&name, spec, Box::new(tx)));
         }
         pipeline
     }
