@@ -292,7 +292,9 @@ impl Tracked {
             && !self.detached
             && self.waiting.is_none()
             && !self.file.has_partial()
-            && self.at_eof_since.is_some_and(|since| since.elapsed() >= idle)
+            && self
+                .at_eof_since
+                .is_some_and(|since| since.elapsed() >= idle)
     }
 }
 
@@ -492,6 +494,7 @@ impl Server {
         }
         let mut due = HashSet::new();
         for dir in &changes.dirs {
+            self.watches.recheck(dir);
             due.extend(self.watches.holders(dir));
         }
         for id in due {
@@ -708,8 +711,7 @@ impl Server {
                 continue;
             };
             let file_id = DevInode::of(&meta);
-            if attached.get(path.as_path()) == Some(&file_id) || input.ids.contains_key(&file_id)
-            {
+            if attached.get(path.as_path()) == Some(&file_id) || input.ids.contains_key(&file_id) {
                 continue;
             }
             new_files.push((path, file_id, meta.len()));
@@ -838,9 +840,15 @@ impl Server {
                 if !tracked.watched {
                     self.polled.insert(key);
                 }
-                if reader::open_descriptors() > MAX_OPEN_FILES && tracked.closable(Duration::ZERO)
-                {
+                if reader::open_descriptors() > MAX_OPEN_FILES && tracked.closable(Duration::ZERO) {
                     tracked.file.close();
+                }
+            }
+            if tracked_waits_over_limit(input, file_id) {
+                // Its queue is full: it may wait long, and thousands of files waiting on one
+                // queue must not hold thousands of descriptors. It reopens where it was.
+                if let Some(t) = input.files.get_mut(&file_id) {
+                    t.file.close();
                 }
             }
             if Instant::now() >= deadline {
@@ -848,6 +856,17 @@ impl Server {
             }
         }
     }
+}
+
+/// Whether file `file_id` of `input` waits for room in its queue while the server holds more
+/// descriptors than it should (and its path still names it, so that it can be reopened).
+fn tracked_waits_over_limit(input: &Input, file_id: u64) -> bool {
+    input.files.get(&file_id).is_some_and(|t| {
+        t.waiting.is_some()
+            && t.file.is_open()
+            && !t.detached
+            && reader::open_descriptors() > MAX_OPEN_FILES
+    })
 }
 
 /// Removes `key` from the files tracked under `path`.
@@ -992,7 +1011,10 @@ fn offer(tracked: &mut Tracked, sink: &dyn BatchSink, group: PipelineEventGroup)
 /// Reads what is new in one file; false when the file is finished and can be released.
 fn read_file(tracked: &mut Tracked, ctx: &ReadCtx<'_>) -> bool {
     if !tracked.file.is_open() {
-        if !tracked.file.changed_while_closed() {
+        // Closed with nothing held back and nothing new: nothing to do (a closed file may also
+        // hold a waiting batch or a partial line: those are handled below, reopening it).
+        let quiet = tracked.waiting.is_none() && !tracked.file.has_partial();
+        if quiet && !tracked.file.changed_while_closed() {
             tracked.at_eof_since.get_or_insert_with(Instant::now);
             return true;
         }

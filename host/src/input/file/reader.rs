@@ -518,7 +518,10 @@ mod tests {
             Read::Lines(g, _) => group = Some(g),
             _ => panic!("no line"),
         });
-        assert!(first < 8 * 1024, "{first} bytes allocated for a 9-byte file");
+        assert!(
+            first < 8 * 1024,
+            "{first} bytes allocated for a 9-byte file"
+        );
         assert_eq!(group.unwrap().events.len(), 1);
         assert!(!file.has_partial());
         for _ in 0..3 {

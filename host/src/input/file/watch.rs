@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use notify::event::{EventKind, ModifyKind};
 use notify::{RecursiveMode, Watcher};
 
+use crate::input::file::identity::DevInode;
 use crate::input::file::InputId;
 
 /// How long a directory whose watch could not be added waits before it is tried again.
@@ -48,6 +49,8 @@ struct WatchedDir {
     ok: bool,
     /// When adding the watch last failed.
     failed_at: Option<Instant>,
+    /// The directory the watch is on: a watch follows an inode, not a path.
+    watched_id: Option<DevInode>,
 }
 
 /// The server's inotify instance and the directories it watches.
@@ -101,6 +104,7 @@ impl WatchTable {
                 holders: HashSet::new(),
                 ok: false,
                 failed_at: None,
+                watched_id: None,
             });
         entry.holders.insert(input);
         if entry.ok
@@ -118,6 +122,7 @@ impl WatchTable {
             Ok(()) => {
                 entry.ok = true;
                 entry.failed_at = None;
+                entry.watched_id = std::fs::metadata(dir).ok().map(|m| DevInode::of(&m));
             }
             Err(e) => {
                 entry.failed_at = Some(Instant::now());
@@ -159,6 +164,28 @@ impl WatchTable {
         }
     }
 
+    /// After something happened to `dir` itself: if the path no longer names the directory
+    /// the watch is on (removed, or removed and made again), the watch is dropped so that the
+    /// next [`WatchTable::acquire`] watches what is there now.
+    pub fn recheck(&mut self, dir: &Path) {
+        let Some(entry) = self.dirs.get_mut(dir) else {
+            return;
+        };
+        if !entry.ok {
+            return;
+        }
+        let now = std::fs::metadata(dir).ok().map(|m| DevInode::of(&m));
+        if now.is_some() && now == entry.watched_id {
+            return;
+        }
+        entry.ok = false;
+        entry.failed_at = None;
+        entry.watched_id = None;
+        if let Some(watcher) = &mut self.watcher {
+            let _ = watcher.unwatch(dir);
+        }
+    }
+
     /// Whether inotify watches `dir`.
     pub fn is_watched(&self, dir: &Path) -> bool {
         self.dirs.get(dir).is_some_and(|d| d.ok)
@@ -166,7 +193,10 @@ impl WatchTable {
 
     /// The inputs holding `dir`.
     pub fn holders(&self, dir: &Path) -> impl Iterator<Item = InputId> + '_ {
-        self.dirs.get(dir).into_iter().flat_map(|d| d.holders.iter().copied())
+        self.dirs
+            .get(dir)
+            .into_iter()
+            .flat_map(|d| d.holders.iter().copied())
     }
 
     /// Directories watched by inotify now.
@@ -302,6 +332,25 @@ mod tests {
             "woken twice before the changes were taken"
         );
         assert!(wait_change(&table, |c| c.touched.contains(&path)));
+    }
+
+    #[test]
+    fn a_directory_made_again_is_watched_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join("logs");
+        std::fs::create_dir(&d).unwrap();
+        let mut table = WatchTable::new(|| {});
+        assert!(table.acquire(&d, 1));
+        std::fs::remove_dir(&d).unwrap();
+        std::fs::create_dir(&d).unwrap();
+        table.recheck(&d);
+        assert!(!table.is_watched(&d));
+        assert!(table.acquire(&d, 1));
+        let _ = table.take_changes();
+        std::fs::write(d.join("new.log"), b"x\n").unwrap();
+        assert!(wait_change(&table, |c| c
+            .touched
+            .contains(&d.join("new.log"))));
     }
 
     #[test]
