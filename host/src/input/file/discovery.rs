@@ -85,7 +85,20 @@ impl Walk {
         let matcher = &spec.include[glob];
         for entry in entries.flatten() {
             let path = entry.path();
-            // Follows symlinks: a linked file or directory counts as what it links to.
+            // The entry's type comes with the directory listing: a regular file costs no stat.
+            // Links are followed: a linked file or directory counts as what it links to.
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_file() {
+                if matcher.is_match(&path) && !excluded(spec, &path) {
+                    self.files.push(path);
+                }
+                continue;
+            }
+            if !kind.is_dir() && !kind.is_symlink() {
+                continue;
+            }
             let Ok(meta) = std::fs::metadata(&path) else {
                 continue;
             };

@@ -90,6 +90,9 @@ pub type InputId = u64;
 /// Where an input's batches go: the pipeline's process queue. `try_send` never blocks; Err hands
 /// the batch back when the queue has no room (or is closed).
 pub trait BatchSink: Send {
+    // The refused batch comes back by value, as crossbeam's `TrySendError` does: it waits in
+    // its file until the queue has room, and is never copied or boxed per offer.
+    #[allow(clippy::result_large_err)]
     fn try_send(&self, group: PipelineEventGroup) -> Result<(), PipelineEventGroup>;
 
     /// Whether a batch offered now would likely be taken: lets the server skip offering the
@@ -692,11 +695,14 @@ impl Server {
 
         let existed_before = !input.first_discovery_done;
         input.first_discovery_done = true;
-        let attached: HashMap<&Path, DevInode> = input
+        // Paths whose file is tracked need no stat: if such a path comes to name another file
+        // (rotation), inotify or the sweep finds the tracked one moved on, and that schedules
+        // a walk which attaches the new one.
+        let attached: HashSet<&Path> = input
             .files
             .values()
             .filter(|t| !t.detached)
-            .map(|t| (t.file.path.as_path(), t.file.id))
+            .map(|t| t.file.path.as_path())
             .collect();
         let mut found = walk.files;
         if existed_before {
@@ -707,11 +713,14 @@ impl Server {
         }
         let mut new_files = Vec::new();
         for path in found {
+            if attached.contains(path.as_path()) {
+                continue;
+            }
             let Ok(meta) = std::fs::metadata(&path) else {
                 continue;
             };
             let file_id = DevInode::of(&meta);
-            if attached.get(path.as_path()) == Some(&file_id) || input.ids.contains_key(&file_id) {
+            if input.ids.contains_key(&file_id) {
                 continue;
             }
             new_files.push((path, file_id, meta.len()));
@@ -784,6 +793,8 @@ impl Server {
             max_line: MAX_LINE,
         };
         let deadline = Instant::now() + READ_BUDGET;
+        // Inputs with a file found rotated away or deleted: their path may name a new file.
+        let mut walk_now = Vec::new();
         for _ in 0..self.active.len() {
             let Some(key) = self.active.pop() else {
                 break;
@@ -809,7 +820,11 @@ impl Server {
                 file: file_id,
                 once: self.options.once,
             };
+            let was_detached = tracked.detached;
             let keep = read_file(tracked, &ctx);
+            if tracked.detached && !was_detached {
+                walk_now.push(input_id);
+            }
             if let Some(old) = tracked.moved_from.take() {
                 unindex(&mut self.by_path, &old, key);
                 self.by_path
@@ -854,6 +869,10 @@ impl Server {
             if Instant::now() >= deadline {
                 break;
             }
+        }
+        let now = Instant::now();
+        for id in walk_now {
+            self.schedule_walk(id, now);
         }
     }
 }
