@@ -497,7 +497,6 @@ impl Server {
         }
         let mut due = HashSet::new();
         for dir in &changes.dirs {
-            self.watches.recheck(dir);
             due.extend(self.watches.holders(dir));
         }
         for id in due {

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use notify::event::{EventKind, ModifyKind};
 use notify::{RecursiveMode, Watcher};
 
-use crate::input::file::identity::DevInode;
 use crate::input::file::InputId;
 
 /// How long a directory whose watch could not be added waits before it is tried again.
@@ -33,6 +32,9 @@ pub struct WatchChanges {
     pub dirs: HashSet<PathBuf>,
     /// Events were lost (queue overflow) or a watch broke: look at everything.
     pub rescan: bool,
+    /// Paths removed or renamed away: a watch on such a directory is gone or follows it
+    /// elsewhere.
+    gone: HashSet<PathBuf>,
 }
 
 /// Collected by inotify's thread, taken by the server's.
@@ -49,8 +51,6 @@ struct WatchedDir {
     ok: bool,
     /// When adding the watch last failed.
     failed_at: Option<Instant>,
-    /// The directory the watch is on: a watch follows an inode, not a path.
-    watched_id: Option<DevInode>,
 }
 
 /// The server's inotify instance and the directories it watches.
@@ -104,7 +104,6 @@ impl WatchTable {
                 holders: HashSet::new(),
                 ok: false,
                 failed_at: None,
-                watched_id: None,
             });
         entry.holders.insert(input);
         if entry.ok
@@ -122,7 +121,6 @@ impl WatchTable {
             Ok(()) => {
                 entry.ok = true;
                 entry.failed_at = None;
-                entry.watched_id = std::fs::metadata(dir).ok().map(|m| DevInode::of(&m));
             }
             Err(e) => {
                 entry.failed_at = Some(Instant::now());
@@ -164,28 +162,6 @@ impl WatchTable {
         }
     }
 
-    /// After something happened to `dir` itself: if the path no longer names the directory
-    /// the watch is on (removed, or removed and made again), the watch is dropped so that the
-    /// next [`WatchTable::acquire`] watches what is there now.
-    pub fn recheck(&mut self, dir: &Path) {
-        let Some(entry) = self.dirs.get_mut(dir) else {
-            return;
-        };
-        if !entry.ok {
-            return;
-        }
-        let now = std::fs::metadata(dir).ok().map(|m| DevInode::of(&m));
-        if now.is_some() && now == entry.watched_id {
-            return;
-        }
-        entry.ok = false;
-        entry.failed_at = None;
-        entry.watched_id = None;
-        if let Some(watcher) = &mut self.watcher {
-            let _ = watcher.unwatch(dir);
-        }
-    }
-
     /// Whether inotify watches `dir`.
     pub fn is_watched(&self, dir: &Path) -> bool {
         self.dirs.get(dir).is_some_and(|d| d.ok)
@@ -204,10 +180,24 @@ impl WatchTable {
         self.dirs.values().filter(|d| d.ok).count()
     }
 
-    /// What happened since the last call; the next event wakes the server again.
-    pub fn take_changes(&self) -> WatchChanges {
+    /// What happened since the last call; the next event wakes the server again. Watched
+    /// directories that were removed or renamed away lose their watch (a watch follows an
+    /// inode, not a path): the next [`WatchTable::acquire`] watches what is there now.
+    pub fn take_changes(&mut self) -> WatchChanges {
         self.collected.woken.store(false, Ordering::Release);
-        std::mem::take(&mut *self.collected.changes.lock().expect("not poisoned"))
+        let changes = std::mem::take(&mut *self.collected.changes.lock().expect("not poisoned"));
+        for path in &changes.gone {
+            let Some(entry) = self.dirs.get_mut(path) else {
+                continue;
+            };
+            if std::mem::take(&mut entry.ok) {
+                entry.failed_at = None;
+                if let Some(watcher) = &mut self.watcher {
+                    let _ = watcher.unwatch(path);
+                }
+            }
+        }
+        changes
     }
 }
 
@@ -232,6 +222,14 @@ fn collect(into: &Collected, event: notify::Result<notify::Event>) -> bool {
             changes.touched.extend(event.paths);
         }
         EventKind::Create(_) | EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_)) => {
+            let gone = match event.kind {
+                EventKind::Remove(_) => event.paths.len(),
+                // A rename's paths are (from) or (to) or (from, to): the first is gone then.
+                EventKind::Modify(ModifyKind::Name(notify::event::RenameMode::To)) => 0,
+                EventKind::Modify(ModifyKind::Name(_)) => 1,
+                _ => 0,
+            };
+            changes.gone.extend(event.paths.iter().take(gone).cloned());
             for path in event.paths {
                 if let Some(dir) = path.parent() {
                     changes.dirs.insert(dir.to_owned());
@@ -265,7 +263,7 @@ mod tests {
         n
     }
 
-    fn wait_change(table: &WatchTable, what: impl Fn(&WatchChanges) -> bool) -> bool {
+    fn wait_change(table: &mut WatchTable, what: impl Fn(&WatchChanges) -> bool) -> bool {
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut seen = WatchChanges::default();
         while Instant::now() < deadline {
@@ -294,7 +292,7 @@ mod tests {
         assert_eq!(kernel_watches_on(d), 1, "still held by input 2");
         assert!(table.is_watched(d));
         std::fs::write(d.join("a.log"), b"x\n").unwrap();
-        assert!(wait_change(&table, |c| c.dirs.contains(d)
+        assert!(wait_change(&mut table, |c| c.dirs.contains(d)
             && c.touched.contains(&d.join("a.log"))));
         table.release(d, 2);
         assert!(!table.is_watched(d));
@@ -331,7 +329,7 @@ mod tests {
             rx.recv_timeout(Duration::from_millis(200)).is_err(),
             "woken twice before the changes were taken"
         );
-        assert!(wait_change(&table, |c| c.touched.contains(&path)));
+        assert!(wait_change(&mut table, |c| c.touched.contains(&path)));
     }
 
     #[test]
@@ -343,12 +341,13 @@ mod tests {
         assert!(table.acquire(&d, 1));
         std::fs::remove_dir(&d).unwrap();
         std::fs::create_dir(&d).unwrap();
-        table.recheck(&d);
-        assert!(!table.is_watched(&d));
+        // The removal is reported (the directory itself, through its own watch).
+        assert!(wait_change(&mut table, |c| c.dirs.contains(&d)));
+        assert!(!table.is_watched(&d), "the watch on the removed directory");
         assert!(table.acquire(&d, 1));
         let _ = table.take_changes();
         std::fs::write(d.join("new.log"), b"x\n").unwrap();
-        assert!(wait_change(&table, |c| c
+        assert!(wait_change(&mut table, |c| c
             .touched
             .contains(&d.join("new.log"))));
     }
