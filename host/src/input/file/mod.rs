@@ -323,6 +323,9 @@ struct Server {
     timetable: BTreeSet<(Instant, InputId)>,
     /// Inputs whose walk is under way, in turn.
     walking: VecDeque<InputId>,
+    /// Files whose batch waits for a full queue, by input: set aside rather than visited
+    /// every round, and made active again when their queue has room (one check per input).
+    parked: HashMap<InputId, HashSet<u64>>,
     next_poll_sweep: Instant,
     next_safety_sweep: Instant,
 }
@@ -356,6 +359,7 @@ impl Server {
             by_path: HashMap::new(),
             timetable: BTreeSet::new(),
             walking: VecDeque::new(),
+            parked: HashMap::new(),
             next_poll_sweep: now + POLL_SWEEP,
             next_safety_sweep: now + SAFETY_SWEEP,
         }
@@ -441,6 +445,7 @@ impl Server {
     }
 
     fn remove_input(&mut self, id: InputId) {
+        self.parked.remove(&id);
         let Some(input) = self.inputs.remove(&id) else {
             return;
         };
@@ -592,7 +597,7 @@ impl Server {
             }
             waiting |= t.waiting.is_some();
         }
-        if waiting {
+        if waiting || !self.parked.is_empty() {
             return QUEUE_FULL_RETRY;
         }
         if !self.active.is_empty() {
@@ -787,6 +792,7 @@ impl Server {
     /// Reads the active files in turn, for at most `READ_BUDGET`; those that are at their end
     /// with nothing held back become idle.
     fn read_active(&mut self) {
+        self.unpark();
         let settings = ReadSettings {
             hostname: &self.hostname,
             max_line: MAX_LINE,
@@ -808,7 +814,8 @@ impl Server {
                 continue;
             };
             if tracked.waiting.is_some() && !input.sink.has_room() {
-                self.active.requeue(key);
+                self.active.retire(key);
+                self.parked.entry(input_id).or_default().insert(file_id);
                 continue;
             }
             let ctx = ReadCtx {
@@ -847,6 +854,9 @@ impl Server {
                 self.active.retire(key);
                 self.polled.remove(&key);
                 unindex(&mut self.by_path, &t.file.path, key);
+            } else if tracked.waiting.is_some() {
+                self.active.retire(key);
+                self.parked.entry(input_id).or_default().insert(file_id);
             } else if tracked.is_busy() {
                 self.active.requeue(key);
             } else {
@@ -873,6 +883,26 @@ impl Server {
         for id in walk_now {
             self.schedule_walk(id, now);
         }
+    }
+}
+
+impl Server {
+    /// Makes the parked files of inputs whose queue has room active again.
+    fn unpark(&mut self) {
+        let inputs = &self.inputs;
+        let active = &mut self.active;
+        self.parked.retain(|id, files| {
+            let Some(input) = inputs.get(id) else {
+                return false;
+            };
+            if !input.sink.has_room() {
+                return true;
+            }
+            for &file in files.iter() {
+                active.insert((*id, file));
+            }
+            false
+        });
     }
 }
 
