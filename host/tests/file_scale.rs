@@ -416,3 +416,105 @@ fn symlink_loops_are_walked_once_and_never_hang() {
     let took = daemon.terminate_within(Duration::from_secs(5));
     eprintln!("exited {took:?} after SIGTERM");
 }
+
+/// Linux's O_NONBLOCK: open a FIFO's read end without waiting for a writer.
+const O_NONBLOCK: i32 = 0o4000;
+
+/// 500 files of 100 KB behind a flusher that cannot write (a FIFO nobody reads yet): a full
+/// queue holds up one batch per pipeline, not a block per file, so memory stays small; once
+/// the FIFO is read, every line arrives.
+#[test]
+fn a_stalled_pipeline_holds_up_one_batch_not_one_per_file() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    const FILES: usize = 500;
+    const LINES: usize = 1000;
+    let tmp = sandbox();
+    let root = tmp.path();
+    let padding = "z".repeat(90);
+    for f in 0..FILES {
+        let mut text = String::with_capacity(LINES * 100);
+        for seq in 0..LINES {
+            text.push_str(&format!("f{f:03} seq={seq:04} {padding}\n"));
+        }
+        fs::write(root.join(format!("logs/f{f:03}.log")), text).unwrap();
+    }
+    let fifo = root.join("out.fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let mut reader = OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    let config = serde_json::json!({
+        "inputs": [{"Type": "input_file", "FilePaths": [format!("{}/logs/*.log", root.display())],
+                    "TailingAllMatchedFiles": true}],
+        "flushers": [{"Type": "flusher_file", "FilePath": fifo}],
+    });
+    fs::write(root.join("conf/stall.json"), config.to_string()).unwrap();
+    let mut daemon = Daemon::start(root);
+
+    // Stalled: every file is found and the queue fills, then nothing moves.
+    std::thread::sleep(Duration::from_secs(8));
+    let peak = daemon.peak_rss_kib();
+    eprintln!("peak RSS with {FILES} files behind a stalled flusher: {peak} KiB");
+    assert!(
+        peak < RSS_CAP_KIB,
+        "peak RSS {peak} KiB with {FILES} files behind a stalled flusher (cap {RSS_CAP_KIB} KiB)\n{}",
+        daemon.log_tail()
+    );
+    let stalled = daemon.cpu_share(Duration::from_secs(5));
+    eprintln!("CPU while stalled: {:.2}% of a core", stalled * 100.0);
+    assert!(
+        stalled < 0.10,
+        "{:.1}% of a core spent waiting for a stalled flusher",
+        stalled * 100.0
+    );
+
+    // The FIFO is read: every line arrives, once.
+    let mut seen = vec![vec![false; LINES]; FILES];
+    let mut count = 0;
+    let mut pending: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 1 << 16];
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count < FILES * LINES {
+        assert!(
+            Instant::now() < deadline,
+            "only {count} of {} lines arrived once the flusher could write\n{}",
+            FILES * LINES,
+            daemon.log_tail()
+        );
+        match reader.read(&mut chunk) {
+            Ok(0) => std::thread::sleep(Duration::from_millis(5)),
+            Ok(n) => {
+                pending.extend_from_slice(&chunk[..n]);
+                let complete = pending
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(0, |p| p + 1);
+                for line in pending[..complete]
+                    .split(|&b| b == b'\n')
+                    .filter(|l| !l.is_empty())
+                {
+                    let v: serde_json::Value = serde_json::from_slice(line).expect("a JSON line");
+                    let content = v["content"].as_str().unwrap();
+                    let f: usize = content[1..4].parse().unwrap();
+                    let seq: usize = content[9..13].parse().unwrap();
+                    assert!(!seen[f][seq], "{content:?} arrived twice");
+                    seen[f][seq] = true;
+                    count += 1;
+                }
+                pending.drain(..complete);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    daemon.terminate_within(Duration::from_secs(10));
+}

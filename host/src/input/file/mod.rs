@@ -242,6 +242,9 @@ struct Input {
     due: Option<Instant>,
     /// The directories whose watch this input holds (the last walk's, sorted).
     dirs: Vec<PathBuf>,
+    /// Its files holding a batch the queue refused. While one does, no other file of the input
+    /// reads a new block: what a full queue holds up is one batch per input, not one per file.
+    waiting_files: usize,
 }
 
 impl Input {
@@ -257,6 +260,7 @@ impl Input {
             walk_again: false,
             due: None,
             dirs: Vec::new(),
+            waiting_files: 0,
         }
     }
 }
@@ -813,7 +817,12 @@ impl Server {
                 self.active.retire(key);
                 continue;
             };
-            if tracked.waiting.is_some() && !input.sink.has_room() {
+            let held_up = if tracked.waiting.is_some() {
+                !input.sink.has_room()
+            } else {
+                input.waiting_files > 0
+            };
+            if held_up {
                 self.active.retire(key);
                 self.parked.entry(input_id).or_default().insert(file_id);
                 continue;
@@ -827,7 +836,13 @@ impl Server {
                 once: self.options.once,
             };
             let was_detached = tracked.detached;
+            let was_waiting = tracked.waiting.is_some();
             let keep = read_file(tracked, &ctx);
+            match (was_waiting, tracked.waiting.is_some()) {
+                (false, true) => input.waiting_files += 1,
+                (true, false) => input.waiting_files -= 1,
+                _ => {}
+            }
             if tracked.detached && !was_detached {
                 walk_now.push(input_id);
             }
@@ -841,6 +856,10 @@ impl Server {
             if !keep {
                 let t = input.files.remove(&file_id).expect("present");
                 input.ids.remove(&t.file.id);
+                if t.waiting.is_some() {
+                    // Given up (a read error): its batch goes with it, and so does its hold.
+                    input.waiting_files -= 1;
+                }
                 // The checkpoint stays: a rotated file may still match the globs under its
                 // new name, and must not be read again. Checkpoints of files that are gone
                 // are dropped at the next start.
