@@ -152,6 +152,13 @@ impl ProcessQueues {
         Ok(())
     }
 
+    fn has_room(&self, id: u64) -> bool {
+        self.state()
+            .queues
+            .get(&id)
+            .is_some_and(|s| !s.closed && s.items.len() < s.capacity)
+    }
+
     /// For a processor thread: the next batch to process, by priority and round robin; waits
     /// while there is none. None once [`ProcessQueues::shutdown`] was called.
     pub fn next_job(&self) -> Option<Job> {
@@ -267,6 +274,10 @@ impl ProcessQueueHandle {
 impl crate::input::file::BatchSink for ProcessQueueHandle {
     fn try_send(&self, group: PipelineEventGroup) -> Result<(), PipelineEventGroup> {
         self.try_push(group)
+    }
+
+    fn has_room(&self) -> bool {
+        self.queues.has_room(self.id)
     }
 }
 

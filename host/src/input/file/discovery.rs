@@ -1,33 +1,128 @@
 //! Finding the files an input's globs match: each glob is walked from its fixed prefix (the
 //! directories before the first wildcard), to the depth the glob needs plus
-//! `MaxDirSearchDepth`, or without limit below a `**`.
+//! `MaxDirSearchDepth`; below a `**`, to `MaxDirSearchDepth` levels when it is set, else to
+//! `MAX_RECURSIVE_DEPTH`.
+//!
+//! A walk always terminates and never starves reading: symlinked directories are followed,
+//! but each directory (by device and inode) is entered once per glob, so a link back up the
+//! tree is a dead end, not a loop; and a walk is done in steps under a deadline, resumed where
+//! it stopped on the server's next round.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use crate::input::file::config::FileInputSpec;
+use crate::input::file::identity::DevInode;
 
-/// Deepest walk under a `**`, so that a symlink loop cannot run forever.
+/// Deepest walk under a `**` when `MaxDirSearchDepth` does not say.
 const MAX_RECURSIVE_DEPTH: usize = 64;
 
-/// Every regular file `spec` matches now.
-pub fn matched_files(spec: &FileInputSpec) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for (pattern, matcher) in spec.config.file_paths.iter().zip(&spec.include) {
-        let (root, depth) = walk_plan(pattern, spec.config.max_dir_search_depth);
-        walk(
-            &root,
-            depth,
-            &mut |path| {
-                if matcher.is_match(path) && !excluded(spec, path) {
-                    out.push(path.to_owned());
-                }
-            },
-            &|dir| spec.exclude_dirs.iter().any(|m| m.is_match(dir)),
-        );
+/// One discovery pass over an input's globs, resumable.
+pub struct Walk {
+    /// Directories still to read: path, levels allowed below it, glob index.
+    pending: Vec<(PathBuf, usize, usize)>,
+    /// Directories entered, per glob.
+    visited: HashSet<(usize, DevInode)>,
+    /// Matched regular files (sorted and deduplicated once finished).
+    pub files: Vec<PathBuf>,
+    /// Every directory entered: where new files could appear (what to watch).
+    pub dirs: Vec<PathBuf>,
+}
+
+impl Walk {
+    pub fn new(spec: &FileInputSpec) -> Walk {
+        let pending = spec
+            .config
+            .file_paths
+            .iter()
+            .enumerate()
+            .map(|(i, pattern)| {
+                let (root, depth) = walk_plan(pattern, spec.config.max_dir_search_depth);
+                (root, depth, i)
+            })
+            .rev()
+            .collect();
+        Walk {
+            pending,
+            visited: HashSet::new(),
+            files: Vec::new(),
+            dirs: Vec::new(),
+        }
     }
-    out.sort();
-    out.dedup();
-    out
+
+    /// Walks on until done (true) or `deadline` passes (false: call again later).
+    pub fn step(&mut self, spec: &FileInputSpec, deadline: Instant) -> bool {
+        while let Some((dir, depth, glob)) = self.pending.pop() {
+            self.enter(spec, &dir, depth, glob);
+            if self.pending.is_empty() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+        }
+        self.files.sort();
+        self.files.dedup();
+        self.dirs.sort();
+        self.dirs.dedup();
+        true
+    }
+
+    fn enter(&mut self, spec: &FileInputSpec, dir: &Path, depth: usize, glob: usize) {
+        let Ok(meta) = std::fs::metadata(dir) else {
+            // Not there (yet): still a place where files will appear.
+            self.dirs.push(dir.to_owned());
+            return;
+        };
+        if !meta.is_dir() || !self.visited.insert((glob, DevInode::of(&meta))) {
+            return;
+        }
+        self.dirs.push(dir.to_owned());
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let matcher = &spec.include[glob];
+        for entry in entries.flatten() {
+            let path = entry.path();
+            // The entry's type comes with the directory listing: a regular file costs no stat.
+            // Links are followed: a linked file or directory counts as what it links to.
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_file() {
+                if matcher.is_match(&path) && !excluded(spec, &path) {
+                    self.files.push(path);
+                }
+                continue;
+            }
+            if !kind.is_dir() && !kind.is_symlink() {
+                continue;
+            }
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            if meta.is_file() {
+                if matcher.is_match(&path) && !excluded(spec, &path) {
+                    self.files.push(path);
+                }
+            } else if meta.is_dir()
+                && depth > 0
+                && !spec.exclude_dirs.iter().any(|m| m.is_match(&path))
+                && !self.visited.contains(&(glob, DevInode::of(&meta)))
+            {
+                self.pending.push((path, depth - 1, glob));
+            }
+        }
+    }
+}
+
+/// Every regular file `spec` matches now (one walk without deadline).
+#[cfg(test)]
+pub fn matched_files(spec: &FileInputSpec) -> Vec<PathBuf> {
+    let mut walk = Walk::new(spec);
+    while !walk.step(spec, Instant::now() + std::time::Duration::from_secs(3600)) {}
+    walk.files
 }
 
 fn excluded(spec: &FileInputSpec, path: &Path) -> bool {
@@ -44,23 +139,6 @@ fn excluded(spec: &FileInputSpec, path: &Path) -> bool {
         .any(|dir| spec.exclude_dirs.iter().any(|m| m.is_match(dir)))
 }
 
-/// The directories `spec`'s globs start from, and whether anything below their first level can
-/// match (so a watch on them must be recursive).
-pub fn roots(spec: &FileInputSpec) -> Vec<(PathBuf, bool)> {
-    let mut roots: Vec<(PathBuf, bool)> = spec
-        .config
-        .file_paths
-        .iter()
-        .map(|p| {
-            let (root, depth) = walk_plan(p, spec.config.max_dir_search_depth);
-            (root, depth > 0)
-        })
-        .collect();
-    roots.sort();
-    roots.dedup();
-    roots
-}
-
 /// The directory to walk from, and how deep (in directory levels below it) files may be.
 fn walk_plan(pattern: &str, extra_depth: usize) -> (PathBuf, usize) {
     let components: Vec<&str> = pattern.split('/').collect();
@@ -74,34 +152,39 @@ fn walk_plan(pattern: &str, extra_depth: usize) -> (PathBuf, usize) {
     } else {
         root
     };
+    let levels = components.len() - 1 - first_wild;
     let depth = if components[first_wild..].contains(&"**") {
-        MAX_RECURSIVE_DEPTH
+        // `**` is one component of the pattern but any number of levels.
+        let recursive = if extra_depth > 0 {
+            extra_depth
+        } else {
+            MAX_RECURSIVE_DEPTH
+        };
+        levels.saturating_sub(1) + recursive
     } else {
-        components.len() - 1 - first_wild + extra_depth
+        levels + extra_depth
     };
     (PathBuf::from(root), depth)
-}
-
-fn walk(dir: &Path, depth: usize, found: &mut dyn FnMut(&Path), skip_dir: &dyn Fn(&Path) -> bool) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let Ok(meta) = std::fs::metadata(&path) else {
-            continue;
-        };
-        if meta.is_file() {
-            found(&path);
-        } else if meta.is_dir() && depth > 0 && !skip_dir(&path) {
-            walk(&path, depth - 1, found, skip_dir);
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::symlink;
+    use std::time::Duration;
+
+    fn spec(paths: &[&str], depth: usize) -> FileInputSpec {
+        crate::input::file::InputFileConfig::from_plugin(&crate::config::PluginConfig {
+            plugin_type: "input_file".into(),
+            field: "inputs[0]".into(),
+            placement: crate::config::Placement::Native,
+            options: serde_json::json!({"FilePaths": paths, "MaxDirSearchDepth": depth})
+                .as_object()
+                .unwrap()
+                .clone(),
+        })
+        .unwrap()
+    }
 
     #[test]
     fn plans_start_at_the_fixed_prefix() {
@@ -114,9 +197,67 @@ mod tests {
             (PathBuf::from("/var/log"), 2)
         );
         assert_eq!(walk_plan("/var/**/*.log", 0).1, MAX_RECURSIVE_DEPTH);
+        assert_eq!(walk_plan("/var/**/*.log", 3).1, 3);
         assert_eq!(
             walk_plan("/var/log/app.log", 0),
             (PathBuf::from("/var/log"), 0)
         );
+    }
+
+    /// `sub/loop -> ..` and `sub/loop2 -> ../sub`: the walk ends, each real file once.
+    #[test]
+    fn symlink_loops_end_and_find_each_file_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        std::fs::create_dir_all(root.join("sub/deeper")).unwrap();
+        std::fs::write(root.join("a.log"), b"a\n").unwrap();
+        std::fs::write(root.join("sub/b.log"), b"b\n").unwrap();
+        std::fs::write(root.join("sub/deeper/c.log"), b"c\n").unwrap();
+        symlink("..", root.join("sub/loop")).unwrap();
+        symlink("../sub", root.join("sub/loop2")).unwrap();
+        symlink("..", root.join("sub/deeper/up")).unwrap();
+        let spec = spec(&[&format!("{}/**/*.log", root.display())], 0);
+        let started = Instant::now();
+        let files = matched_files(&spec);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let ids: HashSet<DevInode> = files
+            .iter()
+            .map(|p| DevInode::of(&std::fs::metadata(p).unwrap()))
+            .collect();
+        assert_eq!(ids.len(), 3, "{files:?}");
+        assert_eq!(files.len(), 3, "each file once: {files:?}");
+    }
+
+    #[test]
+    fn max_dir_search_depth_bounds_a_double_star() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        std::fs::create_dir_all(root.join("1/2/3")).unwrap();
+        for (i, dir) in ["", "1", "1/2", "1/2/3"].iter().enumerate() {
+            std::fs::write(root.join(dir).join(format!("{i}.log")), b"x\n").unwrap();
+        }
+        let pattern = format!("{}/**/*.log", root.display());
+        assert_eq!(matched_files(&spec(&[&pattern], 0)).len(), 4);
+        assert_eq!(matched_files(&spec(&[&pattern], 2)).len(), 3);
+    }
+
+    #[test]
+    fn a_walk_resumes_after_its_deadline() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        for i in 0..20 {
+            std::fs::create_dir_all(root.join(format!("d{i}"))).unwrap();
+            std::fs::write(root.join(format!("d{i}/x.log")), b"x\n").unwrap();
+        }
+        let spec = spec(&[&format!("{}/*/*.log", root.display())], 0);
+        let mut walk = Walk::new(&spec);
+        let mut steps = 0;
+        // A deadline already passed: one directory per step.
+        while !walk.step(&spec, Instant::now()) {
+            steps += 1;
+        }
+        assert!(steps >= 20, "{steps} steps");
+        assert_eq!(walk.files.len(), 20);
+        assert_eq!(walk.dirs.len(), 21);
     }
 }

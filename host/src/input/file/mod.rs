@@ -2,11 +2,16 @@
 //! pipeline ("bus mode", as LoongCollector's). Starting or stopping an input only registers or
 //! unregisters it with the server.
 //!
-//! Each round the thread applies delivery acknowledgements (advancing checkpoints), discovers
-//! files by glob (every `DISCOVERY_INTERVAL`), then reads what is new in each tracked file,
-//! block by block, and hands each block's lines to the pipeline's process queue. When that
-//! queue is full the file's batch waits and the file is not read further: a slow pipeline
-//! pauses its own reading, nothing is dropped.
+//! The cost of a round follows what is happening, not how much is tailed. Each round the
+//! thread applies delivery acknowledgements (advancing checkpoints), takes what inotify
+//! reported (a write makes that file active; a file created, moved or removed makes the inputs
+//! holding that directory look for files), walks the globs of the inputs that are due (within a
+//! time budget), and reads the active files, block by block, handing each block's lines to the
+//! pipeline's process queue. When that queue is full the file's batch waits and the file is not
+//! read further: a slow pipeline pauses its own reading, nothing is dropped. A file read to its
+//! end with nothing held back becomes idle and is not looked at again until inotify says it
+//! changed, or the slow sweep (every `SAFETY_SWEEP`) finds it did; files in directories inotify
+//! does not watch are stat-checked every `POLL_SWEEP`.
 //!
 //! Files are followed through rename rotation (the old file is read to its end through the open
 //! descriptor, then the new one from 0), deletion (read to the end, the descriptor released
@@ -14,6 +19,7 @@
 //! its first bytes changed: read again from 0) and inode reuse (a checkpoint whose signature
 //! does not match is not resumed).
 
+pub mod active;
 pub mod checkpoint;
 pub mod config;
 pub mod discovery;
@@ -22,9 +28,8 @@ pub mod multiline;
 pub mod reader;
 pub mod watch;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -33,17 +38,36 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 use tailrace::{DeliveryHook, PipelineEventGroup};
 
+use active::{ActiveSet, FileKey};
 use checkpoint::{CheckpointStore, FileCheckpoint};
 pub use config::{FileInputSpec, InputFileConfig};
+use discovery::Walk;
 use identity::DevInode;
 use reader::{Read, ReadSettings, TailedFile};
+use watch::WatchTable;
 
-/// How often the thread looks at its files when nothing else wakes it.
+/// How long the thread waits while files are active but at their end (a line still being
+/// written, a rotated file's grace period).
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// How soon a batch that found its process queue full is offered again.
 const QUEUE_FULL_RETRY: Duration = Duration::from_millis(2);
-/// How often globs are walked again for new files.
-const DISCOVERY_INTERVAL: Duration = Duration::from_secs(1);
+/// The longest the thread sleeps when nothing is active (acknowledgements are applied and
+/// checkpoints saved at least this often).
+const MAX_IDLE_WAIT: Duration = Duration::from_secs(1);
+/// How often an input whose directories inotify watches walks its globs again anyway.
+const WATCHED_DISCOVERY: Duration = Duration::from_secs(10);
+/// How often an input with a directory inotify does not watch (or that does not exist yet)
+/// walks its globs again.
+const POLLED_DISCOVERY: Duration = Duration::from_secs(1);
+/// How often idle files in directories inotify does not watch are stat-checked.
+const POLL_SWEEP: Duration = Duration::from_secs(1);
+/// How often every idle file is stat-checked, inotify or not (what inotify may miss: some file
+/// systems, writes through another mount), and idle descriptors closed.
+const SAFETY_SWEEP: Duration = Duration::from_secs(10);
+/// How long glob walks may take per round; a walk not done by then resumes next round.
+const DISCOVERY_BUDGET: Duration = Duration::from_millis(200);
+/// How long reading may take per round before commands and acknowledgements get their turn.
+const READ_BUDGET: Duration = Duration::from_millis(200);
 /// Blocks read from one file per round before the next file gets its turn.
 const BLOCKS_PER_ROUND: usize = 16;
 /// How long a line without its newline waits before it is sent as it is (iLogtail's default).
@@ -54,26 +78,40 @@ const RELEASE_GRACE: Duration = Duration::from_secs(3);
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 /// A file with no new data for this long has its descriptor closed (reopened when it grows).
 const IDLE_CLOSE: Duration = Duration::from_secs(30);
-/// Open descriptors the server keeps at most, beyond which files idle for a second are closed.
+/// Open descriptors the server keeps at most: beyond this, a file read to its end is closed at
+/// once (and reopened where it was when it grows).
 const MAX_OPEN_FILES: usize = 1024;
-/// How often a closed file is checked for new data.
-const CLOSED_CHECK: Duration = Duration::from_secs(1);
 /// Longest line; longer ones are cut into pieces of this size.
 const MAX_LINE: usize = 512 * 1024;
 
-/// Where an input's batches go: the pipeline's process queue. `try_send` never blocks; Err hands the batch back when the queue has no room (or is closed).
+/// Identifies a registered input.
+pub type InputId = u64;
+
+
+/// Where an input's batches go: the pipeline's process queue. `try_send` never blocks; Err hands
+/// the batch back when the queue has no room (or is closed).
 pub trait BatchSink: Send {
+    // The refused batch comes back by value, as crossbeam's `TrySendError` does: it waits in
+    // its file until the queue has room, and is never copied or boxed per offer.
+    #[allow(clippy::result_large_err)]
     fn try_send(&self, group: PipelineEventGroup) -> Result<(), PipelineEventGroup>;
+
+    /// Whether a batch offered now would likely be taken: lets the server skip offering the
+    /// waiting batches of a full queue one by one. A hint; `try_send` decides.
+    fn has_room(&self) -> bool {
+        true
+    }
 }
 
 impl BatchSink for Sender<PipelineEventGroup> {
     fn try_send(&self, group: PipelineEventGroup) -> Result<(), PipelineEventGroup> {
         Sender::try_send(self, group).map_err(|e| e.into_inner())
     }
-}
 
-/// Identifies a registered input.
-pub type InputId = u64;
+    fn has_room(&self) -> bool {
+        !self.is_full()
+    }
+}
 
 enum Command {
     Register {
@@ -86,7 +124,7 @@ enum Command {
         id: InputId,
         done: Sender<()>,
     },
-    /// Something changed in a watched directory: look for new files now.
+    /// Inotify reported something: the round takes it from the watch table.
     Wake,
     /// Whether every file is read to its end and every batch delivered (for `--once`).
     Drained {
@@ -114,8 +152,7 @@ pub struct FileServerOptions {
 impl FileServer {
     pub fn start(options: FileServerOptions) -> FileServer {
         let (commands, rx) = crossbeam_channel::unbounded();
-        let woken = Arc::new(AtomicBool::new(false));
-        let server = Server::new(rx, options, commands.clone(), woken.clone());
+        let server = Server::new(rx, options, commands.clone());
         let thread = std::thread::Builder::new()
             .name("file-server".into())
             .spawn(move || server.run())
@@ -193,13 +230,42 @@ impl DeliveryHook for FileAck {
 struct Input {
     pipeline: String,
     spec: FileInputSpec,
-    /// inotify on the globs' directories (dropped with the input).
-    _watch: watch::DirWatch,
     sink: Box<dyn BatchSink>,
     /// Tracked files by their own id (a file keeps its id through renames).
     files: HashMap<u64, Tracked>,
+    /// Tracked files by identity: a file found again under another path is not tracked twice.
+    ids: HashMap<DevInode, u64>,
     /// Files seen by the first discovery existed before the input started.
     first_discovery_done: bool,
+    /// The glob walk under way.
+    walk: Option<Walk>,
+    /// Something changed while the walk was under way: walk again when it is done.
+    walk_again: bool,
+    /// When the next walk is due (its entry in the server's timetable).
+    due: Option<Instant>,
+    /// The directories whose watch this input holds (the last walk's, sorted).
+    dirs: Vec<PathBuf>,
+    /// Its files holding a batch the queue refused. While one does, no other file of the input
+    /// reads a new block: what a full queue holds up is one batch per input, not one per file.
+    waiting_files: usize,
+}
+
+impl Input {
+    fn new(pipeline: String, spec: FileInputSpec, sink: Box<dyn BatchSink>) -> Input {
+        Input {
+            pipeline,
+            spec,
+            sink,
+            files: HashMap::new(),
+            ids: HashMap::new(),
+            first_discovery_done: false,
+            walk: None,
+            walk_again: false,
+            due: None,
+            dirs: Vec::new(),
+            waiting_files: 0,
+        }
+    }
 }
 
 struct Tracked {
@@ -213,8 +279,33 @@ struct Tracked {
     detached: bool,
     /// When it was last seen at the end of its data.
     at_eof_since: Option<Instant>,
-    /// When its (closed) file was last checked for changes.
-    last_checked: Instant,
+    /// Its directory is watched by inotify: when idle, it waits for an event (or the safety
+    /// sweep) rather than being polled.
+    watched: bool,
+    /// The path it was tracked under before it was found renamed (to update the path index).
+    moved_from: Option<PathBuf>,
+}
+
+impl Tracked {
+    /// Whether the server must look at it every round.
+    fn is_busy(&self) -> bool {
+        self.waiting.is_some()
+            || self.at_eof_since.is_none()
+            || self.detached
+            || self.file.has_partial()
+    }
+
+    /// Whether its descriptor can be closed: its path still names it, everything read was
+    /// handed on, and it has been at its end for `idle`.
+    fn closable(&self, idle: Duration) -> bool {
+        self.file.is_open()
+            && !self.detached
+            && self.waiting.is_none()
+            && !self.file.has_partial()
+            && self
+                .at_eof_since
+                .is_some_and(|since| since.elapsed() >= idle)
+    }
 }
 
 struct Server {
@@ -222,15 +313,28 @@ struct Server {
     options: FileServerOptions,
     inputs: HashMap<InputId, Input>,
     hostname: Bytes,
-    last_discovery: Option<Instant>,
     store: CheckpointStore,
     last_checkpoint: Instant,
     acks_tx: Sender<Ack>,
     acks_rx: Receiver<Ack>,
     next_file: u64,
-    /// Where directory watches send their wake-ups, and their coalescing flag.
-    wake_tx: Sender<Command>,
-    woken: Arc<AtomicBool>,
+    /// The one inotify instance, and who holds which directory.
+    watches: WatchTable,
+    /// Files looked at every round.
+    active: ActiveSet,
+    /// Idle files whose directory inotify does not watch: stat-checked every `POLL_SWEEP`.
+    polled: HashSet<FileKey>,
+    /// Tracked files by the path they are tracked under, for inotify's events.
+    by_path: HashMap<PathBuf, Vec<FileKey>>,
+    /// When each input's next glob walk is due.
+    timetable: BTreeSet<(Instant, InputId)>,
+    /// Inputs whose walk is under way, in turn.
+    walking: VecDeque<InputId>,
+    /// Files whose batch waits for a full queue, by input: set aside rather than visited
+    /// every round, and made active again when their queue has room (one check per input).
+    parked: HashMap<InputId, HashSet<u64>>,
+    next_poll_sweep: Instant,
+    next_safety_sweep: Instant,
 }
 
 impl Server {
@@ -238,12 +342,12 @@ impl Server {
         commands: Receiver<Command>,
         options: FileServerOptions,
         wake_tx: Sender<Command>,
-        woken: Arc<AtomicBool>,
     ) -> Server {
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_owned())
             .unwrap_or_default();
         let (acks_tx, acks_rx) = crossbeam_channel::unbounded();
+        let now = Instant::now();
         Server {
             commands,
             store: CheckpointStore::load(&options.data_dir)
@@ -251,52 +355,63 @@ impl Server {
             options,
             inputs: HashMap::new(),
             hostname: Bytes::from(hostname),
-            last_discovery: None,
-            last_checkpoint: Instant::now(),
+            last_checkpoint: now,
             acks_tx,
             acks_rx,
             next_file: 0,
-            wake_tx,
-            woken,
+            watches: WatchTable::new(move || {
+                let _ = wake_tx.send(Command::Wake);
+            }),
+            active: ActiveSet::default(),
+            polled: HashSet::new(),
+            by_path: HashMap::new(),
+            timetable: BTreeSet::new(),
+            walking: VecDeque::new(),
+            parked: HashMap::new(),
+            next_poll_sweep: now + POLL_SWEEP,
+            next_safety_sweep: now + SAFETY_SWEEP,
         }
     }
 
     fn run(mut self) {
-        let mut wait = POLL_INTERVAL;
-        loop {
-            match self.commands.recv_timeout(wait) {
+        'serve: loop {
+            match self.commands.recv_timeout(self.next_wait()) {
                 Ok(command) => {
                     if !self.handle(command) {
                         break;
                     }
                     while let Ok(command) = self.commands.try_recv() {
                         if !self.handle(command) {
-                            self.apply_acks();
-                            self.save_checkpoints();
-                            return;
+                            break 'serve;
                         }
                     }
                 }
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
             }
-            self.apply_acks();
-            if self
-                .last_discovery
-                .is_none_or(|t| t.elapsed() >= DISCOVERY_INTERVAL)
-            {
-                self.discover();
-                self.last_discovery = Some(Instant::now());
-            }
-            self.read_all();
-            self.close_idle();
-            wait = self.next_wait();
-            if self.last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL {
-                self.save_checkpoints();
-            }
+            self.round();
         }
         self.apply_acks();
         self.save_checkpoints();
+    }
+
+    fn round(&mut self) {
+        self.apply_acks();
+        self.take_watch_changes();
+        let now = Instant::now();
+        if now >= self.next_poll_sweep {
+            self.next_poll_sweep = now + POLL_SWEEP;
+            self.poll_sweep();
+        }
+        if now >= self.next_safety_sweep {
+            self.next_safety_sweep = now + SAFETY_SWEEP;
+            self.safety_sweep();
+        }
+        self.discover();
+        self.read_active();
+        if self.last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL {
+            self.save_checkpoints();
+        }
     }
 
     /// False on shutdown.
@@ -308,33 +423,18 @@ impl Server {
                 spec,
                 sink,
             } => {
-                let wake_tx = self.wake_tx.clone();
-                let watch =
-                    watch::DirWatch::new(&discovery::roots(&spec), self.woken.clone(), move || {
-                        let _ = wake_tx.send(Command::Wake);
-                    });
-                self.inputs.insert(
-                    id,
-                    Input {
-                        pipeline,
-                        _watch: watch,
-                        spec: *spec,
-                        sink,
-                        files: HashMap::new(),
-                        first_discovery_done: false,
-                    },
-                );
-                self.last_discovery = None;
+                self.inputs.insert(id, Input::new(pipeline, *spec, sink));
+                self.schedule_walk(id, Instant::now());
             }
             Command::Unregister { id, done } => {
                 self.apply_acks();
-                self.inputs.remove(&id);
+                self.remove_input(id);
                 self.save_checkpoints();
                 let _ = done.send(());
             }
             Command::Drained { reply } => {
                 self.apply_acks();
-                let drained = self.last_discovery.is_some()
+                let drained = self.walking.is_empty()
                     && self.inputs.values().all(|input| {
                         input.first_discovery_done
                             && input.files.values().all(|t| {
@@ -346,13 +446,180 @@ impl Server {
                     });
                 let _ = reply.send(drained);
             }
-            Command::Wake => {
-                self.woken.store(false, Ordering::Release);
-                self.last_discovery = None;
-            }
+            Command::Wake => {}
             Command::Shutdown => return false,
         }
         true
+    }
+
+    fn remove_input(&mut self, id: InputId) {
+        self.parked.remove(&id);
+        let Some(input) = self.inputs.remove(&id) else {
+            return;
+        };
+        for dir in &input.dirs {
+            self.watches.release(dir, id);
+        }
+        if let Some(due) = input.due {
+            self.timetable.remove(&(due, id));
+        }
+        for (file_id, tracked) in input.files {
+            self.forget_file((id, file_id), &tracked.file.path);
+        }
+    }
+
+    /// Drops a file from the round, the poll and the path index.
+    fn forget_file(&mut self, key: FileKey, path: &Path) {
+        self.active.retire(key);
+        self.polled.remove(&key);
+        unindex(&mut self.by_path, path, key);
+    }
+
+    fn activate(&mut self, key: FileKey) {
+        self.polled.remove(&key);
+        self.active.insert(key);
+    }
+
+    /// Makes input `id` walk its globs at `at` (or earlier, if it is due earlier already).
+    fn schedule_walk(&mut self, id: InputId, at: Instant) {
+        let Some(input) = self.inputs.get_mut(&id) else {
+            return;
+        };
+        if let Some(due) = input.due {
+            if due <= at {
+                return;
+            }
+            self.timetable.remove(&(due, id));
+        }
+        input.due = Some(at);
+        self.timetable.insert((at, id));
+    }
+
+    /// Acts on what inotify reported: written files become active; the inputs holding a
+    /// directory where files appeared, moved or vanished walk their globs now.
+    fn take_watch_changes(&mut self) {
+        let changes = self.watches.take_changes();
+        let now = Instant::now();
+        if changes.rescan {
+            tracing::info!("inotify lost events (queue overflow): looking at every file");
+            let ids: Vec<InputId> = self.inputs.keys().copied().collect();
+            for id in ids {
+                self.schedule_walk(id, now);
+            }
+            self.next_safety_sweep = now;
+        }
+        let mut due = HashSet::new();
+        for dir in &changes.dirs {
+            due.extend(self.watches.holders(dir));
+        }
+        for id in due {
+            self.schedule_walk(id, now);
+        }
+        for path in &changes.touched {
+            if let Some(keys) = self.by_path.get(path) {
+                for &key in keys {
+                    self.polled.remove(&key);
+                    self.active.insert(key);
+                }
+            }
+        }
+    }
+
+    /// Stat-checks the idle files inotify does not cover.
+    fn poll_sweep(&mut self) {
+        let changed: Vec<FileKey> = self
+            .polled
+            .iter()
+            .filter(|(input, file)| {
+                self.inputs
+                    .get(input)
+                    .and_then(|i| i.files.get(file))
+                    .is_none_or(|t| t.file.has_news())
+            })
+            .copied()
+            .collect();
+        for key in changed {
+            self.activate(key);
+        }
+    }
+
+    /// Stat-checks every idle file, and closes the descriptors of files idle for long (or, over
+    /// the bound on open files, of the longest idle ones).
+    fn safety_sweep(&mut self) {
+        let mut changed = Vec::new();
+        let mut open = 0;
+        for (&input_id, input) in self.inputs.iter_mut() {
+            for (&file_id, t) in input.files.iter_mut() {
+                let key = (input_id, file_id);
+                if self.active.contains(&key) {
+                    open += usize::from(t.file.is_open());
+                    continue;
+                }
+                if t.file.has_news() {
+                    changed.push(key);
+                } else if t.closable(IDLE_CLOSE) {
+                    t.file.close();
+                }
+                open += usize::from(t.file.is_open());
+            }
+        }
+        tracing::debug!(
+            inputs = self.inputs.len(),
+            watched_dirs = self.watches.watched_dirs(),
+            active = self.active.len() + changed.len(),
+            polled = self.polled.len(),
+            open,
+            "file server sweep"
+        );
+        for key in changed {
+            self.activate(key);
+        }
+        if open > MAX_OPEN_FILES {
+            let mut idle: Vec<&mut Tracked> = self
+                .inputs
+                .values_mut()
+                .flat_map(|i| i.files.values_mut())
+                .filter(|t| t.closable(Duration::from_secs(1)))
+                .collect();
+            idle.sort_by_key(|t| t.file.last_data);
+            for t in idle.into_iter().take(open - MAX_OPEN_FILES) {
+                t.file.close();
+            }
+        }
+    }
+
+    /// How long to wait before the next round: not at all while a file has more to read or a
+    /// walk is under way, a moment while a batch waits for room in its queue, the poll interval
+    /// while files are active at their end; else until the next timer.
+    fn next_wait(&self) -> Duration {
+        if !self.walking.is_empty() {
+            return Duration::ZERO;
+        }
+        let mut waiting = false;
+        for (input, file) in self.active.iter() {
+            let Some(t) = self.inputs.get(input).and_then(|i| i.files.get(file)) else {
+                continue;
+            };
+            if t.waiting.is_none() && t.at_eof_since.is_none() {
+                return Duration::ZERO;
+            }
+            waiting |= t.waiting.is_some();
+        }
+        if waiting || !self.parked.is_empty() {
+            return QUEUE_FULL_RETRY;
+        }
+        if !self.active.is_empty() {
+            return POLL_INTERVAL;
+        }
+        let now = Instant::now();
+        let mut until = (now + MAX_IDLE_WAIT).min(self.next_safety_sweep);
+        if !self.polled.is_empty() {
+            until = until.min(self.next_poll_sweep);
+        }
+        if let Some(&(due, _)) = self.timetable.first() {
+            until = until.min(due);
+        }
+        until.saturating_duration_since(now)
     }
 
     fn apply_acks(&mut self) {
@@ -380,59 +647,156 @@ impl Server {
         }
     }
 
+    /// Starts the walks that are due and walks on, for at most `DISCOVERY_BUDGET`.
     fn discover(&mut self) {
-        let tracked_before = self.next_file;
-        for input in self.inputs.values_mut() {
-            let existed_before = !input.first_discovery_done;
-            input.first_discovery_done = true;
-            let mut attached: HashMap<PathBuf, DevInode> = input
-                .files
-                .values()
-                .filter(|t| !t.detached)
-                .map(|t| (t.file.path.clone(), t.file.id))
-                .collect();
-            let mut found = discovery::matched_files(&input.spec);
-            if existed_before {
-                forget_vanished(&mut self.store, &input.pipeline);
-                // After a restart, files rotated away while we were down are found through
-                // their checkpoints, so that their last lines are not lost.
-                found.extend(rotated_while_down(&self.store, &input.pipeline, &found));
+        let now = Instant::now();
+        while let Some(&(due, id)) = self.timetable.first() {
+            if due > now {
+                break;
             }
-            for path in found {
-                let Ok(meta) = std::fs::metadata(&path) else {
-                    continue;
-                };
-                let id = DevInode::of(&meta);
-                if attached.get(&path) == Some(&id) || input.files.values().any(|t| t.file.id == id)
-                {
-                    continue;
+            self.timetable.pop_first();
+            let Some(input) = self.inputs.get_mut(&id) else {
+                continue;
+            };
+            input.due = None;
+            if input.walk.is_some() {
+                input.walk_again = true;
+            } else {
+                input.walk = Some(Walk::new(&input.spec));
+                self.walking.push_back(id);
+            }
+        }
+        let deadline = now + DISCOVERY_BUDGET;
+        while let Some(&id) = self.walking.front() {
+            let Some(input) = self.inputs.get_mut(&id) else {
+                self.walking.pop_front();
+                continue;
+            };
+            let Some(walk) = input.walk.as_mut() else {
+                self.walking.pop_front();
+                continue;
+            };
+            if !walk.step(&input.spec, deadline) {
+                return;
+            }
+            let walk = input.walk.take().expect("walking");
+            self.walking.pop_front();
+            self.walked(id, walk);
+            if Instant::now() >= deadline {
+                return;
+            }
+        }
+    }
+
+    /// A walk of input `id` is done: watch what it entered, track the new files it found, and
+    /// schedule the next walk.
+    fn walked(&mut self, id: InputId, walk: Walk) {
+        let Some(input) = self.inputs.get_mut(&id) else {
+            return;
+        };
+        let mut fully_watched = true;
+        for dir in &walk.dirs {
+            fully_watched &= self.watches.acquire(dir, id);
+        }
+        for dir in &input.dirs {
+            if walk.dirs.binary_search(dir).is_err() {
+                self.watches.release(dir, id);
+            }
+        }
+        input.dirs = walk.dirs;
+
+        let existed_before = !input.first_discovery_done;
+        input.first_discovery_done = true;
+        // Paths whose file is tracked need no stat: if such a path comes to name another file
+        // (rotation), inotify or the sweep finds the tracked one moved on, and that schedules
+        // a walk which attaches the new one.
+        let attached: HashSet<&Path> = input
+            .files
+            .values()
+            .filter(|t| !t.detached)
+            .map(|t| t.file.path.as_path())
+            .collect();
+        let mut found = walk.files;
+        if existed_before {
+            forget_vanished(&mut self.store, &input.pipeline);
+            // After a restart, files rotated away while we were down are found through
+            // their checkpoints, so that their last lines are not lost.
+            found.extend(rotated_while_down(&self.store, &input.pipeline, &found));
+        }
+        let mut new_files = Vec::new();
+        for path in found {
+            if attached.contains(path.as_path()) {
+                continue;
+            }
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            let file_id = DevInode::of(&meta);
+            if input.ids.contains_key(&file_id) {
+                continue;
+            }
+            new_files.push((path, file_id, meta.len()));
+        }
+        drop(attached);
+        let tracked_before = self.next_file;
+        for (path, file_id, size) in new_files {
+            if input.ids.contains_key(&file_id) {
+                continue;
+            }
+            let start = start_offset(
+                &self.store,
+                input,
+                &path,
+                file_id,
+                size,
+                existed_before,
+                self.options.once,
+            );
+            match TailedFile::open(path.clone(), start, input.spec.multiline()) {
+                Ok(mut file) => {
+                    file.set_gbk(input.spec.is_gbk());
+                    tracing::info!(pipeline = %input.pipeline, path = %path.display(), offset = start, "tailing file");
+                    if reader::open_descriptors() > MAX_OPEN_FILES {
+                        // Reopened when it is read: thousands of new files at once must not
+                        // exhaust the descriptors.
+                        file.close();
+                    }
+                    let watched = path
+                        .parent()
+                        .is_some_and(|dir| self.watches.is_watched(dir));
+                    let tracked = Tracked {
+                        committed: file.offset,
+                        file,
+                        waiting: None,
+                        detached: false,
+                        at_eof_since: None,
+                        watched,
+                        moved_from: None,
+                    };
+                    self.store.put(checkpoint_of(&input.pipeline, &tracked));
+                    let key = (id, self.next_file);
+                    input.ids.insert(tracked.file.id, key.1);
+                    input.files.insert(key.1, tracked);
+                    self.by_path.entry(path).or_default().push(key);
+                    self.active.insert(key);
+                    self.next_file += 1;
                 }
-                let (size, once) = (meta.len(), self.options.once);
-                let start = start_offset(&self.store, input, &path, id, size, existed_before, once);
-                let multiline = input.spec.multiline();
-                match TailedFile::open(path.clone(), start, multiline) {
-                    Ok(mut file) => {
-                        file.set_gbk(input.spec.is_gbk());
-                        tracing::info!(pipeline = %input.pipeline, path = %path.display(), offset = start, "tailing file");
-                        attached.insert(path, file.id);
-                        let tracked = Tracked {
-                            committed: file.offset,
-                            file,
-                            waiting: None,
-                            detached: false,
-                            at_eof_since: None,
-                            last_checked: Instant::now(),
-                        };
-                        self.store.put(checkpoint_of(&input.pipeline, &tracked));
-                        input.files.insert(self.next_file, tracked);
-                        self.next_file += 1;
-                    }
-                    Err(e) => {
-                        tracing::warn!(pipeline = %input.pipeline, path = %path.display(), "cannot open: {e}")
-                    }
+                Err(e) => {
+                    tracing::warn!(pipeline = %input.pipeline, path = %path.display(), "cannot open: {e}")
                 }
             }
         }
+        let interval = if fully_watched {
+            WATCHED_DISCOVERY
+        } else {
+            POLLED_DISCOVERY
+        };
+        let next = if std::mem::take(&mut input.walk_again) {
+            Instant::now()
+        } else {
+            Instant::now() + interval
+        };
+        self.schedule_walk(id, next);
         if self.next_file != tracked_before {
             // A new file's checkpoint is written at once: if the daemon dies before the next
             // periodic save and the file is rotated meanwhile, the checkpoint is how it is
@@ -441,87 +805,155 @@ impl Server {
         }
     }
 
-    /// How long to wait before the next round: not at all while a file has more to read, a
-    /// moment while a batch waits for room in its queue, else the poll interval.
-    fn next_wait(&self) -> Duration {
-        let files = || self.inputs.values().flat_map(|i| i.files.values());
-        if files().any(|t| t.waiting.is_none() && t.at_eof_since.is_none()) {
-            Duration::ZERO
-        } else if files().any(|t| t.waiting.is_some()) {
-            QUEUE_FULL_RETRY
-        } else {
-            POLL_INTERVAL
-        }
-    }
-
-    /// Bounds open descriptors: files idle for `IDLE_CLOSE` are closed, and while more than
-    /// `MAX_OPEN_FILES` are open, the longest-idle ones idle for a second are closed too. Only
-    /// files whose path still names them, fully handed on, with nothing held back.
-    fn close_idle(&mut self) {
-        let closable = |t: &Tracked, idle: Duration| {
-            t.file.is_open()
-                && !t.detached
-                && t.waiting.is_none()
-                && !t.file.has_partial()
-                && t.at_eof_since.is_some_and(|since| since.elapsed() >= idle)
-        };
-        let mut open = 0;
-        for t in self.inputs.values_mut().flat_map(|i| i.files.values_mut()) {
-            if closable(t, IDLE_CLOSE) {
-                t.file.close();
-            } else if t.file.is_open() {
-                open += 1;
-            }
-        }
-        if open <= MAX_OPEN_FILES {
-            return;
-        }
-        let mut idle: Vec<&mut Tracked> = self
-            .inputs
-            .values_mut()
-            .flat_map(|i| i.files.values_mut())
-            .filter(|t| closable(t, Duration::from_secs(1)))
-            .collect();
-        idle.sort_by_key(|t| t.file.last_data);
-        for t in idle.into_iter().take(open - MAX_OPEN_FILES) {
-            t.file.close();
-        }
-    }
-
-    fn read_all(&mut self) {
+    /// Reads the active files in turn, for at most `READ_BUDGET`; those that are at their end
+    /// with nothing held back become idle.
+    fn read_active(&mut self) {
+        self.unpark();
         let settings = ReadSettings {
             hostname: &self.hostname,
             max_line: MAX_LINE,
         };
-        for (&input_id, input) in self.inputs.iter_mut() {
-            let mut released = Vec::new();
-            for (&file_id, tracked) in input.files.iter_mut() {
-                let ctx = ReadCtx {
-                    settings: &settings,
-                    sink: input.sink.as_ref(),
-                    acks: &self.acks_tx,
-                    input: input_id,
-                    file: file_id,
-                    once: self.options.once,
-                };
-                if !read_file(tracked, &ctx) {
-                    released.push(file_id);
+        let deadline = Instant::now() + READ_BUDGET;
+        // Inputs with a file found rotated away or deleted: their path may name a new file.
+        let mut walk_now = Vec::new();
+        for _ in 0..self.active.len() {
+            let Some(key) = self.active.pop() else {
+                break;
+            };
+            let (input_id, file_id) = key;
+            let Some(input) = self.inputs.get_mut(&input_id) else {
+                self.active.retire(key);
+                continue;
+            };
+            let Some(tracked) = input.files.get_mut(&file_id) else {
+                self.active.retire(key);
+                continue;
+            };
+            let held_up = if tracked.waiting.is_some() {
+                !input.sink.has_room()
+            } else {
+                input.waiting_files > 0
+            };
+            if held_up {
+                self.active.retire(key);
+                self.parked.entry(input_id).or_default().insert(file_id);
+                continue;
+            }
+            let ctx = ReadCtx {
+                settings: &settings,
+                sink: input.sink.as_ref(),
+                acks: &self.acks_tx,
+                input: input_id,
+                file: file_id,
+                once: self.options.once,
+            };
+            let was_detached = tracked.detached;
+            let was_waiting = tracked.waiting.is_some();
+            let keep = read_file(tracked, &ctx);
+            match (was_waiting, tracked.waiting.is_some()) {
+                (false, true) => input.waiting_files += 1,
+                (true, false) => input.waiting_files -= 1,
+                _ => {}
+            }
+            if tracked.detached && !was_detached {
+                walk_now.push(input_id);
+            }
+            if let Some(old) = tracked.moved_from.take() {
+                unindex(&mut self.by_path, &old, key);
+                self.by_path
+                    .entry(tracked.file.path.clone())
+                    .or_default()
+                    .push(key);
+            }
+            if !keep {
+                let t = input.files.remove(&file_id).expect("present");
+                input.ids.remove(&t.file.id);
+                if t.waiting.is_some() {
+                    // Given up (a read error): its batch goes with it, and so does its hold.
+                    input.waiting_files -= 1;
+                }
+                // The checkpoint stays: a rotated file may still match the globs under its
+                // new name, and must not be read again. Checkpoints of files that are gone
+                // are dropped at the next start.
+                tracing::info!(
+                    pipeline = %input.pipeline,
+                    path = %t.file.path.display(),
+                    cut_lines = t.file.cut_lines,
+                    discarded_lines = t.file.discarded_lines(),
+                    "file released"
+                );
+                self.active.retire(key);
+                self.polled.remove(&key);
+                unindex(&mut self.by_path, &t.file.path, key);
+            } else if tracked.waiting.is_some() {
+                self.active.retire(key);
+                self.parked.entry(input_id).or_default().insert(file_id);
+            } else if tracked.is_busy() {
+                self.active.requeue(key);
+            } else {
+                self.active.retire(key);
+                if !tracked.watched {
+                    self.polled.insert(key);
+                }
+                if reader::open_descriptors() > MAX_OPEN_FILES && tracked.closable(Duration::ZERO) {
+                    tracked.file.close();
                 }
             }
-            for file_id in released {
-                if let Some(t) = input.files.remove(&file_id) {
-                    // The checkpoint stays: a rotated file may still match the globs under its
-                    // new name, and must not be read again. Checkpoints of files that are gone
-                    // are dropped at the next start.
-                    tracing::info!(
-                        pipeline = %input.pipeline,
-                        path = %t.file.path.display(),
-                        cut_lines = t.file.cut_lines,
-                        discarded_lines = t.file.discarded_lines(),
-                        "file released"
-                    );
+            if tracked_waits_over_limit(input, file_id) {
+                // Its queue is full: it may wait long, and thousands of files waiting on one
+                // queue must not hold thousands of descriptors. It reopens where it was.
+                if let Some(t) = input.files.get_mut(&file_id) {
+                    t.file.close();
                 }
             }
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+        let now = Instant::now();
+        for id in walk_now {
+            self.schedule_walk(id, now);
+        }
+    }
+}
+
+impl Server {
+    /// Makes the parked files of inputs whose queue has room active again.
+    fn unpark(&mut self) {
+        let inputs = &self.inputs;
+        let active = &mut self.active;
+        self.parked.retain(|id, files| {
+            let Some(input) = inputs.get(id) else {
+                return false;
+            };
+            if !input.sink.has_room() {
+                return true;
+            }
+            for &file in files.iter() {
+                active.insert((*id, file));
+            }
+            false
+        });
+    }
+}
+
+/// Whether file `file_id` of `input` waits for room in its queue while the server holds more
+/// descriptors than it should (and its path still names it, so that it can be reopened).
+fn tracked_waits_over_limit(input: &Input, file_id: u64) -> bool {
+    input.files.get(&file_id).is_some_and(|t| {
+        t.waiting.is_some()
+            && t.file.is_open()
+            && !t.detached
+            && reader::open_descriptors() > MAX_OPEN_FILES
+    })
+}
+
+/// Removes `key` from the files tracked under `path`.
+fn unindex(by_path: &mut HashMap<PathBuf, Vec<FileKey>>, path: &Path, key: FileKey) {
+    if let Some(keys) = by_path.get_mut(path) {
+        keys.retain(|k| *k != key);
+        if keys.is_empty() {
+            by_path.remove(path);
         }
     }
 }
@@ -659,11 +1091,11 @@ fn offer(tracked: &mut Tracked, sink: &dyn BatchSink, group: PipelineEventGroup)
 /// Reads what is new in one file; false when the file is finished and can be released.
 fn read_file(tracked: &mut Tracked, ctx: &ReadCtx<'_>) -> bool {
     if !tracked.file.is_open() {
-        if tracked.last_checked.elapsed() < CLOSED_CHECK {
-            return true;
-        }
-        tracked.last_checked = Instant::now();
-        if !tracked.file.changed_while_closed() {
+        // Closed with nothing held back and nothing new: nothing to do (a closed file may also
+        // hold a waiting batch or a partial line: those are handled below, reopening it).
+        let quiet = tracked.waiting.is_none() && !tracked.file.has_partial();
+        if quiet && !tracked.file.changed_while_closed() {
+            tracked.at_eof_since.get_or_insert_with(Instant::now);
             return true;
         }
         if tracked.file.path_moved_on() {
@@ -671,6 +1103,7 @@ fn read_file(tracked: &mut Tracked, ctx: &ReadCtx<'_>) -> bool {
             let Some(path) = find_in_dir(&tracked.file.path, tracked.file.id) else {
                 return false;
             };
+            tracked.moved_from = Some(tracked.file.path.clone());
             tracked.file.moved_to(path);
             tracked.detached = true;
         }
@@ -772,14 +1205,8 @@ mod tests {
         })
         .unwrap();
         let (sink, _rx) = crossbeam_channel::bounded::<PipelineEventGroup>(1);
-        let input = Input {
-            pipeline: "p".into(),
-            spec,
-            sink: Box::new(sink),
-            files: HashMap::new(),
-            first_discovery_done: true,
-            _watch: watch::DirWatch::new(&[], Arc::new(AtomicBool::new(false)), || {}),
-        };
+        let mut input = Input::new("p".into(), spec, Box::new(sink));
+        input.first_discovery_done = true;
         assert_eq!(
             start_offset(&store, &input, &path, DevInode::of(&meta), 12, true, false),
             0

@@ -1,13 +1,19 @@
 //! One tailed file: its identity, how far it was read, and reading whole lines from it in
 //! large blocks. Lines become events whose contents are views into the block they were read
 //! into: no copy, no per-line allocation but the event itself.
+//!
+//! Memory follows what is being read, not how many files are tailed: the size is looked at
+//! before reading, so a file at its end allocates nothing, and a block is allocated for what
+//! is there (up to `READ_BLOCK`), never zero-filled, and owned by the events made from it.
+//! Between reads a file holds only the bytes of a line still being written.
 
 use std::fs::File;
 use std::io::{Read as _, Seek, SeekFrom};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tailrace::{LogEvent, PipelineEvent, PipelineEventGroup};
 
 use crate::input::file::identity::{DevInode, Signature, SIGNATURE_MAX};
@@ -20,6 +26,31 @@ pub const READ_BLOCK: usize = 512 * 1024;
 pub const META_PATH: &str = "file.path";
 pub const META_DEV_INODE: &str = "file.dev_inode";
 pub const META_OFFSET: &str = "file.offset";
+
+/// Descriptors held open by tailed files in this process: what the server's bound on open
+/// files counts.
+static OPEN_DESCRIPTORS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many tailed files are open now.
+pub fn open_descriptors() -> usize {
+    OPEN_DESCRIPTORS.load(Ordering::Relaxed)
+}
+
+/// An open tailed file, counted in [`OPEN_DESCRIPTORS`] for as long as it is open.
+struct OpenFile(File);
+
+impl OpenFile {
+    fn new(file: File) -> OpenFile {
+        OPEN_DESCRIPTORS.fetch_add(1, Ordering::Relaxed);
+        OpenFile(file)
+    }
+}
+
+impl Drop for OpenFile {
+    fn drop(&mut self) {
+        OPEN_DESCRIPTORS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// What reading a file gave.
 pub enum Read {
@@ -45,11 +76,12 @@ pub struct TailedFile {
     pub id: DevInode,
     pub signature: Signature,
     /// None while closed for being idle (see [`TailedFile::close`]).
-    file: Option<File>,
+    file: Option<OpenFile>,
     /// Offset just past the last line turned into an event.
     pub offset: u64,
-    /// Bytes after the last newline read so far (a line still being written).
-    partial: BytesMut,
+    /// Bytes after the last newline read so far (a line still being written): a view into
+    /// the last block read, or empty (holding nothing).
+    partial: Bytes,
     path_tag: Bytes,
     /// When new bytes last came.
     pub last_data: Instant,
@@ -57,10 +89,6 @@ pub struct TailedFile {
     pub cut_lines: u64,
     /// Joins lines into multi-line events, when the input asks for it.
     multiline: Option<MultilineAssembler>,
-    /// Line ranges of the block being emitted (reused: no allocation per block).
-    ranges: Vec<std::ops::Range<usize>>,
-    /// Events out of the multiline assembler (reused).
-    joined: Vec<Bytes>,
     /// The file is GBK: contents are transcoded to UTF-8.
     gbk: bool,
 }
@@ -82,14 +110,12 @@ impl TailedFile {
             path,
             id: DevInode::of(&meta),
             signature,
-            file: Some(file),
+            file: Some(OpenFile::new(file)),
             offset,
-            partial: BytesMut::new(),
+            partial: Bytes::new(),
             last_data: Instant::now(),
             cut_lines: 0,
             multiline,
-            ranges: Vec::new(),
-            joined: Vec::new(),
             gbk: false,
         })
     }
@@ -105,9 +131,9 @@ impl TailedFile {
                 ));
             }
             file.seek(SeekFrom::Start(self.read_pos()))?;
-            self.file = Some(file);
+            self.file = Some(OpenFile::new(file));
         }
-        Ok(self.file.as_mut().expect("just opened"))
+        Ok(&mut self.file.as_mut().expect("just opened").0)
     }
 
     /// Releases the descriptor of an idle file; the next read reopens it. Only for a file whose
@@ -131,6 +157,20 @@ impl TailedFile {
         match std::fs::metadata(&self.path) {
             Ok(meta) => DevInode::of(&meta) != self.id || meta.len() != self.read_pos(),
             Err(_) => true,
+        }
+    }
+
+    /// For an idle file: whether it must be looked at (it grew or shrank, or its path names
+    /// another file now). One or two stats, no read.
+    pub fn has_news(&self) -> bool {
+        match &self.file {
+            Some(open) => {
+                open.0
+                    .metadata()
+                    .map_or(true, |m| m.len() != self.read_pos())
+                    || self.path_moved_on()
+            }
+            None => self.changed_while_closed(),
         }
     }
 
@@ -166,11 +206,10 @@ impl TailedFile {
     pub fn rewind(&mut self) -> std::io::Result<()> {
         self.handle()?.seek(SeekFrom::Start(0))?;
         self.offset = 0;
-        self.partial.clear();
+        self.partial = Bytes::new();
         if let Some(ml) = &mut self.multiline {
-            // What it held belongs to the content that is gone; emit it rather than lose it.
-            ml.flush(&mut self.joined);
-            self.joined.clear();
+            // What it held belongs to the content that is gone.
+            ml.flush(&mut Vec::new());
         }
         self.signature = Signature::read(self.handle()?)?;
         Ok(())
@@ -212,16 +251,25 @@ impl TailedFile {
 
     /// Reads one block and returns its complete lines as one group.
     pub fn read(&mut self, settings: &ReadSettings<'_>) -> std::io::Result<Read> {
-        // Reopen (if closed) before the buffer grows: reopening seeks to what was read so far.
+        let pos = self.read_pos();
         self.handle()?;
+        let file = &self.file.as_ref().expect("opened by handle()").0;
+        // The size first: at the end (the common case of an idle file) nothing is allocated.
+        // A file that shrank is seen by `was_truncated`.
+        let size = file.metadata()?.len();
+        if size <= pos {
+            return Ok(Read::Eof);
+        }
+        let want = (size - pos).min(READ_BLOCK as u64) as usize;
         let start = self.partial.len();
-        self.partial.resize(start + READ_BLOCK, 0);
-        let file = self.file.as_mut().expect("opened by handle()");
-        let n = file.read(&mut self.partial[start..])?;
-        self.partial.truncate(start + n);
+        let mut block = Vec::with_capacity(start + want);
+        block.extend_from_slice(&self.partial);
+        // `read_to_end` reads into the spare capacity without zero-filling it first.
+        let n = file.take(want as u64).read_to_end(&mut block)?;
         if n == 0 {
             return Ok(Read::Eof);
         }
+        self.partial = Bytes::from(block);
         self.last_data = Instant::now();
         let cut = match memchr::memrchr(b'\n', &self.partial[start..]) {
             Some(i) => start + i + 1,
@@ -258,10 +306,16 @@ impl TailedFile {
     /// [`TailedFile::emit`]; with `flush_all`, the multiline assembler also gives up what it
     /// holds.
     fn emit_with(&mut self, len: usize, settings: &ReadSettings<'_>, flush_all: bool) -> Read {
-        let block = self.partial.split_to(len).freeze();
+        let block = self.partial.split_to(len);
+        if self.partial.is_empty() {
+            // Nothing held back: do not keep the block alive through an empty view.
+            self.partial = Bytes::new();
+        }
         let block_offset = self.offset;
         self.offset += len as u64;
-        self.ranges.clear();
+        // Built per block, not kept per file: with thousands of files, kept scratch vectors
+        // would cost what the blocks no longer do.
+        let mut ranges: Vec<std::ops::Range<usize>> = Vec::new();
         let mut line_start = 0;
         for nl in memchr::memchr_iter(b'\n', &block) {
             let mut end = nl;
@@ -269,17 +323,17 @@ impl TailedFile {
                 end -= 1;
             }
             cut_long(line_start, end, settings.max_line, &mut |s, e| {
-                self.ranges.push(s..e)
+                ranges.push(s..e)
             });
             line_start = nl + 1;
         }
         if line_start < block.len() {
             cut_long(line_start, block.len(), settings.max_line, &mut |s, e| {
-                self.ranges.push(s..e)
+                ranges.push(s..e)
             });
         }
         let (secs, nanos) = now();
-        let mut group = PipelineEventGroup::with_capacity(self.ranges.len());
+        let mut group = PipelineEventGroup::with_capacity(ranges.len());
         group.set_tag(Bytes::from_static(b"__path__"), self.path_tag.clone());
         group.set_tag(
             Bytes::from_static(b"__hostname__"),
@@ -297,9 +351,9 @@ impl TailedFile {
         };
         match &mut self.multiline {
             None => {
-                for (i, r) in self.ranges.iter().enumerate() {
+                for (i, r) in ranges.iter().enumerate() {
                     // What the line occupies in the file: up to the next line (newline included).
-                    let next = self.ranges.get(i + 1).map_or(block.len(), |n| n.start);
+                    let next = ranges.get(i + 1).map_or(block.len(), |n| n.start);
                     let position = (block_offset + r.start as u64, (next - r.start) as u64);
                     group
                         .events
@@ -307,13 +361,13 @@ impl TailedFile {
                 }
             }
             Some(ml) => {
-                self.joined.clear();
-                ml.push_block(&block, &self.ranges, &mut self.joined);
+                let mut joined = Vec::new();
+                ml.push_block(&block, &ranges, &mut joined);
                 if flush_all {
-                    ml.flush(&mut self.joined);
+                    ml.flush(&mut joined);
                 }
                 let base = block.as_ptr() as usize;
-                for content in self.joined.drain(..) {
+                for content in joined {
                     // In-block events are views into the block: their offset is where they start.
                     let at = (content.as_ptr() as usize).wrapping_sub(base);
                     let position = (at < block.len())
@@ -413,6 +467,80 @@ mod tests {
         };
         assert_eq!(contents(&group), vec![b"three".to_vec()]);
         assert_eq!(end, 15);
+    }
+
+    /// Counts allocations made on the thread that turned counting on (the test's own).
+    struct CountingAlloc;
+
+    thread_local! {
+        static COUNTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        static ALLOCATED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+        unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+            if COUNTING.with(|c| c.get()) {
+                ALLOCATED.with(|a| a.set(a.get() + layout.size()));
+            }
+            std::alloc::System.alloc(layout)
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+            std::alloc::System.dealloc(ptr, layout)
+        }
+    }
+
+    #[global_allocator]
+    static ALLOC: CountingAlloc = CountingAlloc;
+
+    /// Bytes allocated on this thread while `f` runs.
+    fn allocated_by(f: impl FnOnce()) -> usize {
+        ALLOCATED.with(|a| a.set(0));
+        COUNTING.with(|c| c.set(true));
+        f();
+        COUNTING.with(|c| c.set(false));
+        ALLOCATED.with(|a| a.get())
+    }
+
+    #[test]
+    fn a_file_at_its_end_allocates_nothing_and_holds_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, b"one line\n").unwrap();
+        let host = Bytes::from_static(b"h");
+        let settings = ReadSettings {
+            hostname: &host,
+            max_line: 1024,
+        };
+        let mut file = TailedFile::open(path.clone(), 0, None).unwrap();
+        let mut group = None;
+        // A one-line file costs a block of its size, not READ_BLOCK.
+        let first = allocated_by(|| match file.read(&settings).unwrap() {
+            Read::Lines(g, _) => group = Some(g),
+            _ => panic!("no line"),
+        });
+        assert!(
+            first < 8 * 1024,
+            "{first} bytes allocated for a 9-byte file"
+        );
+        assert_eq!(group.unwrap().events.len(), 1);
+        assert!(!file.has_partial());
+        for _ in 0..3 {
+            let n = allocated_by(|| assert!(matches!(file.read(&settings).unwrap(), Read::Eof)));
+            assert_eq!(n, 0, "bytes allocated at the end of the file");
+        }
+        // A line still being written is held, and only it.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"half")
+            .unwrap();
+        assert!(matches!(file.read(&settings).unwrap(), Read::Partial));
+        assert_eq!(file.partial.len(), 4);
+        assert_eq!(
+            allocated_by(|| assert!(matches!(file.read(&settings).unwrap(), Read::Eof))),
+            0
+        );
     }
 
     #[test]
