@@ -76,6 +76,10 @@ const PARTIAL_LINE_TIMEOUT: Duration = Duration::from_secs(5);
 const RELEASE_GRACE: Duration = Duration::from_secs(3);
 /// How often checkpoints are written when they changed.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+/// How soon the checkpoints of newly found files (or of a removed input) are written: soon, so
+/// that a file rotated while the daemon is down is found again through its checkpoint, but
+/// coalesced, so that 1,000 inputs starting together cost a few writes, not 1,000.
+const NEW_FILE_SAVE: Duration = Duration::from_millis(200);
 /// A file with no new data for this long has its descriptor closed (reopened when it grows).
 const IDLE_CLOSE: Duration = Duration::from_secs(30);
 /// Open descriptors the server keeps at most: beyond this, a file read to its end is closed at
@@ -86,7 +90,6 @@ const MAX_LINE: usize = 512 * 1024;
 
 /// Identifies a registered input.
 pub type InputId = u64;
-
 
 /// Where an input's batches go: the pipeline's process queue. `try_send` never blocks; Err hands
 /// the batch back when the queue has no room (or is closed).
@@ -315,6 +318,8 @@ struct Server {
     hostname: Bytes,
     store: CheckpointStore,
     last_checkpoint: Instant,
+    /// New files (or a removed input) wait for their checkpoints to be written.
+    save_soon: bool,
     acks_tx: Sender<Ack>,
     acks_rx: Receiver<Ack>,
     next_file: u64,
@@ -356,6 +361,7 @@ impl Server {
             inputs: HashMap::new(),
             hostname: Bytes::from(hostname),
             last_checkpoint: now,
+            save_soon: false,
             acks_tx,
             acks_rx,
             next_file: 0,
@@ -409,7 +415,8 @@ impl Server {
         }
         self.discover();
         self.read_active();
-        if self.last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL {
+        let since = self.last_checkpoint.elapsed();
+        if since >= CHECKPOINT_INTERVAL || (self.save_soon && since >= NEW_FILE_SAVE) {
             self.save_checkpoints();
         }
     }
@@ -429,7 +436,7 @@ impl Server {
             Command::Unregister { id, done } => {
                 self.apply_acks();
                 self.remove_input(id);
-                self.save_checkpoints();
+                self.save_soon = true;
                 let _ = done.send(());
             }
             Command::Drained { reply } => {
@@ -639,6 +646,7 @@ impl Server {
 
     fn save_checkpoints(&mut self) {
         self.last_checkpoint = Instant::now();
+        self.save_soon = false;
         if let Err(e) = self.store.save() {
             tracing::error!(
                 "cannot write checkpoints under {}: {e}",
@@ -798,10 +806,10 @@ impl Server {
         };
         self.schedule_walk(id, next);
         if self.next_file != tracked_before {
-            // A new file's checkpoint is written at once: if the daemon dies before the next
+            // A new file's checkpoint is written soon: if the daemon dies before the next
             // periodic save and the file is rotated meanwhile, the checkpoint is how it is
             // found again after the restart.
-            self.save_checkpoints();
+            self.save_soon = true;
         }
     }
 
