@@ -64,6 +64,9 @@ const POLL_SWEEP: Duration = Duration::from_secs(1);
 /// How often every idle file is stat-checked, inotify or not (what inotify may miss: some file
 /// systems, writes through another mount), and idle descriptors closed.
 const SAFETY_SWEEP: Duration = Duration::from_secs(10);
+/// The least time between two walks of an input that inotify asked for: a directory where
+/// files are created all the time costs a walk per this, not one per event.
+const EVENT_WALK_SPACING: Duration = Duration::from_millis(100);
 /// How long glob walks may take per round; a walk not done by then resumes next round.
 const DISCOVERY_BUDGET: Duration = Duration::from_millis(200);
 /// How long reading may take per round before commands and acknowledgements get their turn.
@@ -242,6 +245,8 @@ struct Input {
     due: Option<Instant>,
     /// The directories whose watch this input holds (the last walk's, sorted).
     dirs: Vec<PathBuf>,
+    /// When its last walk ended.
+    last_walked: Option<Instant>,
     /// Its files holding a batch the queue refused. While one does, no other file of the input
     /// reads a new block: what a full queue holds up is one batch per input, not one per file.
     waiting_files: usize,
@@ -261,6 +266,7 @@ impl Input {
             due: None,
             dirs: Vec::new(),
             waiting_files: 0,
+            last_walked: None,
         }
     }
 }
@@ -509,7 +515,12 @@ impl Server {
             due.extend(self.watches.holders(dir));
         }
         for id in due {
-            self.schedule_walk(id, now);
+            let at = self
+                .inputs
+                .get(&id)
+                .and_then(|i| i.last_walked)
+                .map_or(now, |last| now.max(last + EVENT_WALK_SPACING));
+            self.schedule_walk(id, at);
         }
         for path in &changes.touched {
             if let Some(keys) = self.by_path.get(path) {
@@ -779,10 +790,12 @@ impl Server {
         } else {
             POLLED_DISCOVERY
         };
+        let now = Instant::now();
+        input.last_walked = Some(now);
         let next = if std::mem::take(&mut input.walk_again) {
-            Instant::now()
+            now + EVENT_WALK_SPACING
         } else {
-            Instant::now() + interval
+            now + interval
         };
         self.schedule_walk(id, next);
         if self.next_file != tracked_before {
