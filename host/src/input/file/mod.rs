@@ -8,7 +8,10 @@
 //! holding that directory look for files), walks the globs of the inputs that are due (within a
 //! time budget), and reads the active files, block by block, handing each block's lines to the
 //! pipeline's process queue. When that queue is full the file's batch waits and the file is not
-//! read further: a slow pipeline pauses its own reading, nothing is dropped. A file read to its
+//! read further: a slow pipeline pauses its own reading, nothing is dropped. While one file of an
+//! input holds a refused batch, the input's other files do not read either, and all of them are
+//! set aside ("parked") until the queue has room: a full queue holds up one batch per input, and
+//! costs one check per input per retry, whatever the number of files. A file read to its
 //! end with nothing held back becomes idle and is not looked at again until inotify says it
 //! changed, or the slow sweep (every `SAFETY_SWEEP`) finds it did; files in directories inotify
 //! does not watch are stat-checked every `POLL_SWEEP`.
@@ -98,8 +101,10 @@ pub trait BatchSink: Send {
     #[allow(clippy::result_large_err)]
     fn try_send(&self, group: PipelineEventGroup) -> Result<(), PipelineEventGroup>;
 
-    /// Whether a batch offered now would likely be taken: lets the server skip offering the
-    /// waiting batches of a full queue one by one. A hint; `try_send` decides.
+    /// Whether a batch offered now would likely be taken: lets the server leave an input's
+    /// files parked while its queue is full, with one call per input per retry. A hint;
+    /// `try_send` decides. The default (always true) is correct but retries the waiting batch
+    /// every round.
     fn has_room(&self) -> bool {
         true
     }
