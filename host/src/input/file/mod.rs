@@ -8,7 +8,10 @@
 //! holding that directory look for files), walks the globs of the inputs that are due (within a
 //! time budget), and reads the active files, block by block, handing each block's lines to the
 //! pipeline's process queue. When that queue is full the file's batch waits and the file is not
-//! read further: a slow pipeline pauses its own reading, nothing is dropped. A file read to its
+//! read further: a slow pipeline pauses its own reading, nothing is dropped. While one file of an
+//! input holds a refused batch, the input's other files do not read either, and all of them are
+//! set aside ("parked") until the queue has room: a full queue holds up one batch per input, and
+//! costs one check per input per retry, whatever the number of files. A file read to its
 //! end with nothing held back becomes idle and is not looked at again until inotify says it
 //! changed, or the slow sweep (every `SAFETY_SWEEP`) finds it did; files in directories inotify
 //! does not watch are stat-checked every `POLL_SWEEP`.
@@ -26,11 +29,12 @@ pub mod discovery;
 pub mod identity;
 pub mod multiline;
 pub mod reader;
+mod resume;
+mod tail;
 pub mod watch;
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -39,11 +43,13 @@ use crossbeam_channel::{Receiver, Sender};
 use tailrace::{DeliveryHook, PipelineEventGroup};
 
 use active::{ActiveSet, FileKey};
-use checkpoint::{CheckpointStore, FileCheckpoint};
+use checkpoint::CheckpointStore;
 pub use config::{FileInputSpec, InputFileConfig};
 use discovery::Walk;
 use identity::DevInode;
-use reader::{Read, ReadSettings, TailedFile};
+use reader::{ReadSettings, TailedFile};
+use resume::{checkpoint_of, forget_vanished, rotated_while_down, start_offset};
+use tail::{read_file, ReadCtx};
 use watch::WatchTable;
 
 /// How long the thread waits while files are active but at their end (a line still being
@@ -64,6 +70,9 @@ const POLL_SWEEP: Duration = Duration::from_secs(1);
 /// How often every idle file is stat-checked, inotify or not (what inotify may miss: some file
 /// systems, writes through another mount), and idle descriptors closed.
 const SAFETY_SWEEP: Duration = Duration::from_secs(10);
+/// The least time between two walks of an input that inotify asked for: a directory where
+/// files are created all the time costs a walk per this, not one per event.
+const EVENT_WALK_SPACING: Duration = Duration::from_millis(100);
 /// How long glob walks may take per round; a walk not done by then resumes next round.
 const DISCOVERY_BUDGET: Duration = Duration::from_millis(200);
 /// How long reading may take per round before commands and acknowledgements get their turn.
@@ -99,8 +108,10 @@ pub trait BatchSink: Send {
     #[allow(clippy::result_large_err)]
     fn try_send(&self, group: PipelineEventGroup) -> Result<(), PipelineEventGroup>;
 
-    /// Whether a batch offered now would likely be taken: lets the server skip offering the
-    /// waiting batches of a full queue one by one. A hint; `try_send` decides.
+    /// Whether a batch offered now would likely be taken: lets the server leave an input's
+    /// files parked while its queue is full, with one call per input per retry. A hint;
+    /// `try_send` decides. The default (always true) is correct but retries the waiting batch
+    /// every round.
     fn has_room(&self) -> bool {
         true
     }
@@ -248,6 +259,8 @@ struct Input {
     due: Option<Instant>,
     /// The directories whose watch this input holds (the last walk's, sorted).
     dirs: Vec<PathBuf>,
+    /// When its last walk ended.
+    last_walked: Option<Instant>,
     /// Its files holding a batch the queue refused. While one does, no other file of the input
     /// reads a new block: what a full queue holds up is one batch per input, not one per file.
     waiting_files: usize,
@@ -267,6 +280,7 @@ impl Input {
             due: None,
             dirs: Vec::new(),
             waiting_files: 0,
+            last_walked: None,
         }
     }
 }
@@ -520,7 +534,12 @@ impl Server {
             due.extend(self.watches.holders(dir));
         }
         for id in due {
-            self.schedule_walk(id, now);
+            let at = self
+                .inputs
+                .get(&id)
+                .and_then(|i| i.last_walked)
+                .map_or(now, |last| now.max(last + EVENT_WALK_SPACING));
+            self.schedule_walk(id, at);
         }
         for path in &changes.touched {
             if let Some(keys) = self.by_path.get(path) {
@@ -799,10 +818,12 @@ impl Server {
         } else {
             POLLED_DISCOVERY
         };
+        let now = Instant::now();
+        input.last_walked = Some(now);
         let next = if std::mem::take(&mut input.walk_again) {
-            Instant::now()
+            now + EVENT_WALK_SPACING
         } else {
-            Instant::now() + interval
+            now + interval
         };
         self.schedule_walk(id, next);
         if self.next_file != tracked_before {
@@ -966,226 +987,10 @@ fn unindex(by_path: &mut HashMap<PathBuf, Vec<FileKey>>, path: &Path, key: FileK
     }
 }
 
-/// Where reading a newly found file starts: its checkpoint when the signature still matches;
-/// else, for a file that existed before the input started, what its config says
-/// ([`InputFileConfig::start_of_existing`]: the `--once` rule differs); else 0.
-fn start_offset(
-    store: &CheckpointStore,
-    input: &Input,
-    path: &Path,
-    id: DevInode,
-    size: u64,
-    existed_before: bool,
-    once: bool,
-) -> u64 {
-    if let Some(cp) = store.get(&input.pipeline, id) {
-        let same = std::fs::File::open(path)
-            .and_then(|f| cp.signature.matches(&f))
-            .unwrap_or(false);
-        if same && cp.offset <= size {
-            return cp.offset;
-        }
-        tracing::info!(path = %path.display(), "checkpoint does not match the file (inode reused or truncated): reading from the start");
-        return 0;
-    }
-    if existed_before {
-        input.spec.config.start_of_existing(size, once)
-    } else {
-        0
-    }
-}
-
-/// Files of `pipeline`'s checkpoints that are no longer at their checkpointed path but still in
-/// its directory under another name (rotated while the daemon was down) and not fully read.
-fn rotated_while_down(store: &CheckpointStore, pipeline: &str, found: &[PathBuf]) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for cp in store.of_pipeline(pipeline) {
-        let at_path = std::fs::metadata(&cp.path).map(|m| DevInode::of(&m)).ok();
-        if at_path == Some(cp.id) {
-            continue;
-        }
-        let Some(dir) = cp.path.parent() else {
-            continue;
-        };
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Ok(meta) = std::fs::metadata(&path) else {
-                continue;
-            };
-            if DevInode::of(&meta) == cp.id && meta.len() > cp.offset && !found.contains(&path) {
-                out.push(path);
-            }
-        }
-    }
-    out
-}
-
-/// Drops the checkpoints of `pipeline` whose file is neither at its path nor in its directory.
-fn forget_vanished(store: &mut CheckpointStore, pipeline: &str) {
-    let gone: Vec<DevInode> = store
-        .of_pipeline(pipeline)
-        .filter(|cp| {
-            let at_path = std::fs::metadata(&cp.path).map(|m| DevInode::of(&m)).ok();
-            at_path != Some(cp.id) && !in_dir(&cp.path, cp.id)
-        })
-        .map(|cp| cp.id)
-        .collect();
-    for id in gone {
-        store.remove(pipeline, id);
-    }
-}
-
-/// Whether the directory of `path` holds a file with identity `id`.
-fn in_dir(path: &Path, id: DevInode) -> bool {
-    find_in_dir(path, id).is_some()
-}
-
-/// The file with identity `id` in the directory of `path`, if there is one.
-fn find_in_dir(path: &Path, id: DevInode) -> Option<PathBuf> {
-    let entries = std::fs::read_dir(path.parent()?).ok()?;
-    entries
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| std::fs::metadata(p).is_ok_and(|m| DevInode::of(&m) == id))
-}
-
-fn checkpoint_of(pipeline: &str, tracked: &Tracked) -> FileCheckpoint {
-    FileCheckpoint {
-        pipeline: pipeline.to_owned(),
-        path: tracked.file.path.clone(),
-        id: tracked.file.id,
-        signature: tracked.file.signature,
-        offset: tracked.committed,
-    }
-}
-
-struct ReadCtx<'a> {
-    settings: &'a ReadSettings<'a>,
-    sink: &'a dyn BatchSink,
-    acks: &'a Sender<Ack>,
-    input: InputId,
-    file: u64,
-    once: bool,
-}
-
-impl ReadCtx<'_> {
-    fn with_ack(&self, mut group: PipelineEventGroup, end: u64) -> PipelineEventGroup {
-        group.acks.push(Arc::new(FileAck {
-            ack: Ack {
-                input: self.input,
-                file: self.file,
-                offset: end,
-            },
-            tx: self.acks.clone(),
-        }));
-        group
-    }
-}
-
-/// Offers a batch to the process queue; false when it has to wait (the queue is full).
-fn offer(tracked: &mut Tracked, sink: &dyn BatchSink, group: PipelineEventGroup) -> bool {
-    match sink.try_send(group) {
-        Ok(()) => true,
-        Err(group) => {
-            tracked.waiting = Some(group);
-            false
-        }
-    }
-}
-
-/// Reads what is new in one file; false when the file is finished and can be released.
-fn read_file(tracked: &mut Tracked, ctx: &ReadCtx<'_>) -> bool {
-    if !tracked.file.is_open() {
-        // Closed with nothing held back and nothing new: nothing to do (a closed file may also
-        // hold a waiting batch or a partial line: those are handled below, reopening it).
-        let quiet = tracked.waiting.is_none() && !tracked.file.has_partial();
-        if quiet && !tracked.file.changed_while_closed() {
-            tracked.at_eof_since.get_or_insert_with(Instant::now);
-            return true;
-        }
-        if tracked.file.path_moved_on() {
-            // Renamed or deleted while closed: read the rest where it is now, if it still is.
-            let Some(path) = find_in_dir(&tracked.file.path, tracked.file.id) else {
-                return false;
-            };
-            tracked.moved_from = Some(tracked.file.path.clone());
-            tracked.file.moved_to(path);
-            tracked.detached = true;
-        }
-    }
-    if let Some(group) = tracked.waiting.take() {
-        if !offer(tracked, ctx.sink, group) {
-            return true;
-        }
-    }
-    match tracked.file.was_truncated() {
-        Ok(true) => {
-            tracing::warn!(path = %tracked.file.path.display(), "file truncated or replaced in place; reading it again from the start");
-            if tracked.file.rewind().is_err() {
-                return false;
-            }
-            tracked.committed = 0;
-        }
-        Ok(false) => {}
-        Err(_) => return false,
-    }
-    for _ in 0..BLOCKS_PER_ROUND {
-        match tracked.file.read(ctx.settings) {
-            Ok(Read::Lines(group, end)) => {
-                tracked.at_eof_since = None;
-                let group = ctx.with_ack(group, end);
-                if !offer(tracked, ctx.sink, group) {
-                    return true;
-                }
-            }
-            Ok(Read::Partial) => tracked.at_eof_since = None,
-            Ok(Read::Eof) => {
-                tracked.at_eof_since.get_or_insert_with(Instant::now);
-                break;
-            }
-            Err(e) => {
-                tracing::warn!(path = %tracked.file.path.display(), "read failed: {e}");
-                return false;
-            }
-        }
-    }
-    let Some(eof_since) = tracked.at_eof_since else {
-        return true;
-    };
-    // At the end of the data: a line without its newline waits, unless it waited long enough,
-    // the file will not grow any more (detached), or this is a `--once` run.
-    if tracked.file.has_partial()
-        && (ctx.once
-            || tracked.detached
-            || tracked.file.last_data.elapsed() >= PARTIAL_LINE_TIMEOUT)
-    {
-        if let Some((group, end)) = tracked.file.flush_partial(ctx.settings) {
-            let group = ctx.with_ack(group, end);
-            if !offer(tracked, ctx.sink, group) {
-                return true;
-            }
-        }
-    }
-    if !tracked.detached && tracked.file.path_moved_on() {
-        tracing::info!(path = %tracked.file.path.display(), "file rotated or deleted; reading the rest of the old one");
-        tracked.detached = true;
-        // Read once more: lines may have been written just before the rename.
-        tracked.at_eof_since = None;
-        return true;
-    }
-    let finished = tracked.detached
-        && !tracked.file.has_partial()
-        && tracked.committed == tracked.file.emitted_offset()
-        && eof_since.elapsed() >= RELEASE_GRACE;
-    !finished
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use checkpoint::FileCheckpoint;
     use identity::Signature;
 
     #[test]

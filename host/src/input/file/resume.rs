@@ -1,0 +1,109 @@
+//! Where reading resumes: from a file's checkpoint when it is still the same file, from the
+//! right place when it is new, and through files rotated away while the daemon was down.
+
+use std::path::{Path, PathBuf};
+
+use crate::input::file::checkpoint::{CheckpointStore, FileCheckpoint};
+use crate::input::file::identity::DevInode;
+use crate::input::file::{Input, Tracked};
+
+/// Where reading a newly found file starts: its checkpoint when the signature still matches;
+/// else, for a file that existed before the input started, what its config says
+/// ([`InputFileConfig::start_of_existing`](super::InputFileConfig::start_of_existing): the
+/// `--once` rule differs); else 0.
+pub(super) fn start_offset(
+    store: &CheckpointStore,
+    input: &Input,
+    path: &Path,
+    id: DevInode,
+    size: u64,
+    existed_before: bool,
+    once: bool,
+) -> u64 {
+    if let Some(cp) = store.get(&input.pipeline, id) {
+        let same = std::fs::File::open(path)
+            .and_then(|f| cp.signature.matches(&f))
+            .unwrap_or(false);
+        if same && cp.offset <= size {
+            return cp.offset;
+        }
+        tracing::info!(path = %path.display(), "checkpoint does not match the file (inode reused or truncated): reading from the start");
+        return 0;
+    }
+    if existed_before {
+        input.spec.config.start_of_existing(size, once)
+    } else {
+        0
+    }
+}
+
+/// Files of `pipeline`'s checkpoints that are no longer at their checkpointed path but still in
+/// its directory under another name (rotated while the daemon was down) and not fully read.
+pub(super) fn rotated_while_down(
+    store: &CheckpointStore,
+    pipeline: &str,
+    found: &[PathBuf],
+) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for cp in store.of_pipeline(pipeline) {
+        let at_path = std::fs::metadata(&cp.path).map(|m| DevInode::of(&m)).ok();
+        if at_path == Some(cp.id) {
+            continue;
+        }
+        let Some(dir) = cp.path.parent() else {
+            continue;
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            if DevInode::of(&meta) == cp.id && meta.len() > cp.offset && !found.contains(&path) {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// Drops the checkpoints of `pipeline` whose file is neither at its path nor in its directory.
+pub(super) fn forget_vanished(store: &mut CheckpointStore, pipeline: &str) {
+    let gone: Vec<DevInode> = store
+        .of_pipeline(pipeline)
+        .filter(|cp| {
+            let at_path = std::fs::metadata(&cp.path).map(|m| DevInode::of(&m)).ok();
+            at_path != Some(cp.id) && !in_dir(&cp.path, cp.id)
+        })
+        .map(|cp| cp.id)
+        .collect();
+    for id in gone {
+        store.remove(pipeline, id);
+    }
+}
+
+/// Whether the directory of `path` holds a file with identity `id`.
+fn in_dir(path: &Path, id: DevInode) -> bool {
+    find_in_dir(path, id).is_some()
+}
+
+/// The file with identity `id` in the directory of `path`, if there is one.
+pub(super) fn find_in_dir(path: &Path, id: DevInode) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(path.parent()?).ok()?;
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| DevInode::of(&m) == id))
+}
+
+pub(super) fn checkpoint_of(pipeline: &str, tracked: &Tracked) -> FileCheckpoint {
+    FileCheckpoint {
+        pipeline: pipeline.to_owned(),
+        path: tracked.file.path.clone(),
+        id: tracked.file.id,
+        signature: tracked.file.signature,
+        offset: tracked.committed,
+    }
+}
