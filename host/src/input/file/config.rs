@@ -1,9 +1,9 @@
 //! `input_file`'s options, with iLogtail 2.0's names and defaults.
 
-use globset::{GlobBuilder, GlobMatcher};
 use serde::Deserialize;
 
 use crate::config::{parse_options, PluginConfig};
+use crate::input::file::glob::PathGlob;
 use crate::input::file::multiline::{MultilineAssembler, MultilineConfig};
 
 #[derive(Clone, Debug, Deserialize)]
@@ -103,10 +103,10 @@ impl FileInputSpec {
 /// The options, compiled.
 pub struct FileInputSpec {
     pub config: InputFileConfig,
-    pub include: Vec<GlobMatcher>,
-    pub exclude_paths: Vec<GlobMatcher>,
-    pub exclude_files: Vec<GlobMatcher>,
-    pub exclude_dirs: Vec<GlobMatcher>,
+    pub include: Vec<PathGlob>,
+    pub exclude_paths: Vec<PathGlob>,
+    pub exclude_files: Vec<PathGlob>,
+    pub exclude_dirs: Vec<PathGlob>,
 }
 
 impl InputFileConfig {
@@ -142,11 +142,7 @@ impl InputFileConfig {
                         return Err((at, format!("{g:?} is not an absolute path")));
                     }
                     // `*` stays within one path component; `**` crosses them.
-                    GlobBuilder::new(g)
-                        .literal_separator(true)
-                        .build()
-                        .map(|g| g.compile_matcher())
-                        .map_err(|e| (at, format!("{g:?} is not a valid glob: {e}")))
+                    PathGlob::new(g).map_err(|e| (at, format!("{g:?} is not a valid glob: {e}")))
                 })
                 .collect::<Result<Vec<_>, _>>()
         };

@@ -26,6 +26,7 @@ pub mod active;
 pub mod checkpoint;
 pub mod config;
 pub mod discovery;
+pub mod glob;
 pub mod identity;
 pub mod multiline;
 pub mod reader;
@@ -332,6 +333,8 @@ struct Server {
     hostname: Bytes,
     store: CheckpointStore,
     last_checkpoint: Instant,
+    /// When the server started (periodic walks are aligned to whole seconds since).
+    started: Instant,
     /// New files (or a removed input) wait for their checkpoints to be written.
     save_soon: bool,
     acks_tx: Sender<Ack>,
@@ -375,6 +378,7 @@ impl Server {
             inputs: HashMap::new(),
             hostname: Bytes::from(hostname),
             last_checkpoint: now,
+            started: now,
             save_soon: false,
             acks_tx,
             acks_rx,
@@ -823,7 +827,10 @@ impl Server {
         let next = if std::mem::take(&mut input.walk_again) {
             now + EVENT_WALK_SPACING
         } else {
-            now + interval
+            // Periodic walks fall on whole seconds since the start, so that the walks of 1,000
+            // inputs share a few wake-ups instead of spreading one each over the interval.
+            let since = (now + interval).saturating_duration_since(self.started);
+            self.started + Duration::from_secs(since.as_secs() + 1)
         };
         self.schedule_walk(id, next);
         if self.next_file != tracked_before {
