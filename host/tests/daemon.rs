@@ -966,3 +966,111 @@ fn send_pb_fan_out_with_a_stalled_flusher_loses_and_repeats_nothing() {
 fn libc_nonblock() -> i32 {
     0o4000
 }
+
+/// Reads `fifo` (opened non-blocking) until its writer closes it, at most `rate` bytes a
+/// second; returns what was read.
+fn read_fifo_slowly(
+    fifo: &mut fs::File,
+    rate: usize,
+    until_eof_after: &dyn Fn() -> bool,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut chunk = vec![0u8; rate / 100];
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(Instant::now() < deadline, "the FIFO was never closed");
+        match fifo.read(&mut chunk) {
+            Ok(0) if until_eof_after() => return out,
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("{e}"),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A clean stop saves what was delivered: a flusher slower than reading (a FIFO read at
+/// 4 MB/s) holds full queues when SIGTERM comes; the daemon drains them, and a `--once` run
+/// from the saved checkpoints then delivers exactly the rest — every line once in all (before,
+/// the checkpoint stopped where reading stopped, and the restart sent the drained lines again).
+#[test]
+fn a_restart_after_sigterm_sends_nothing_twice() {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const LINES: u64 = 200_000;
+    let sandbox = Sandbox::new();
+    let log = sandbox.path("logs/big.log");
+    let fifo = sandbox.path("out.fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let mut text = String::with_capacity((LINES * 80) as usize);
+    for i in 0..LINES {
+        text.push_str(&format!("seq={i:08} {}\n", "q".repeat(64)));
+    }
+    fs::write(&log, text).unwrap();
+    sandbox.write_config(
+        "big.yaml",
+        &format!(
+            "inputs: [{{Type: input_file, FilePaths: [\"{}\"], TailingAllMatchedFiles: true}}]\n\
+             flushers: [{{Type: flusher_file, FilePath: \"{}\"}}]\n",
+            log.display(),
+            fifo.display()
+        ),
+    );
+    let open_fifo = || {
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc_nonblock())
+            .open(&fifo)
+            .unwrap()
+    };
+    // First run: stopped after about a second of slow delivery, with its queues full.
+    let mut reader = open_fifo();
+    let mut daemon = Daemon::start(&sandbox, None, &[]);
+    let started = Instant::now();
+    let stopped = AtomicBool::new(false);
+    let first = std::thread::scope(|scope| {
+        let read = scope
+            .spawn(|| read_fifo_slowly(&mut reader, 4_000_000, &|| stopped.load(Ordering::SeqCst)));
+        while started.elapsed() < Duration::from_millis(1500) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        daemon.signal("TERM");
+        let (status, _) = daemon.wait_exit(Duration::from_secs(30));
+        assert!(status.success(), "exit {status:?}");
+        stopped.store(true, Ordering::SeqCst);
+        read.join().unwrap()
+    });
+    let first = delivered_seqs(&String::from_utf8_lossy(&first));
+    assert!(
+        (first.len() as u64) < LINES,
+        "the first run delivered everything ({}) before the stop: nothing was tested",
+        first.len()
+    );
+    // Second run: --once from the checkpoints.
+    let mut reader = open_fifo();
+    let mut again = Daemon::start_with_args(&sandbox, None, &[], &["--once"]);
+    let done = AtomicBool::new(false);
+    let second = std::thread::scope(|scope| {
+        let read = scope
+            .spawn(|| read_fifo_slowly(&mut reader, 100_000_000, &|| done.load(Ordering::SeqCst)));
+        let (status, _) = again.wait_exit(Duration::from_secs(60));
+        assert!(status.success(), "--once exit {status:?}");
+        done.store(true, Ordering::SeqCst);
+        read.join().unwrap()
+    });
+    let second = delivered_seqs(&String::from_utf8_lossy(&second));
+    let all: Vec<u64> = first.iter().chain(&second).copied().collect();
+    let unique: std::collections::BTreeSet<u64> = all.iter().copied().collect();
+    assert_eq!(unique.len() as u64, LINES, "lines lost");
+    assert_eq!(
+        all.len() - unique.len(),
+        0,
+        "lines sent twice after a clean stop ({} before the stop, {} after)",
+        first.len(),
+        second.len()
+    );
+}

@@ -98,6 +98,16 @@ const MAX_OPEN_FILES: usize = 1024;
 /// Longest line; longer ones are cut into pieces of this size.
 const MAX_LINE: usize = 512 * 1024;
 
+/// How long the acknowledgements of a removed input's files are still awaited.
+const RETIRED_FOR: Duration = Duration::from_secs(120);
+
+/// A file of a removed input with batches still on their way (see `Server::retired`).
+struct Retired {
+    checkpoint: checkpoint::FileCheckpoint,
+    emitted: u64,
+    since: Instant,
+}
+
 /// Identifies a registered input.
 pub type InputId = u64;
 
@@ -355,6 +365,11 @@ struct Server {
     /// Files whose batch waits for a full queue, by input: set aside rather than visited
     /// every round, and made active again when their queue has room (one check per input).
     parked: HashMap<InputId, HashSet<u64>>,
+    /// Files of removed inputs whose batches were still on their way: their acknowledgements
+    /// keep moving the checkpoints (a pipeline stops its input first and drains after, so a
+    /// clean stop saves what was delivered, not what had been acknowledged when reading
+    /// stopped). Dropped once everything emitted is acknowledged, or after `RETIRED_FOR`.
+    retired: HashMap<FileKey, Retired>,
     next_poll_sweep: Instant,
     next_safety_sweep: Instant,
 }
@@ -392,6 +407,7 @@ impl Server {
             timetable: BTreeSet::new(),
             walking: VecDeque::new(),
             parked: HashMap::new(),
+            retired: HashMap::new(),
             next_poll_sweep: now + POLL_SWEEP,
             next_safety_sweep: now + SAFETY_SWEEP,
         }
@@ -488,8 +504,22 @@ impl Server {
         if let Some(due) = input.due {
             self.timetable.remove(&(due, id));
         }
+        let now = Instant::now();
+        self.retired
+            .retain(|_, r| now.duration_since(r.since) < RETIRED_FOR);
         for (file_id, tracked) in input.files {
             self.forget_file((id, file_id), &tracked.file.path);
+            let emitted = tracked.file.emitted_offset();
+            if tracked.committed < emitted {
+                self.retired.insert(
+                    (id, file_id),
+                    Retired {
+                        checkpoint: checkpoint_of(&input.pipeline, &tracked),
+                        emitted,
+                        since: now,
+                    },
+                );
+            }
         }
     }
 
@@ -653,8 +683,10 @@ impl Server {
     }
 
     fn apply_acks(&mut self) {
-        for ack in self.acks_rx.try_iter() {
+        let acks: Vec<Ack> = self.acks_rx.try_iter().collect();
+        for ack in acks {
             let Some(input) = self.inputs.get_mut(&ack.input) else {
+                self.retired_ack(&ack);
                 continue;
             };
             let Some(tracked) = input.files.get_mut(&ack.file) else {
@@ -664,6 +696,30 @@ impl Server {
                 tracked.committed = ack.offset;
                 self.store.put(checkpoint_of(&input.pipeline, tracked));
             }
+        }
+    }
+
+    /// An acknowledgement for a file of a removed input.
+    fn retired_ack(&mut self, ack: &Ack) {
+        let key = (ack.input, ack.file);
+        let Some(retired) = self.retired.get_mut(&key) else {
+            return;
+        };
+        let cp = &mut retired.checkpoint;
+        if ack.offset <= cp.offset || ack.offset > retired.emitted {
+            return;
+        }
+        cp.offset = ack.offset;
+        // Never behind what a newer input of the same pipeline has saved for the file.
+        let newer = self
+            .store
+            .get(&cp.pipeline, cp.id)
+            .is_some_and(|now| now.offset >= cp.offset && now.signature == cp.signature);
+        if !newer {
+            self.store.put(cp.clone());
+        }
+        if cp.offset == retired.emitted {
+            self.retired.remove(&key);
         }
     }
 
