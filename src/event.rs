@@ -67,6 +67,11 @@ impl Acks {
     pub fn append(&mut self, other: &mut Acks) {
         self.0.append(&mut other.0);
     }
+
+    /// No hook waits for this group: nothing upstream (a file checkpoint) can send it again.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl fmt::Debug for Acks {

@@ -282,13 +282,21 @@ pub fn stop_all(
     });
     for q in pipelines.iter().flat_map(|p| &p.outputs) {
         runners.flushers.remove(q);
-        let dropped = q.abandon();
-        if dropped > 0 {
+        let (dropped, lost) = q.abandon();
+        if dropped > lost {
             tracing::warn!(
                 pipeline = q.pipeline,
                 flusher = q.flusher_type,
-                batches = dropped,
-                "stopped with batches undelivered; they are read again after a restart"
+                batches = dropped - lost,
+                "stopped with file batches undelivered; they are read again after a restart"
+            );
+        }
+        if lost > 0 {
+            tracing::error!(
+                pipeline = q.pipeline,
+                flusher = q.flusher_type,
+                batches = lost,
+                "stopped with batches from the plugin base undelivered: they are lost"
             );
         }
         q.stop_flusher();

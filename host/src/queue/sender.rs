@@ -290,16 +290,18 @@ impl SenderQueue {
         state.items.is_empty() && !state.busy
     }
 
-    /// Gives up: what is still queued is dropped undelivered (checkpoints did not pass it, so it
-    /// is read again after a restart), and the flusher is stopped once no flush runs. Returns
-    /// how many batches were dropped.
-    pub fn abandon(&self) -> usize {
+    /// Gives up: what is still queued is dropped undelivered, and the flusher is stopped once no
+    /// flush runs. Returns how many batches were dropped, and how many of them nothing upstream
+    /// waits for (data that came back from the plugin base's own inputs: lost, unlike file data,
+    /// whose checkpoints did not pass it and which is read again after a restart).
+    pub fn abandon(&self) -> (usize, usize) {
         let mut state = self.state();
         state.closed = true;
         state.abandoned = true;
         let dropped = state.items.len();
+        let lost = state.items.iter().filter(|g| g.acks.is_empty()).count();
         self.drop_abandoned(&mut state);
-        dropped
+        (dropped, lost)
     }
 
     fn drop_abandoned(&self, state: &mut State) {
@@ -420,7 +422,7 @@ mod tests {
         q.flush(batch);
         assert_eq!(q.panics.load(Ordering::Relaxed), 1);
         assert_eq!(q.len(), 1);
-        assert_eq!(q.abandon(), 1);
+        assert_eq!(q.abandon(), (1, 1));
         assert_eq!(q.len(), 0);
     }
 
