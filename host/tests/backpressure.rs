@@ -2,6 +2,8 @@
 //! arrives once the flusher can write again. The stalled destination is a real FIFO that the
 //! test does not read from (flusher_file blocks in write(2) once the pipe buffer is full).
 
+mod common;
+
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -34,33 +36,6 @@ fn tailrace(root: &Path) -> Command {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     cmd
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// Offset up to which the daemon has read `path`, from its open descriptors.
-fn read_offset(pid: u32, path: &Path) -> Option<u64> {
-    for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten() {
-        if std::fs::read_link(fd.path()).ok().as_deref() == Some(path) {
-            let info = std::fs::read_to_string(format!(
-                "/proc/{pid}/fdinfo/{}",
-                fd.file_name().to_string_lossy()
-            ))
-            .ok()?;
-            return info
-                .lines()
-                .find_map(|l| l.strip_prefix("pos:"))
-                .and_then(|p| p.trim().parse().ok());
-        }
-    }
-    None
 }
 
 #[test]
@@ -111,8 +86,8 @@ fn stalled_flusher_pauses_reading_and_loses_nothing() {
     let mut offsets = Vec::new();
     while stall_started.elapsed() < STALL {
         std::thread::sleep(Duration::from_millis(500));
-        max_rss = max_rss.max(rss_kib(pid));
-        if let Some(pos) = read_offset(pid, &log) {
+        max_rss = max_rss.max(common::status_kib(pid, "VmRSS"));
+        if let Some(pos) = common::read_offset(pid, &log) {
             offsets.push(pos);
         }
     }

@@ -10,6 +10,8 @@
 //! The plugin libraries are not needed: the daemon gets an empty `--plugin-dir`. The tests run
 //! one at a time (a lock): they measure CPU on a small machine.
 
+mod common;
+
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
@@ -73,21 +75,12 @@ impl Daemon {
 
     /// `VmHWM` (peak resident set) in KiB.
     fn peak_rss_kib(&self) -> u64 {
-        let status = fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmHWM in /proc/PID/status")
+        common::status_kib(self.pid(), "VmHWM")
     }
 
     /// utime + stime, in clock ticks.
     fn cpu_ticks(&self) -> u64 {
-        let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
-        // Fields after the command name (which may hold spaces) start at the state, field 3.
-        let rest = &stat[stat.rfind(')').unwrap() + 2..];
-        let fields: Vec<&str> = rest.split(' ').collect();
-        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+        common::cpu_ticks(self.pid())
     }
 
     /// Share of one core used over `window`.

@@ -32,7 +32,7 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Sandbox};
+use common::{cpu_ticks, read_offset, status_field, status_kib, Daemon, Sandbox};
 
 /// The tests measure CPU time, latency and throughput: run them one at a time even when the
 /// harness runs tests in parallel, or they would measure each other.
@@ -44,21 +44,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 // ---------------------------------------------------------------------------------------------
 // Measurements from /proc.
-
-/// A `kB` field of /proc/PID/status (VmRSS, VmHWM), in KiB; 0 when unreadable.
-fn status_kib(pid: u32, key: &str) -> u64 {
-    status_field(pid, key)
-        .and_then(|v| v.trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn status_field(pid: u32, key: &str) -> Option<String> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .map(|v| v.trim().to_owned())
-}
 
 fn threads(pid: u32) -> u64 {
     status_field(pid, "Threads")
@@ -79,24 +64,6 @@ fn thread_range(pid: u32, window: Duration) -> (u64, u64) {
         std::thread::sleep(Duration::from_millis(100));
     }
     (min, max)
-}
-
-/// utime + stime of the whole process (all its threads), in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The command name may hold spaces or parentheses: the fields start after the last ')'.
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-    let field = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    field(11) + field(12)
 }
 
 /// Clock ticks per second, from `getconf CLK_TCK`; 100 (Linux's USER_HZ on x86 and arm64)
@@ -124,24 +91,6 @@ fn inotify_instances(pid: u32) -> usize {
                 .unwrap_or(false)
         })
         .count()
-}
-
-/// Offset up to which the daemon has read `path`, from its open descriptors.
-fn read_offset(pid: u32, path: &Path) -> Option<u64> {
-    for fd in fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten() {
-        if fs::read_link(fd.path()).ok().as_deref() == Some(path) {
-            let info = fs::read_to_string(format!(
-                "/proc/{pid}/fdinfo/{}",
-                fd.file_name().to_string_lossy()
-            ))
-            .ok()?;
-            return info
-                .lines()
-                .find_map(|l| l.strip_prefix("pos:"))
-                .and_then(|p| p.trim().parse().ok());
-        }
-    }
-    None
 }
 
 /// write(2)'s system call number, for reading /proc/PID/task/TID/syscall.
