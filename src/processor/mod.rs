@@ -1,0 +1,199 @@
+//! Every processor, written once and linked into both the host and the plugin base, so that a
+//! processor gives the same result on either side (DESIGN §5). One file per processor, named
+//! after iLogtail's `Type` (`processor_parse_regex_native` → `parse_regex_native.rs`): its option
+//! struct with iLogtail's names and defaults at the top, its validation, the processor, and its
+//! tests.
+//!
+//! [`PROCESSORS`] is the registry: each `Type` with its constructor and its option checker. The
+//! host runs every processor listed here itself (they are native to it); the plugin base
+//! registers every one of them too, for pipelines whose input runs there.
+
+pub mod add_fields;
+mod common_parser_options;
+pub mod filter_regex_native;
+pub mod parse_delimiter_native;
+pub mod parse_json_native;
+pub mod parse_regex_native;
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::plugin::Processor;
+use crate::plugin_options;
+pub use crate::plugin_options::OptionError as ProcessorError;
+
+/// A processor's options: its config item without `Type`.
+pub type Options = Map<String, Value>;
+
+/// Builds a processor from its options; the error names the option and what is wrong with it.
+pub type Constructor = fn(&Options) -> Result<Box<dyn Processor>, ProcessorError>;
+
+/// One processor type.
+#[derive(Clone, Copy)]
+pub struct Registration {
+    /// iLogtail's `Type`.
+    pub name: &'static str,
+    pub build: Constructor,
+    /// The options given that the processor does not take (paths below the plugin).
+    pub unknown_options: fn(&Options) -> Vec<String>,
+    /// The top-level options the processor takes, for "did you mean".
+    pub known_options: fn() -> &'static [&'static str],
+}
+
+impl Registration {
+    /// The registration of a processor whose options deserialize into `T`.
+    pub const fn new<T: DeserializeOwned>(name: &'static str, build: Constructor) -> Self {
+        Registration {
+            name,
+            build,
+            unknown_options: plugin_options::unknown_options::<T>,
+            known_options: plugin_options::struct_fields::<T>,
+        }
+    }
+}
+
+/// The registry: every processor Tailrace implements.
+pub const PROCESSORS: &[Registration] = &[
+    parse_regex_native::REGISTRATION,
+    parse_json_native::REGISTRATION,
+    parse_delimiter_native::REGISTRATION,
+    filter_regex_native::REGISTRATION,
+    add_fields::REGISTRATION,
+];
+
+/// The names of [`PROCESSORS`], in the same order (a constant, so that the lists of what the
+/// plugin base implements can be built from it).
+pub const NAMES: [&str; PROCESSORS.len()] = names();
+
+const fn names() -> [&'static str; PROCESSORS.len()] {
+    let mut out = [""; PROCESSORS.len()];
+    let mut i = 0;
+    while i < PROCESSORS.len() {
+        out[i] = PROCESSORS[i].name;
+        i += 1;
+    }
+    out
+}
+
+/// The registration of `kind` (a `Type` without iLogtail's `/id` and `#priority` suffixes).
+pub fn find(kind: &str) -> Option<&'static Registration> {
+    PROCESSORS.iter().find(|r| r.name == kind)
+}
+
+/// Builds the processor `kind` from its options.
+pub fn build(kind: &str, options: &Options) -> Result<Box<dyn Processor>, ProcessorError> {
+    match find(kind) {
+        Some(registration) => (registration.build)(options),
+        None => Err(ProcessorError::new(
+            "Type",
+            format!("{kind:?} is not a processor Tailrace implements"),
+        )),
+    }
+}
+
+/// Parses a processor's options into its option struct (see [`plugin_options::parse`]).
+fn parse_options<T: DeserializeOwned>(options: &Options) -> Result<T, ProcessorError> {
+    plugin_options::parse(options)
+}
+
+/// Compiles a regex option with the byte semantics of iLogtail's native processors (boost on
+/// bytes): `.` matches any byte, a newline too, so a multi-line event and a line that is not
+/// valid UTF-8 both match as iLogtail matches them. A pattern that needs Unicode classes
+/// (`\p{Han}`) is compiled with Unicode on instead. `anchored` makes it a full match
+/// (boost's `regex_match`).
+fn native_regex(
+    field: &str,
+    pattern: &str,
+    anchored: bool,
+) -> Result<regex::bytes::Regex, ProcessorError> {
+    let full = if anchored {
+        format!("^(?:{pattern})$")
+    } else {
+        pattern.to_owned()
+    };
+    let build = |unicode: bool| {
+        regex::bytes::RegexBuilder::new(&full)
+            .unicode(unicode)
+            .dot_matches_new_line(true)
+            .build()
+    };
+    build(false)
+        .or_else(|_| build(true))
+        .map_err(|e| ProcessorError::new(field, format!("{pattern:?} is not a valid regex: {e}")))
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! Groups of logs for the processors' tests.
+
+    use bytes::Bytes;
+
+    use crate::{LogEvent, PipelineEvent, PipelineEventGroup};
+
+    /// A group of one log per line, each with the line as `content`.
+    pub fn lines(lines: &[&[u8]]) -> PipelineEventGroup {
+        let mut group = PipelineEventGroup::default();
+        for line in lines {
+            let mut log = LogEvent::new(1_700_000_000, None);
+            log.set_content("content", Bytes::copy_from_slice(line));
+            group.events.push(PipelineEvent::Log(log));
+        }
+        group
+    }
+
+    /// The contents of the `i`-th event (a log), as text pairs.
+    pub fn contents(group: &PipelineEventGroup, i: usize) -> Vec<(String, String)> {
+        let PipelineEvent::Log(log) = &group.events[i] else {
+            panic!("event {i} is not a log")
+        };
+        log.contents
+            .iter()
+            .map(|(k, v)| {
+                (
+                    String::from_utf8_lossy(k).into_owned(),
+                    String::from_utf8_lossy(v).into_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// `[("a", "1"), ...]` as owned pairs, to compare with [`contents`].
+    pub fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
+        expected
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    pub fn options(value: serde_json::Value) -> super::Options {
+        value.as_object().expect("options are an object").clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_registry_and_are_unique() {
+        assert_eq!(NAMES.len(), PROCESSORS.len());
+        for (name, registration) in NAMES.iter().zip(PROCESSORS) {
+            assert_eq!(*name, registration.name);
+            assert_eq!(find(name).unwrap().name, *name);
+        }
+        let mut sorted = NAMES.to_vec();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), NAMES.len());
+    }
+
+    #[test]
+    fn unknown_types_and_options() {
+        let err = build("processor_nope", &Options::new()).err().unwrap();
+        assert_eq!(err.field, "Type");
+        let reg = find("processor_add_fields").unwrap();
+        let options = test_support::options(serde_json::json!({"Fields": {"a": "b"}, "Feilds": 1}));
+        assert_eq!((reg.unknown_options)(&options), ["Feilds"]);
+        assert!((reg.known_options)().contains(&"IgnoreIfExist"));
+    }
+}
