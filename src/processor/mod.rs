@@ -117,9 +117,23 @@ fn native_regex(
             .dot_matches_new_line(true)
             .build()
     };
-    build(false)
-        .or_else(|_| build(true))
-        .map_err(|e| ProcessorError::new(field, format!("{pattern:?} is not a valid regex: {e}")))
+    build(false).or_else(|_| build(true)).map_err(|e| {
+        ProcessorError::new(
+            field,
+            format!("{pattern:?} is not a valid regex: {}", regex_problem(&e)),
+        )
+    })
+}
+
+/// The regex crate's error in one line, without the pattern it quotes (which carries our
+/// anchors): messages are printed one per line, naming the user's pattern.
+fn regex_problem(e: &regex::Error) -> String {
+    let text = e.to_string();
+    text.lines()
+        .rev()
+        .find_map(|line| line.strip_prefix("error: "))
+        .map(str::to_owned)
+        .unwrap_or_else(|| text.lines().map(str::trim).collect::<Vec<_>>().join(" "))
 }
 
 #[cfg(test)]
@@ -185,6 +199,13 @@ mod tests {
         sorted.sort();
         sorted.dedup();
         assert_eq!(sorted.len(), NAMES.len());
+    }
+
+    #[test]
+    fn regex_errors_are_one_line_about_the_users_pattern() {
+        let e = native_regex("Regex", "(a", true).err().unwrap();
+        assert_eq!(e.field, "Regex");
+        assert_eq!(e.message, "\"(a\" is not a valid regex: unclosed group");
     }
 
     #[test]
