@@ -10,10 +10,15 @@
 
 pub mod add_fields;
 mod common_parser_options;
+pub mod default;
+pub mod drop;
+pub mod filter_regex;
 pub mod filter_regex_native;
+pub mod json;
 pub mod parse_delimiter_native;
 pub mod parse_json_native;
 pub mod parse_regex_native;
+pub mod rename;
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -58,6 +63,11 @@ pub const PROCESSORS: &[Registration] = &[
     parse_json_native::REGISTRATION,
     parse_delimiter_native::REGISTRATION,
     filter_regex_native::REGISTRATION,
+    json::REGISTRATION,
+    filter_regex::REGISTRATION,
+    drop::REGISTRATION,
+    rename::REGISTRATION,
+    default::REGISTRATION,
     add_fields::REGISTRATION,
 ];
 

@@ -157,13 +157,15 @@ impl<'de> Visitor<'de> for ObjectSeed<'_> {
 }
 
 /// A JSON string, borrowed from the source when it has no escapes.
-enum Text<'de> {
+pub(super) enum Text<'de> {
     Borrowed(&'de str),
     Owned(String),
 }
 
 impl Text<'_> {
-    fn into_bytes(self, source: &Bytes) -> Bytes {
+    /// The text as a field: a view into `source` (which it must be part of when borrowed), or
+    /// the unescaped copy.
+    pub(super) fn into_bytes(self, source: &Bytes) -> Bytes {
         match self {
             // A view into the line (`slice_ref` of a part of `source`).
             Text::Borrowed(s) => source.slice_ref(s.as_bytes()),
