@@ -18,6 +18,7 @@ pub mod json;
 pub mod parse_delimiter_native;
 pub mod parse_json_native;
 pub mod parse_regex_native;
+pub mod regex;
 pub mod rename;
 
 use serde::de::DeserializeOwned;
@@ -68,6 +69,7 @@ pub const PROCESSORS: &[Registration] = &[
     drop::REGISTRATION,
     rename::REGISTRATION,
     default::REGISTRATION,
+    regex::REGISTRATION,
     add_fields::REGISTRATION,
 ];
 
@@ -115,14 +117,14 @@ fn native_regex(
     field: &str,
     pattern: &str,
     anchored: bool,
-) -> Result<regex::bytes::Regex, ProcessorError> {
+) -> Result<::regex::bytes::Regex, ProcessorError> {
     let full = if anchored {
         format!("^(?:{pattern})$")
     } else {
         pattern.to_owned()
     };
     let build = |unicode: bool| {
-        regex::bytes::RegexBuilder::new(&full)
+        ::regex::bytes::RegexBuilder::new(&full)
             .unicode(unicode)
             .dot_matches_new_line(true)
             .build()
@@ -137,7 +139,7 @@ fn native_regex(
 
 /// The regex crate's error in one line, without the pattern it quotes (which carries our
 /// anchors): messages are printed one per line, naming the user's pattern.
-fn regex_problem(e: &regex::Error) -> String {
+fn regex_problem(e: &::regex::Error) -> String {
     let text = e.to_string();
     text.lines()
         .rev()
