@@ -314,5 +314,25 @@ mod tests {
         assert!(build(&options(json!({"Regex": "(a)(b)", "Keys": ["x"]}))).is_ok());
     }
 
+    /// Throughput on nginx lines (run with `--release -- --ignored --nocapture`): the issue's
+    /// floor is 150 MB/s per CPU-second.
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn nginx_throughput() {
+        let line: &[u8] = br#"127.0.0.1 - - [07/Jul/2022:10:43:30 +0800] "POST /PutData?Category=YunOsAccountOpLog" 0.024 18204 200 37 "-" "aliyun-sdk-java""#;
+        let mut p = processor(json!({"SourceKey": "content", "Regex": NGINX, "Keys": NGINX_KEYS}));
+        let batch: Vec<&[u8]> = vec![line; 4096];
+        let started = std::time::Instant::now();
+        let mut bytes = 0usize;
+        while started.elapsed().as_secs_f64() < 2.0 {
+            let mut group = lines(&batch);
+            p.process(&mut group);
+            assert_eq!(group.len(), batch.len());
+            bytes += line.len() * batch.len();
+        }
+        let mbps = bytes as f64 / started.elapsed().as_secs_f64() / 1e6;
+        eprintln!("processor_parse_regex_native, nginx: {mbps:.0} MB/s");
+    }
+
     use crate::PipelineEvent;
 }
