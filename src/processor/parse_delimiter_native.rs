@@ -295,6 +295,7 @@ impl ParseDelimiter {
             return false;
         }
         let discard = self.overflow == Overflow::Discard;
+        log.contents.reserve(columns.len());
         for (i, value) in columns.drain(..).enumerate() {
             let key = match self.keys.get(i) {
                 Some(key) if discard && key == DISCARDED_KEY => continue,

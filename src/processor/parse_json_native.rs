@@ -98,6 +98,7 @@ impl Processor for ParseJson {
             let success = parse_object(&raw, &mut members);
             let mut overwritten = false;
             if success {
+                log.contents.reserve(members.len());
                 for (key, value) in members.drain(..) {
                     overwritten |= key == self.source_key;
                     log.set_content(key, value);

@@ -130,6 +130,8 @@ impl Processor for ParseRegex {
                 (Some(regex), Some(locations)) => {
                     let matched = regex.captures_read(locations, &raw).is_some();
                     if matched {
+                        // One growth of the contents for all the fields, not one per field.
+                        log.contents.reserve(self.keys.len());
                         for (i, key) in self.keys.iter().enumerate() {
                             // A group that did not take part in the match is an empty value,
                             // as in iLogtail.
