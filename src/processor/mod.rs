@@ -11,6 +11,7 @@
 pub mod add_fields;
 mod common_parser_options;
 pub mod default;
+pub mod desensitize_native;
 pub mod drop;
 pub mod filter_regex;
 pub mod filter_regex_native;
@@ -64,6 +65,7 @@ pub const PROCESSORS: &[Registration] = &[
     parse_json_native::REGISTRATION,
     parse_delimiter_native::REGISTRATION,
     filter_regex_native::REGISTRATION,
+    desensitize_native::REGISTRATION,
     json::REGISTRATION,
     filter_regex::REGISTRATION,
     drop::REGISTRATION,
