@@ -19,6 +19,7 @@ pub mod json;
 pub mod parse_delimiter_native;
 pub mod parse_json_native;
 pub mod parse_regex_native;
+pub mod parse_timestamp_native;
 pub mod regex;
 pub mod rename;
 
@@ -64,6 +65,7 @@ pub const PROCESSORS: &[Registration] = &[
     parse_regex_native::REGISTRATION,
     parse_json_native::REGISTRATION,
     parse_delimiter_native::REGISTRATION,
+    parse_timestamp_native::REGISTRATION,
     filter_regex_native::REGISTRATION,
     desensitize_native::REGISTRATION,
     json::REGISTRATION,

@@ -662,7 +662,7 @@ mod tests {
     fn unimplemented_ilogtail_native_plugins_say_so() {
         let e = one_error(
             "a.yaml",
-            &format!("{FILE_INPUT}processors: [{{Type: processor_parse_timestamp_native}}]\nflushers: [{{Type: flusher_stdout}}]\n"),
+            &format!("{FILE_INPUT}processors: [{{Type: processor_parse_apsara_native}}]\nflushers: [{{Type: flusher_stdout}}]\n"),
         );
         assert!(e.message.contains("does not implement yet"), "{e}");
     }
