@@ -20,8 +20,10 @@ pub mod parse_delimiter_native;
 pub mod parse_json_native;
 pub mod parse_regex_native;
 pub mod parse_timestamp_native;
+pub mod pick_key;
 pub mod regex;
 pub mod rename;
+pub mod string_replace;
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -74,6 +76,8 @@ pub const PROCESSORS: &[Registration] = &[
     rename::REGISTRATION,
     default::REGISTRATION,
     regex::REGISTRATION,
+    pick_key::REGISTRATION,
+    string_replace::REGISTRATION,
     add_fields::REGISTRATION,
 ];
 
