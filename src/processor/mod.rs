@@ -23,6 +23,7 @@ pub mod parse_timestamp_native;
 pub mod pick_key;
 pub mod regex;
 pub mod rename;
+pub mod split_key_value;
 pub mod string_replace;
 
 use serde::de::DeserializeOwned;
@@ -78,6 +79,7 @@ pub const PROCESSORS: &[Registration] = &[
     regex::REGISTRATION,
     pick_key::REGISTRATION,
     string_replace::REGISTRATION,
+    split_key_value::REGISTRATION,
     add_fields::REGISTRATION,
 ];
 
