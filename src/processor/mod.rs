@@ -25,6 +25,7 @@ pub mod regex;
 pub mod rename;
 pub mod split_key_value;
 pub mod string_replace;
+pub mod strptime;
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -80,6 +81,7 @@ pub const PROCESSORS: &[Registration] = &[
     pick_key::REGISTRATION,
     string_replace::REGISTRATION,
     split_key_value::REGISTRATION,
+    strptime::REGISTRATION,
     add_fields::REGISTRATION,
 ];
 

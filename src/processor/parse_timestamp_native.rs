@@ -51,7 +51,7 @@ fn build(options: &Options) -> Result<Box<dyn Processor>, ProcessorError> {
 
 /// The time zone of values without `%z`.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Zone {
+pub(super) enum Zone {
     /// Seconds east of UTC.
     Fixed(i64),
     Local,
@@ -161,7 +161,7 @@ fn parse_gmt_offset(text: &str) -> Option<i64> {
 
 /// Rejects conversions the parser does not know, so that a typo fails validation instead of
 /// every line.
-fn check_format(format: &[u8]) -> Result<(), String> {
+pub(super) fn check_format(format: &[u8]) -> Result<(), String> {
     let mut i = 0;
     while i < format.len() {
         if format[i] == b'%' {
@@ -184,14 +184,14 @@ fn check_format(format: &[u8]) -> Result<(), String> {
 
 /// What a value said.
 #[derive(Debug, Default, PartialEq)]
-struct Fields {
+pub(super) struct Fields {
     year: i64,
     month: i64,
     day: i64,
     hour: i64,
     minute: i64,
     second: i64,
-    nanos: u32,
+    pub(super) nanos: u32,
     /// From `%j`, when given without a month and day.
     day_of_year: Option<i64>,
     pm: Option<bool>,
@@ -202,7 +202,7 @@ struct Fields {
 }
 
 impl Fields {
-    fn epoch(&self, zone: Zone) -> Option<i64> {
+    pub(super) fn epoch(&self, zone: Zone) -> Option<i64> {
         if let Some(epoch) = self.epoch {
             return Some(epoch);
         }
@@ -234,7 +234,7 @@ impl Fields {
 }
 
 /// Parses `value` with `format`; `None` when it does not fit.
-fn parse(format: &[u8], value: &[u8], current_year: i64) -> Option<Fields> {
+pub(super) fn parse(format: &[u8], value: &[u8], current_year: i64) -> Option<Fields> {
     parse_prefix(format, value, current_year).map(|(fields, _)| fields)
 }
 
@@ -442,7 +442,7 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 
 /// The machine's offset from UTC (seconds east) at `epoch`, from the C library's time zone
 /// data (TZ, /etc/localtime), daylight saving included.
-fn local_offset_at(epoch: i64) -> i64 {
+pub(super) fn local_offset_at(epoch: i64) -> i64 {
     // time_t is 64 bits on the platforms Tailrace builds for.
     let t = epoch as libc::time_t;
     // SAFETY: `localtime_r` writes only into `tm`, which lives on this stack frame, and reads
@@ -457,7 +457,7 @@ fn local_offset_at(epoch: i64) -> i64 {
     }
 }
 
-fn current_year() -> i64 {
+pub(super) fn current_year() -> i64 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
