@@ -467,11 +467,13 @@ fn check_native_options(section: Section, plugin: &PluginConfig) -> Result<(), (
 /// as iLogtail does; while a config is being validated ([`collect_ignored`]) they are noted, so
 /// that they become warnings.
 pub fn parse_options<T: DeserializeOwned>(plugin: &PluginConfig) -> Result<T, (String, String)> {
-    note_ignored(
-        plugin,
-        tailrace::plugin_options::unknown_options::<T>(&plugin.options),
-        tailrace::plugin_options::struct_fields::<T>(),
-    );
+    if collecting_ignored() {
+        note_ignored(
+            plugin,
+            tailrace::plugin_options::unknown_options::<T>(&plugin.options),
+            tailrace::plugin_options::struct_fields::<T>(),
+        );
+    }
     tailrace::plugin_options::parse(&plugin.options).map_err(|e| {
         let field = if e.field.is_empty() {
             plugin.field.clone()
@@ -480,6 +482,12 @@ pub fn parse_options<T: DeserializeOwned>(plugin: &PluginConfig) -> Result<T, (S
         };
         (field, e.message)
     })
+}
+
+/// Whether a config check is collecting ignored options now (so that building a pipeline from
+/// a checked config does not look for them again).
+pub fn collecting_ignored() -> bool {
+    IGNORED.with(|c| c.borrow().is_some())
 }
 
 /// Notes options of `plugin` that it does not take (`keys`, below the plugin), while a config

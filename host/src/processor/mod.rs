@@ -14,9 +14,12 @@ pub fn is_native(kind: &str) -> bool {
 /// Checks a processor's options; the options it does not take are noted for the warnings of
 /// a config check.
 pub fn check_options(plugin: &PluginConfig) -> Result<(), (String, String)> {
-    if let Some(registration) = tailrace::processor::find(plugin.kind()) {
-        let unknown = (registration.unknown_options)(&plugin.options);
-        crate::config::note_ignored(plugin, unknown, (registration.known_options)());
+    match tailrace::processor::find(plugin.kind()) {
+        Some(registration) if crate::config::collecting_ignored() => {
+            let unknown = (registration.unknown_options)(&plugin.options);
+            crate::config::note_ignored(plugin, unknown, (registration.known_options)());
+        }
+        _ => {}
     }
     build(plugin).map(|_| ())
 }
