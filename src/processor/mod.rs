@@ -9,6 +9,8 @@
 //! registers every one of them too, for pipelines whose input runs there.
 
 pub mod add_fields;
+pub mod base64_decoding;
+pub mod base64_encoding;
 mod common_parser_options;
 pub mod default;
 pub mod desensitize_native;
@@ -16,6 +18,7 @@ pub mod drop;
 pub mod filter_regex;
 pub mod filter_regex_native;
 pub mod json;
+pub mod md5;
 pub mod parse_delimiter_native;
 pub mod parse_json_native;
 pub mod parse_regex_native;
@@ -82,6 +85,9 @@ pub const PROCESSORS: &[Registration] = &[
     string_replace::REGISTRATION,
     split_key_value::REGISTRATION,
     strptime::REGISTRATION,
+    md5::REGISTRATION,
+    base64_encoding::REGISTRATION,
+    base64_decoding::REGISTRATION,
     add_fields::REGISTRATION,
 ];
 
