@@ -231,6 +231,88 @@ mod tests {
         assert_eq!(sorted.len(), NAMES.len());
     }
 
+    /// Options that build each processor, for the random-input test (every registered
+    /// processor must be here).
+    fn sample_options(name: &str) -> serde_json::Value {
+        use serde_json::json;
+        match name {
+            "processor_parse_regex_native" => {
+                json!({"Regex": "(\\S+) (.*)", "Keys": ["a", "b"], "KeepingSourceWhenParseFail": true})
+            }
+            "processor_parse_json_native" => {
+                json!({"CopingRawLog": true, "KeepingSourceWhenParseFail": true})
+            }
+            "processor_parse_delimiter_native" => {
+                json!({"Separator": ",", "Keys": ["a", "b"], "OverflowedFieldsTreatment": "keep"})
+            }
+            "processor_parse_timestamp_native" => {
+                json!({"SourceKey": "content", "SourceFormat": "%Y-%m-%d %H:%M:%S.%f %z"})
+            }
+            "processor_filter_regex_native" => json!({"Include": {"content": ".*a.*"}}),
+            "processor_desensitize_native" => {
+                json!({"Method": "md5", "ContentPatternBeforeReplacedString": "a", "ReplacedContentPattern": "[^,]+"})
+            }
+            "processor_json" => json!({"SourceKey": "content", "ExpandArray": true}),
+            "processor_filter_regex" => json!({"Exclude": {"content": "^b"}}),
+            "processor_drop" => json!({"DropKeys": ["x"]}),
+            "processor_rename" => json!({"SourceKeys": ["content"], "DestKeys": ["c"]}),
+            "processor_default" => json!({}),
+            "processor_regex" => {
+                json!({"Regex": "(a+)(.*)", "Keys": ["a", "b"], "FullMatch": true})
+            }
+            "processor_pick_key" => json!({"Exclude": ["x"]}),
+            "processor_string_replace" => json!({"SourceKey": "content", "Method": "unquote"}),
+            "processor_split_key_value" => {
+                json!({"SourceKey": "content", "Delimiter": ",", "Separator": "="})
+            }
+            "processor_strptime" => {
+                json!({"SourceKey": "content", "Format": "%d/%b/%Y:%H:%M:%S %z"})
+            }
+            "processor_md5" => json!({"SourceKey": "content", "MD5Key": "m"}),
+            "processor_base64_encoding" => json!({"SourceKey": "content"}),
+            "processor_base64_decoding" => json!({"SourceKey": "content", "NewKey": "d"}),
+            "processor_add_fields" => json!({"Fields": {"a": "b"}}),
+            other => panic!("no sample options for {other}: add them here"),
+        }
+    }
+
+    /// Random bytes (JSON, CSV, escapes, digits, non-UTF-8) through every processor, chained:
+    /// no input makes any of them panic.
+    #[test]
+    fn random_bytes_through_every_processor_never_panic() {
+        const ALPHABET: &[u8] = b"{}[]\",:=\\ \t\nab01-+.%Z/\xff\xc3";
+        let mut chain: Vec<Box<dyn Processor>> = PROCESSORS
+            .iter()
+            .map(|r| {
+                let options = test_support::options(sample_options(r.name));
+                (r.build)(&options).unwrap_or_else(|e| panic!("{}: {e}", r.name))
+            })
+            .collect();
+        let mut seed: u32 = 17;
+        for round in 0..400usize {
+            let mut lines = Vec::new();
+            for _ in 0..4 {
+                let len = (round * 7 + lines.len() * 13) % 120;
+                let mut line = Vec::with_capacity(len);
+                for _ in 0..len {
+                    seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                    line.push(ALPHABET[(seed >> 16) as usize % ALPHABET.len()]);
+                }
+                lines.push(line);
+            }
+            let refs: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+            // Each processor alone, then all of them in a row.
+            for p in chain.iter_mut() {
+                let mut group = test_support::lines(&refs);
+                p.process(&mut group);
+            }
+            let mut group = test_support::lines(&refs);
+            for p in chain.iter_mut() {
+                p.process(&mut group);
+            }
+        }
+    }
+
     #[test]
     fn regex_errors_are_one_line_about_the_users_pattern() {
         let e = native_regex("Regex", "(a", true).err().unwrap();
