@@ -19,6 +19,7 @@ pub mod filter_regex;
 pub mod filter_regex_native;
 pub mod json;
 pub mod md5;
+pub mod packjson;
 pub mod parse_delimiter_native;
 pub mod parse_json_native;
 pub mod parse_regex_native;
@@ -88,6 +89,7 @@ pub const PROCESSORS: &[Registration] = &[
     md5::REGISTRATION,
     base64_encoding::REGISTRATION,
     base64_decoding::REGISTRATION,
+    packjson::REGISTRATION,
     add_fields::REGISTRATION,
 ];
 
@@ -271,6 +273,7 @@ mod tests {
             "processor_md5" => json!({"SourceKey": "content", "MD5Key": "m"}),
             "processor_base64_encoding" => json!({"SourceKey": "content"}),
             "processor_base64_decoding" => json!({"SourceKey": "content", "NewKey": "d"}),
+            "processor_packjson" => json!({"SourceKeys": ["content", "a"], "DestKey": "packed"}),
             "processor_add_fields" => json!({"Fields": {"a": "b"}}),
             other => panic!("no sample options for {other}: add them here"),
         }
