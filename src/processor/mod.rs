@@ -12,6 +12,7 @@ pub mod add_fields;
 pub mod base64_decoding;
 pub mod base64_encoding;
 mod common_parser_options;
+pub mod csv;
 pub mod default;
 pub mod desensitize_native;
 pub mod drop;
@@ -90,6 +91,7 @@ pub const PROCESSORS: &[Registration] = &[
     base64_encoding::REGISTRATION,
     base64_decoding::REGISTRATION,
     packjson::REGISTRATION,
+    csv::REGISTRATION,
     add_fields::REGISTRATION,
 ];
 
@@ -274,6 +276,9 @@ mod tests {
             "processor_base64_encoding" => json!({"SourceKey": "content"}),
             "processor_base64_decoding" => json!({"SourceKey": "content", "NewKey": "d"}),
             "processor_packjson" => json!({"SourceKeys": ["content", "a"], "DestKey": "packed"}),
+            "processor_csv" => {
+                json!({"SplitKeys": ["a", "b"], "PreserveOthers": true, "TrimLeadingSpace": true})
+            }
             "processor_add_fields" => json!({"Fields": {"a": "b"}}),
             other => panic!("no sample options for {other}: add them here"),
         }
