@@ -18,6 +18,7 @@ pub mod desensitize_native;
 pub mod drop;
 pub mod filter_regex;
 pub mod filter_regex_native;
+pub mod gotime;
 pub mod json;
 pub mod md5;
 pub mod packjson;
@@ -92,6 +93,7 @@ pub const PROCESSORS: &[Registration] = &[
     base64_decoding::REGISTRATION,
     packjson::REGISTRATION,
     csv::REGISTRATION,
+    gotime::REGISTRATION,
     add_fields::REGISTRATION,
 ];
 
@@ -278,6 +280,9 @@ mod tests {
             "processor_packjson" => json!({"SourceKeys": ["content", "a"], "DestKey": "packed"}),
             "processor_csv" => {
                 json!({"SplitKeys": ["a", "b"], "PreserveOthers": true, "TrimLeadingSpace": true})
+            }
+            "processor_gotime" => {
+                json!({"SourceKey": "content", "SourceFormat": "Jan _2 15:04:05.999 -07:00 2006", "DestKey": "d", "DestFormat": "Monday 002 3PM MST Z07:00 .000"})
             }
             "processor_add_fields" => json!({"Fields": {"a": "b"}}),
             other => panic!("no sample options for {other}: add them here"),
