@@ -181,7 +181,7 @@ impl Processor for Csv {
 }
 
 /// The first record of `text` by Go's `encoding/csv` reader rules; `None` on a quote error.
-fn first_record(text: &str, sep: char, trim_leading_space: bool) -> Option<Vec<String>> {
+pub(super) fn first_record(text: &str, sep: char, trim_leading_space: bool) -> Option<Vec<String>> {
     let text = text.replace("\r\n", "\n");
     let mut rest = text.trim_start_matches('\n');
     if rest.is_empty() {

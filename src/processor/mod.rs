@@ -15,6 +15,7 @@ mod common_parser_options;
 pub mod csv;
 pub mod default;
 pub mod desensitize_native;
+pub mod dict_map;
 pub mod drop;
 pub mod filter_regex;
 pub mod filter_regex_native;
@@ -94,6 +95,7 @@ pub const PROCESSORS: &[Registration] = &[
     packjson::REGISTRATION,
     csv::REGISTRATION,
     gotime::REGISTRATION,
+    dict_map::REGISTRATION,
     add_fields::REGISTRATION,
 ];
 
@@ -283,6 +285,9 @@ mod tests {
             }
             "processor_gotime" => {
                 json!({"SourceKey": "content", "SourceFormat": "Jan _2 15:04:05.999 -07:00 2006", "DestKey": "d", "DestFormat": "Monday 002 3PM MST Z07:00 .000"})
+            }
+            "processor_dict_map" => {
+                json!({"SourceKey": "content", "DestKey": "d", "MapDict": {"a": "b"}, "HandleMissing": true})
             }
             "processor_add_fields" => json!({"Fields": {"a": "b"}}),
             other => panic!("no sample options for {other}: add them here"),
