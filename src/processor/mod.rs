@@ -28,6 +28,7 @@ pub mod parse_json_native;
 pub mod parse_regex_native;
 pub mod parse_timestamp_native;
 pub mod pick_key;
+pub mod rate_limit;
 pub mod regex;
 pub mod rename;
 pub mod split_key_value;
@@ -96,6 +97,7 @@ pub const PROCESSORS: &[Registration] = &[
     csv::REGISTRATION,
     gotime::REGISTRATION,
     dict_map::REGISTRATION,
+    rate_limit::REGISTRATION,
     add_fields::REGISTRATION,
 ];
 
@@ -289,6 +291,7 @@ mod tests {
             "processor_dict_map" => {
                 json!({"SourceKey": "content", "DestKey": "d", "MapDict": {"a": "b"}, "HandleMissing": true})
             }
+            "processor_rate_limit" => json!({"Fields": ["content"], "Limit": "1000/s"}),
             "processor_add_fields" => json!({"Fields": {"a": "b"}}),
             other => panic!("no sample options for {other}: add them here"),
         }
