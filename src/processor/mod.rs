@@ -17,6 +17,7 @@ pub mod default;
 pub mod desensitize_native;
 pub mod dict_map;
 pub mod drop;
+pub mod fields_with_condition;
 pub mod filter_regex;
 pub mod filter_regex_native;
 pub mod gotime;
@@ -98,6 +99,7 @@ pub const PROCESSORS: &[Registration] = &[
     gotime::REGISTRATION,
     dict_map::REGISTRATION,
     rate_limit::REGISTRATION,
+    fields_with_condition::REGISTRATION,
     add_fields::REGISTRATION,
 ];
 
@@ -292,6 +294,9 @@ mod tests {
                 json!({"SourceKey": "content", "DestKey": "d", "MapDict": {"a": "b"}, "HandleMissing": true})
             }
             "processor_rate_limit" => json!({"Fields": ["content"], "Limit": "1000/s"}),
+            "processor_fields_with_condition" => {
+                json!({"DropIfNotMatchCondition": true, "Switch": [{"Case": {"RelationOperator": "regexp", "FieldConditions": {"content": "a"}}, "Actions": [{"type": "processor_drop", "DropKeys": ["x"]}]}]})
+            }
             "processor_add_fields" => json!({"Fields": {"a": "b"}}),
             other => panic!("no sample options for {other}: add them here"),
         }
