@@ -18,6 +18,7 @@ pub mod desensitize_native;
 pub mod dict_map;
 pub mod drop;
 pub mod fields_with_condition;
+pub mod filter_key_regex;
 pub mod filter_regex;
 pub mod filter_regex_native;
 pub mod gotime;
@@ -100,6 +101,7 @@ pub const PROCESSORS: &[Registration] = &[
     dict_map::REGISTRATION,
     rate_limit::REGISTRATION,
     fields_with_condition::REGISTRATION,
+    filter_key_regex::REGISTRATION,
     add_fields::REGISTRATION,
 ];
 
@@ -297,6 +299,7 @@ mod tests {
             "processor_fields_with_condition" => {
                 json!({"DropIfNotMatchCondition": true, "Switch": [{"Case": {"RelationOperator": "regexp", "FieldConditions": {"content": "a"}}, "Actions": [{"type": "processor_drop", "DropKeys": ["x"]}]}]})
             }
+            "processor_filter_key_regex" => json!({"Include": ["^c"], "Exclude": ["x"]}),
             "processor_add_fields" => json!({"Fields": {"a": "b"}}),
             other => panic!("no sample options for {other}: add them here"),
         }
