@@ -9,6 +9,8 @@
 //! * [`plugin_config`]: the plugin manager's JSON (the shape iLogtail's core sends its plugin
 //!   base), including iLogtail's `GlobalConfig` names and defaults.
 //! * [`plugin`]: the processor, input, aggregator and flusher interfaces.
+//! * [`processor`]: every processor, and the registry both sides build them from.
+//! * [`plugin_options`]: reading a plugin's options, with the unknown ones listed.
 //! * [`stdout_format`]: the JSON-lines format of every stdout and file flusher (DESIGN §7).
 //! * [`adapter_abi`]: the callback types of the adaptor ABI.
 //! * [`rslice`]: the checked string and slice types of the C boundaries.
@@ -19,6 +21,8 @@ pub mod event;
 pub mod ffi_boundary;
 pub mod plugin;
 pub mod plugin_config;
+pub mod plugin_options;
+pub mod processor;
 pub mod proto;
 pub mod rslice;
 pub mod stdout_format;

@@ -118,7 +118,8 @@ fn null_as_empty_object<'de, D: Deserializer<'de>>(d: D) -> Result<Value, D::Err
 /// the host's own is rejected unless a third-party base is loaded. The base checks in a test
 /// that its registry holds exactly these.
 pub const BASE_INPUTS: &[&str] = &["metric_mock"];
-pub const BASE_PROCESSORS: &[&str] = &["processor_add_fields"];
+/// Every processor of the core registry: the base registers them all.
+pub const BASE_PROCESSORS: &[&str] = &crate::processor::NAMES;
 pub const BASE_AGGREGATORS: &[&str] = &["aggregator_default"];
 pub const BASE_FLUSHERS: &[&str] = &["flusher_sls", "flusher_stdout"];
 pub const BASE_EXTENSIONS: &[&str] = &[];

@@ -79,7 +79,7 @@ impl Sandbox {
     }
 }
 
-/// The mock pipeline: metric_mock (an extended input) → processor_add_fields (extended) →
+/// The mock pipeline: metric_mock (an extended input) → processor_add_fields (in the base too) →
 /// flusher_stdout (native), so its data goes base → SendPb → the host's flusher.
 fn mock_yaml(input_interval_ms: u64, f1: &str) -> String {
     format!(
@@ -603,14 +603,13 @@ fn validate_names_file_and_field_of_each_error() {
             vec!["flushers[0]", "FilePath"],
         ),
         (
-            "extended_before_native.yaml",
+            "bad_processor_regex.yaml",
             format!(
                 "{file_input}processors:\n\
-                 \x20 - {{Type: processor_add_fields, Fields: {{a: b}}}}\n\
-                 \x20 - {{Type: processor_parse_regex_native, Regex: '(.*)', Keys: [msg]}}\n\
+                 \x20 - {{Type: processor_parse_regex_native, Regex: '(a', Keys: [msg]}}\n\
                  {stdout}"
             ),
-            vec!["processors[1]", "processor_parse_regex_native"],
+            vec!["processors[0].Regex", "not a valid regex"],
         ),
         (
             "mixed_inputs.yaml",
@@ -628,11 +627,11 @@ fn validate_names_file_and_field_of_each_error() {
         (
             "not_implemented.yaml",
             format!(
-                "{file_input}processors: [{{Type: processor_json, SourceKey: content}}]\n{stdout}"
+                "{file_input}processors: [{{Type: processor_grok, Match: ['%{{WORD:w}}']}}]\n{stdout}"
             ),
             vec![
                 "processors[0].Type",
-                "\"processor_json\" is an iLogtail plugin that Tailrace does not implement yet",
+                "\"processor_grok\" is an iLogtail plugin that Tailrace does not implement yet",
             ],
         ),
         (
@@ -693,7 +692,7 @@ fn delivered_seqs(text: &str) -> Vec<u64> {
     out
 }
 
-/// A file pipeline whose data goes through the plugin base and back (`processor_add_fields`
+/// A file pipeline whose data goes through the plugin base and back (`aggregator_default`
 /// runs in the base, `flusher_file` in the host), killed with SIGKILL 20 times at moments spread
 /// over its work while lines keep being appended: every line arrives in the end. The base's
 /// aggregator holds each cycle's few lines for 3 s (`AggregatIntervalMs`) and the kills come
@@ -712,7 +711,7 @@ fn kill_minus_nine_through_the_base_loses_nothing() {
         &format!(
             "global: {{AggregatIntervalMs: 3000, FlushIntervalMs: 200}}\n\
              inputs: [{{Type: input_file, FilePaths: [\"{}\"], TailingAllMatchedFiles: true}}]\n\
-             processors: [{{Type: processor_add_fields, Fields: {{via: base}}}}]\n\
+             aggregators: [{{Type: aggregator_default}}]\n\
              flushers: [{{Type: flusher_file, FilePath: \"{}\"}}]\n",
             log.display(),
             out.display()
@@ -784,7 +783,7 @@ fn wait_for_seqs(path: &Path, n: usize, limit: Duration) -> (usize, usize) {
     }
 }
 
-/// A pipeline with a plugin Tailrace does not implement (`processor_json`) is not loaded, with
+/// A pipeline with a plugin Tailrace does not implement (`processor_grok`) is not loaded, with
 /// an error naming it, and the pipeline next to it runs.
 #[test]
 fn a_plugin_tailrace_lacks_is_refused_by_the_daemon_too() {
@@ -794,17 +793,17 @@ fn a_plugin_tailrace_lacks_is_refused_by_the_daemon_too() {
         "json.yaml",
         &format!(
             "inputs: [{{Type: input_file, FilePaths: [\"{}\"]}}]\n\
-             processors: [{{Type: processor_json, SourceKey: content}}]\n\
+             processors: [{{Type: processor_grok, Match: ['%{{WORD:w}}']}}]\n\
              flushers: [{{Type: flusher_stdout}}]\n",
             sandbox.path("logs").join("other-*.log").display()
         ),
     );
     let mut daemon = Daemon::start(&sandbox, None, &[]);
-    daemon.wait_stderr("the refusal of processor_json", |l| {
+    daemon.wait_stderr("the refusal of processor_grok", |l| {
         l.contains("ERROR")
             && l.contains("json")
             && l.contains(
-                "\"processor_json\" is an iLogtail plugin that Tailrace does not implement yet",
+                "\"processor_grok\" is an iLogtail plugin that Tailrace does not implement yet",
             )
     });
     daemon.expect_native_lines(&sandbox, "next-to-refused", 3);
@@ -812,15 +811,15 @@ fn a_plugin_tailrace_lacks_is_refused_by_the_daemon_too() {
     daemon.terminate();
 }
 
-/// A file pipeline whose part in the base fails to load (`processor_add_fields` without
-/// fields) next to a healthy one: the healthy one delivers everything at once, the broken one
+/// A file pipeline whose part in the base fails to load (`aggregator_default` with
+/// `MaxLogCount: 0`, which only the base checks) next to a healthy one: the healthy one delivers everything at once, the broken one
 /// is reported and delivers nothing — its lines wait unacknowledged — and once its config is
 /// fixed it delivers every line, none twice.
 #[test]
 fn a_broken_base_pipeline_stays_in_its_lane() {
     const LINES: usize = 500;
     let sandbox = Sandbox::new();
-    let pipeline = |name: &str, fields: &str| {
+    let pipeline = |name: &str, max_log_count: u32| {
         let log = sandbox.path(&format!("logs/{name}.log"));
         if !log.exists() {
             let text: String = (0..LINES).map(|i| format!("seq={i:08} {name}\n")).collect();
@@ -831,15 +830,15 @@ fn a_broken_base_pipeline_stays_in_its_lane() {
             &format!(
                 "global: {{AggregatIntervalMs: 200, FlushIntervalMs: 100}}\n\
                  inputs: [{{Type: input_file, FilePaths: [\"{}\"], TailingAllMatchedFiles: true}}]\n\
-                 processors: [{{Type: processor_add_fields, Fields: {fields}}}]\n\
+                 aggregators: [{{Type: aggregator_default, MaxLogCount: {max_log_count}}}]\n\
                  flushers: [{{Type: flusher_file, FilePath: \"{}\"}}]\n",
                 log.display(),
                 sandbox.path(&format!("{name}.jsonl")).display()
             ),
         );
     };
-    pipeline("broken", "{}");
-    pipeline("healthy", "{lane: ok}");
+    pipeline("broken", 0);
+    pipeline("healthy", 1024);
     let mut daemon = Daemon::start(&sandbox, None, &[]);
     let (healthy, dups) = wait_for_seqs(&sandbox.path("healthy.jsonl"), LINES, WAIT_LONG);
     assert_eq!(
@@ -853,11 +852,11 @@ fn a_broken_base_pipeline_stays_in_its_lane() {
     let broken_now = fs::read_to_string(sandbox.path("broken.jsonl")).unwrap_or_default();
     assert!(
         delivered_seqs(&broken_now).is_empty(),
-        "the broken pipeline delivered without its processor"
+        "the broken pipeline delivered without its base part"
     );
     daemon.assert_running("with a broken base pipeline");
 
-    pipeline("broken", "{lane: fixed}");
+    pipeline("broken", 1024);
     let (fixed, dups) = wait_for_seqs(&sandbox.path("broken.jsonl"), LINES, WAIT_LONG);
     assert_eq!(
         (fixed, dups),

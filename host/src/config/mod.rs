@@ -297,8 +297,28 @@ fn validate(
             other => errors.push(error(path, other, "unknown top-level key (expected enable, global, inputs, processors, aggregators, flushers, extensions)")),
         }
     }
+    place_processors(&mut config);
     check_structure(path, &config, errors);
     config
+}
+
+/// Where each processor runs (DESIGN §5). With a native input the host runs the chain up to the
+/// first processor it lacks, and the plugin base the rest of it: data crosses to the base once
+/// per batch and never comes back for a processor. With an extended input the base runs the
+/// whole chain, with the same processors (it registers every one the host has).
+fn place_processors(config: &mut PipelineConfig) {
+    let native_input = config
+        .inputs
+        .iter()
+        .any(|p| p.placement == Placement::Native);
+    let mut in_base = !native_input;
+    for p in &mut config.processors {
+        if p.placement != Placement::Native {
+            in_base = true;
+        } else if in_base {
+            p.placement = Placement::Extended;
+        }
+    }
 }
 
 fn plugins(
@@ -409,7 +429,7 @@ fn singular(section: Section) -> &'static str {
 fn placement(section: Section, kind: &str) -> Option<Placement> {
     let native = match section {
         Section::Inputs => input::NATIVE_INPUTS.contains(&kind),
-        Section::Processors => processor::NATIVE_PROCESSORS.contains(&kind),
+        Section::Processors => processor::is_native(kind),
         Section::Aggregators | Section::Extensions => false,
         Section::Flushers => flusher::NATIVE_FLUSHERS.contains(&kind),
     };
@@ -447,32 +467,44 @@ fn check_native_options(section: Section, plugin: &PluginConfig) -> Result<(), (
 /// as iLogtail does; while a config is being validated ([`collect_ignored`]) they are noted, so
 /// that they become warnings.
 pub fn parse_options<T: DeserializeOwned>(plugin: &PluginConfig) -> Result<T, (String, String)> {
-    let value = Value::Object(plugin.options.clone());
-    let mut ignored = Vec::new();
-    let mut note = |path: serde_ignored::Path<'_>| ignored.push(option_path(&path));
-    let result =
-        serde_path_to_error::deserialize(serde_ignored::Deserializer::new(&value, &mut note));
-    if !ignored.is_empty() {
-        IGNORED.with(|collector| {
-            if let Some(found) = collector.borrow_mut().as_mut() {
-                let known = struct_fields::<T>();
-                found.extend(ignored.into_iter().map(|key| IgnoredOption {
-                    field: format!("{}.{key}", plugin.field),
-                    key,
-                    known,
-                }));
-            }
-        });
+    if collecting_ignored() {
+        note_ignored(
+            plugin,
+            tailrace::plugin_options::unknown_options::<T>(&plugin.options),
+            tailrace::plugin_options::struct_fields::<T>(),
+        );
     }
-    result.map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." {
+    tailrace::plugin_options::parse(&plugin.options).map_err(|e| {
+        let field = if e.field.is_empty() {
             plugin.field.clone()
         } else {
-            format!("{}.{path}", plugin.field)
+            format!("{}.{}", plugin.field, e.field)
         };
-        (field, e.inner().to_string())
+        (field, e.message)
     })
+}
+
+/// Whether a config check is collecting ignored options now (so that building a pipeline from
+/// a checked config does not look for them again).
+pub fn collecting_ignored() -> bool {
+    IGNORED.with(|c| c.borrow().is_some())
+}
+
+/// Notes options of `plugin` that it does not take (`keys`, below the plugin), while a config
+/// is being validated ([`collect_ignored`]); `known` are the options it takes.
+pub fn note_ignored(plugin: &PluginConfig, keys: Vec<String>, known: &'static [&'static str]) {
+    if keys.is_empty() {
+        return;
+    }
+    IGNORED.with(|collector| {
+        if let Some(found) = collector.borrow_mut().as_mut() {
+            found.extend(keys.into_iter().map(|key| IgnoredOption {
+                field: format!("{}.{key}", plugin.field),
+                key,
+                known,
+            }));
+        }
+    });
 }
 
 thread_local! {
@@ -526,26 +558,6 @@ fn collect_ignored<R>(f: impl FnOnce() -> R) -> (R, Vec<IgnoredOption>) {
     (result, found.unwrap_or_default())
 }
 
-/// `Multiline.StartPatern`, `Keys[3]`: where a key was ignored, below the plugin.
-fn option_path(path: &serde_ignored::Path<'_>) -> String {
-    use serde_ignored::Path;
-    match path {
-        Path::Root => String::new(),
-        Path::Seq { parent, index } => format!("{}[{index}]", option_path(parent)),
-        Path::Map { parent, key } => {
-            let parent = option_path(parent);
-            if parent.is_empty() {
-                key.clone()
-            } else {
-                format!("{parent}.{key}")
-            }
-        }
-        Path::Some { parent }
-        | Path::NewtypeStruct { parent }
-        | Path::NewtypeVariant { parent } => option_path(parent),
-    }
-}
-
 /// The known option closest to `key`, if one is close enough to be a likely typo: the same but
 /// for case, or a few edits away.
 fn suggestion(key: &str, known: &[&'static str]) -> Option<&'static str> {
@@ -577,60 +589,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-/// The top-level field names (as written in configs) of a derived option struct: serde hands
-/// them to `deserialize_struct`, which this deserializer records and then stops. Empty for a
-/// type that is not a plain struct.
-fn struct_fields<T: DeserializeOwned>() -> &'static [&'static str] {
-    match T::deserialize(FieldProbe) {
-        Err(ProbeDone(fields)) => fields,
-        Ok(_) => &[],
-    }
-}
-
-struct FieldProbe;
-
-#[derive(Debug)]
-struct ProbeDone(&'static [&'static str]);
-
-impl fmt::Display for ProbeDone {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("field probe")
-    }
-}
-
-impl std::error::Error for ProbeDone {}
-
-impl serde::de::Error for ProbeDone {
-    fn custom<M: fmt::Display>(_: M) -> Self {
-        ProbeDone(&[])
-    }
-}
-
-impl<'de> serde::Deserializer<'de> for FieldProbe {
-    type Error = ProbeDone;
-
-    fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, ProbeDone> {
-        Err(ProbeDone(&[]))
-    }
-
-    fn deserialize_struct<V: serde::de::Visitor<'de>>(
-        self,
-        _name: &'static str,
-        fields: &'static [&'static str],
-        _: V,
-    ) -> Result<V::Value, ProbeDone> {
-        Err(ProbeDone(fields))
-    }
-
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
-        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
-        ignored_any
-    }
-}
-
-/// Rules across plugins: one kind of input, native processors first and only after a native
-/// input, at least one input and one flusher.
+/// Rules across plugins: one kind of input, at least one input and one flusher. (Processors
+/// may come in any order: [`place_processors`] decides where each runs.)
 fn check_structure(path: &Path, config: &PipelineConfig, errors: &mut Vec<ConfigError>) {
     if config.inputs.is_empty() && errors.iter().all(|e| !e.field.starts_with("inputs")) {
         errors.push(error(path, "inputs", "a pipeline needs at least one input"));
@@ -657,26 +617,6 @@ fn check_structure(path: &Path, config: &PipelineConfig, errors: &mut Vec<Config
     if native_inputs > 1 {
         errors.push(error(path, "inputs", "only one native input per pipeline"));
     }
-    let mut seen_extended: Option<&PluginConfig> = None;
-    for p in &config.processors {
-        match (p.placement, seen_extended) {
-            (Placement::Extended | Placement::ThirdParty, None) => seen_extended = Some(p),
-            (Placement::Native, Some(ext)) => errors.push(error(
-                path,
-                &p.field,
-                format!(
-                    "native processor {:?} comes after extended processor {:?} ({}): native processors must come first",
-                    p.plugin_type, ext.plugin_type, ext.field
-                ),
-            )),
-            (Placement::Native, None) if native_inputs == 0 && !config.inputs.is_empty() => errors.push(error(
-                path,
-                &p.field,
-                format!("native processor {:?} needs a native input", p.plugin_type),
-            )),
-            _ => {}
-        }
-    }
 }
 
 #[cfg(test)]
@@ -698,13 +638,14 @@ mod tests {
     #[test]
     fn valid_ilogtail_config_is_split_by_placement() {
         let text = format!(
-            "enable: true\n{FILE_INPUT}processors:\n  - Type: processor_parse_regex_native\n    Regex: (.*)\n    Keys: [msg]\n  - Type: processor_add_fields/2\n    Fields: {{a: b}}\nflushers:\n  - Type: flusher_stdout\n"
+            "enable: true\n{FILE_INPUT}processors:\n  - Type: processor_parse_regex_native\n    Regex: (.*)\n    Keys: [msg]\n  - Type: processor_add_fields/2\n    Fields: {{a: b}}\naggregators:\n  - Type: aggregator_default\nflushers:\n  - Type: flusher_stdout\n"
         );
         let config = parse(Path::new("/c/app.yaml"), text.as_bytes()).unwrap();
         assert_eq!(config.name, "app");
         assert_eq!(config.processors[0].placement, Placement::Native);
-        assert_eq!(config.processors[1].placement, Placement::Extended);
+        assert_eq!(config.processors[1].placement, Placement::Native);
         assert_eq!(config.processors[1].kind(), "processor_add_fields");
+        assert_eq!(config.aggregators[0].placement, Placement::Extended);
     }
 
     #[test]
@@ -729,7 +670,7 @@ mod tests {
     fn unimplemented_ilogtail_native_plugins_say_so() {
         let e = one_error(
             "a.yaml",
-            &format!("{FILE_INPUT}processors: [{{Type: processor_parse_json_native}}]\nflushers: [{{Type: flusher_stdout}}]\n"),
+            &format!("{FILE_INPUT}processors: [{{Type: processor_parse_apsara_native}}]\nflushers: [{{Type: flusher_stdout}}]\n"),
         );
         assert!(e.message.contains("does not implement yet"), "{e}");
     }
@@ -762,15 +703,43 @@ mod tests {
     }
 
     #[test]
-    fn extended_before_native_is_rejected() {
+    fn the_chain_from_the_first_processor_the_host_lacks_runs_in_the_base() {
+        let config = parse(
+            Path::new("a.yaml"),
+            format!(
+                "{FILE_INPUT}processors:\n  - Type: processor_parse_json_native\n  - Type: processor_grok\n  - Type: processor_parse_regex_native\n    Regex: (.*)\n    Keys: [m]\nflushers: [{{Type: flusher_stdout}}]\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let placements: Vec<Placement> = config.processors.iter().map(|p| p.placement).collect();
+        assert_eq!(
+            placements,
+            [
+                Placement::Native,
+                Placement::ThirdParty,
+                Placement::Extended
+            ]
+        );
+    }
+
+    #[test]
+    fn with_an_extended_input_every_processor_runs_in_the_base() {
+        let config = parse(
+            Path::new("a.yaml"),
+            b"inputs: [{Type: metric_mock}]\nprocessors: [{Type: processor_add_fields, Fields: {a: b}}, {Type: processor_filter_regex_native, Include: {a: b}}]\nflushers: [{Type: flusher_stdout}]\n",
+        )
+        .unwrap();
+        assert!(config
+            .processors
+            .iter()
+            .all(|p| p.placement == Placement::Extended));
+        // Their options are still checked by the host.
         let e = one_error(
             "a.yaml",
-            &format!(
-                "{FILE_INPUT}processors:\n  - Type: processor_add_fields\n    Fields: {{a: b}}\n  - Type: processor_parse_regex_native\n    Regex: (.*)\n    Keys: [m]\nflushers: [{{Type: flusher_stdout}}]\n"
-            ),
+            "inputs: [{Type: metric_mock}]\nprocessors: [{Type: processor_filter_regex_native, Include: {a: '['}}]\nflushers: [{Type: flusher_stdout}]\n",
         );
-        assert_eq!(e.field, "processors[1]");
-        assert!(e.message.contains("must come first"), "{e}");
+        assert_eq!(e.field, "processors[0].Include.a");
     }
 
     #[test]

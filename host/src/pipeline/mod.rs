@@ -1,6 +1,6 @@
 //! A pipeline's native part, and how a config is split between the host and the plugin base
-//! (DESIGN §5): native input → native processors → (extended processors → aggregators →
-//! extended flushers, in the base) → native flushers. Data crosses to the base once per batch
+//! (DESIGN §5): native input → the processors up to the first one the host lacks → (the rest
+//! of the chain → aggregators → extended flushers, in the base) → native flushers. Data crosses to the base once per batch
 //! (`ProcessLogGroup` as `P/2`) and comes back once per batch (`SendPb` under `P`); a pipeline
 //! whose input is extended runs in the base as `P/1` and flushes back to the host.
 
@@ -337,15 +337,46 @@ mod tests {
     }
 
     #[test]
-    fn native_input_with_extended_processor_is_fed_as_p2() {
+    fn native_input_with_extended_aggregator_is_fed_as_p2() {
         let part = base_part(&config(
-            "inputs: [{Type: input_file, FilePaths: [/a/*.log]}]\nprocessors: [{Type: processor_add_fields, Fields: {a: b}}]\nflushers: [{Type: flusher_stdout}]\n",
+            "inputs: [{Type: input_file, FilePaths: [/a/*.log]}]\nprocessors: [{Type: processor_add_fields, Fields: {a: b}}]\naggregators: [{Type: aggregator_default}]\nflushers: [{Type: flusher_stdout}]\n",
         ))
         .unwrap();
         assert_eq!(part.config_name, "p/2");
         let json: Value = serde_json::from_str(&part.json).unwrap();
         assert!(json.get("inputs").is_none());
-        assert_eq!(json["processors"][0]["type"], "processor_add_fields");
+        // The host runs the processor it has.
+        assert_eq!(json["processors"], json!([]));
+        assert_eq!(json["aggregators"][0]["type"], "aggregator_default");
+    }
+
+    #[test]
+    fn the_host_runs_the_prefix_and_the_base_the_rest_of_the_chain() {
+        let config = config(
+            "inputs: [{Type: input_file, FilePaths: [/a/*.log]}]\nprocessors:\n  - {Type: processor_parse_json_native}\n  - {Type: processor_grok, Match: ['%{WORD:w}']}\n  - {Type: processor_add_fields, Fields: {a: b}}\nflushers: [{Type: flusher_stdout}]\n",
+        );
+        let part = base_part(&config).unwrap();
+        let json: Value = serde_json::from_str(&part.json).unwrap();
+        let types: Vec<&str> = json["processors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(types, ["processor_grok", "processor_add_fields"]);
+        let built = Built::new(config).unwrap();
+        assert_eq!(built.processors.len(), 1);
+    }
+
+    #[test]
+    fn with_an_extended_input_the_base_runs_every_processor() {
+        let part = base_part(&config(
+            "inputs: [{Type: metric_mock}]\nprocessors: [{Type: processor_parse_json_native, SourceKey: f1}]\nflushers: [{Type: flusher_stdout}]\n",
+        ))
+        .unwrap();
+        let json: Value = serde_json::from_str(&part.json).unwrap();
+        assert_eq!(json["processors"][0]["type"], "processor_parse_json_native");
+        assert_eq!(json["processors"][0]["detail"]["SourceKey"], "f1");
     }
 
     #[test]

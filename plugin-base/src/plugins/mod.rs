@@ -1,5 +1,5 @@
-//! Every plugin of the base, one per file, in folders by kind. `all()` is the one list the
-//! registry is built from.
+//! Every plugin of the base, one per file, in folders by kind, plus every processor of the core
+//! (`tailrace::processor`). `all()` is the one list the registry is built from.
 
 pub mod aggregators;
 pub mod flushers;
@@ -10,14 +10,18 @@ use crate::runtime::registry::PluginFactory;
 
 /// Every plugin, with its registry name.
 pub fn all() -> Vec<(&'static str, PluginFactory)> {
-    #[allow(unused_mut)]
     let mut plugins = vec![
         inputs::metric_mock::PLUGIN,
-        processors::add_fields::PLUGIN,
         aggregators::default::PLUGIN,
         flushers::sls::PLUGIN,
         flushers::stdout::PLUGIN,
     ];
+    // Every processor of the core: the host's own processors run here too when the input does.
+    plugins.extend(
+        tailrace::processor::PROCESSORS
+            .iter()
+            .map(|r| (r.name, PluginFactory::CoreProcessor(r.build))),
+    );
     #[cfg(feature = "test-faults")]
     plugins.push(processors::test_panic::PLUGIN);
     plugins

@@ -27,7 +27,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 
 use crate::context::{AlarmLevel, PipelineStats};
 use crate::plugins::aggregators::default::default_aggregator;
-use crate::runtime::registry::{Build, PluginContext, PluginFactory, Registry, ServiceInput};
+use crate::runtime::registry::{PluginContext, PluginFactory, Registry, ServiceInput};
 
 /// How long inputs get to stop.
 const INPUT_STOP_TIMEOUT: Duration = Duration::from_secs(2);
@@ -117,6 +117,10 @@ impl PipelineInstance {
                 Some(PluginFactory::Processor(b)) => plugins
                     .processors
                     .push((entry.plugin_type.clone(), construct(&ctx, entry, b)?)),
+                Some(PluginFactory::CoreProcessor(b)) => plugins.processors.push((
+                    entry.plugin_type.clone(),
+                    construct(&ctx, entry, |_, detail| build_core_processor(b, detail))?,
+                )),
                 _ => skip(entry, "processors"),
             }
         }
@@ -370,7 +374,24 @@ fn stop_alarm(ctx: &PluginContext, message: String) {
 }
 
 /// Builds one plugin; a panic in its constructor becomes an error and an alarm.
-fn construct<T>(ctx: &PluginContext, entry: &PluginEntry, build: Build<T>) -> Result<T, String> {
+/// Builds one of the core's processors (shared with the host) from its `detail`.
+fn build_core_processor(
+    build: tailrace::processor::Constructor,
+    detail: &serde_json::Value,
+) -> Result<Box<dyn tailrace::plugin::Processor>, String> {
+    match detail {
+        serde_json::Value::Object(options) => build(options).map_err(|e| e.to_string()),
+        other => Err(format!(
+            "detail: expected an object of options, got {other}"
+        )),
+    }
+}
+
+fn construct<T>(
+    ctx: &PluginContext,
+    entry: &PluginEntry,
+    build: impl FnOnce(&PluginContext, &serde_json::Value) -> Result<T, String>,
+) -> Result<T, String> {
     match catch_unwind(AssertUnwindSafe(|| build(ctx, &entry.detail))) {
         Ok(Ok(plugin)) => Ok(plugin),
         Ok(Err(e)) => Err(format!("plugin {:?}: {e}", entry.plugin_type)),

@@ -67,6 +67,8 @@ pub enum PluginFactory {
     MetricInput(Build<Box<dyn MetricInput>>),
     ServiceInput(Build<Box<dyn ServiceInput>>),
     Processor(Build<Box<dyn Processor>>),
+    /// A processor of the core, the same code the host runs (DESIGN §5).
+    CoreProcessor(tailrace::processor::Constructor),
     Aggregator(Build<Box<dyn Aggregator>>),
     Flusher(Build<Box<dyn Flusher>>),
 }

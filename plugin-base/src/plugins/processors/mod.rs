@@ -1,3 +1,5 @@
-pub mod add_fields;
+//! Processors of the base alone: test faults. Every real processor lives in the core
+//! (`tailrace::processor`), shared with the host.
+
 #[cfg(feature = "test-faults")]
 pub mod test_panic;

@@ -1,0 +1,129 @@
+//! Processors on the real binary: iLogtail-style configs (`input_file` → processors →
+//! `flusher_file`) over sample files, run with `--once` and no plugin libraries at all (every
+//! processor runs in the host), checking every field each event ends with.
+
+mod common;
+
+use std::fs;
+use std::process::{Command, Stdio};
+
+use serde_json::{Map, Value};
+
+use common::{tailrace_bin, Sandbox};
+
+/// Runs `tailrace --once` on the sandbox with an empty plugin dir; returns the events written
+/// to `out.jsonl`, each without the tags and time the file flusher adds.
+fn run_once(sandbox: &Sandbox, processors: &str) -> Vec<Map<String, Value>> {
+    fs::create_dir_all(sandbox.path("plugins")).unwrap();
+    sandbox.write_config(
+        "p.yaml",
+        &format!(
+            "inputs:\n  - Type: input_file\n    FilePaths: [{}/*.log]\nprocessors:\n{processors}flushers:\n  - Type: flusher_file\n    FilePath: {}\n",
+            sandbox.path("logs").display(),
+            sandbox.path("out.jsonl").display()
+        ),
+    );
+    let output = Command::new(tailrace_bin())
+        .arg("--config-dir")
+        .arg(sandbox.path("conf"))
+        .arg("--data-dir")
+        .arg(sandbox.path("data"))
+        .arg("--plugin-dir")
+        .arg(sandbox.path("plugins"))
+        .arg("--once")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "tailrace --once failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    fs::read_to_string(sandbox.path("out.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|line| {
+            let Value::Object(mut event) = serde_json::from_str(line).unwrap() else {
+                panic!("not an object: {line}")
+            };
+            event.retain(|k, _| !k.starts_with("__tag__:") && k != "__time__");
+            event
+        })
+        .collect()
+}
+
+fn event(pairs: &[(&str, &str)]) -> Map<String, Value> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+        .collect()
+}
+
+#[test]
+fn nginx_lines_through_regex_and_filter_in_the_host() {
+    let sandbox = Sandbox::new();
+    fs::write(
+        sandbox.path("logs/access.log"),
+        concat!(
+            "127.0.0.1 - - [07/Jul/2022:10:43:30 +0800] \"POST /PutData?Category=YunOsAccountOpLog\" 0.024 18204 200 37 \"-\" \"aliyun-sdk-java\"\n",
+            "127.0.0.1 - - [07/Jul/2022:10:44:30 +0800] \"Get /PutData?Category=YunOsAccountOpLog\" 0.024 18204 200 37 \"-\" \"aliyun-sdk-java\"\n",
+            "a line that is not an access log\n",
+        ),
+    )
+    .unwrap();
+    let events = run_once(
+        &sandbox,
+        "  - Type: processor_parse_regex_native\n    SourceKey: content\n    Regex: '([\\d\\.]+) \\S+ \\S+ \\[(\\S+) \\S+\\] \"(\\w+) ([^\"]*)\" ([\\d\\.]+) (\\d+) (\\d+) (\\d+|-) \"([^\"]*)\" \"([^\"]*)\"'\n    Keys: [ip, time, method, url, request_time, request_length, status, length, ref_url, browser]\n  - Type: processor_filter_regex_native\n    FilterKey: [method, status]\n    FilterRegex: ['^(POST|PUT)$', '^200$']\n",
+    );
+    assert_eq!(
+        events,
+        vec![event(&[
+            ("ip", "127.0.0.1"),
+            ("time", "07/Jul/2022:10:43:30"),
+            ("method", "POST"),
+            ("url", "/PutData?Category=YunOsAccountOpLog"),
+            ("request_time", "0.024"),
+            ("request_length", "18204"),
+            ("status", "200"),
+            ("length", "37"),
+            ("ref_url", "-"),
+            ("browser", "aliyun-sdk-java"),
+        ])]
+    );
+}
+
+#[test]
+fn json_then_csv_then_extended_processors_in_the_host() {
+    let sandbox = Sandbox::new();
+    fs::write(
+        sandbox.path("logs/app.log"),
+        concat!(
+            "{\"level\":\"INFO\",\"msg\":\"started\",\"ctx\":{\"port\": 8080},\"secret\":\"x\"}\n",
+            "2022-06-09,192.0.2.0,\"GET /a,b HTTP/1.1\",404\n",
+        ),
+    )
+    .unwrap();
+    let events = run_once(
+        &sandbox,
+        "  - Type: processor_parse_json_native\n    SourceKey: content\n    KeepingSourceWhenParseFail: true\n  - Type: processor_parse_delimiter_native\n    SourceKey: content\n    Separator: ','\n    Quote: '\"'\n    Keys: [time, ip, request, status]\n  - Type: processor_drop\n    DropKeys: [secret]\n  - Type: processor_rename\n    SourceKeys: [msg]\n    DestKeys: [message]\n  - Type: processor_add_fields\n    Fields: {env: prod}\n",
+    );
+    assert_eq!(
+        events,
+        vec![
+            event(&[
+                ("level", "INFO"),
+                ("ctx", "{\"port\":8080}"),
+                ("message", "started"),
+                ("env", "prod"),
+            ]),
+            event(&[
+                ("time", "2022-06-09"),
+                ("ip", "192.0.2.0"),
+                ("request", "GET /a,b HTTP/1.1"),
+                ("status", "404"),
+                ("env", "prod"),
+            ]),
+        ]
+    );
+}

@@ -1,0 +1,361 @@
+//! Every processor, written once and linked into both the host and the plugin base, so that a
+//! processor gives the same result on either side (DESIGN §5). One file per processor, named
+//! after iLogtail's `Type` (`processor_parse_regex_native` → `parse_regex_native.rs`): its option
+//! struct with iLogtail's names and defaults at the top, its validation, the processor, and its
+//! tests.
+//!
+//! [`PROCESSORS`] is the registry: each `Type` with its constructor and its option checker. The
+//! host runs every processor listed here itself (they are native to it); the plugin base
+//! registers every one of them too, for pipelines whose input runs there.
+
+pub mod add_fields;
+pub mod base64_decoding;
+pub mod base64_encoding;
+mod common_parser_options;
+pub mod csv;
+pub mod default;
+pub mod desensitize_native;
+pub mod dict_map;
+pub mod drop;
+pub mod fields_with_condition;
+pub mod filter_key_regex;
+pub mod filter_regex;
+pub mod filter_regex_native;
+pub mod gotime;
+pub mod json;
+pub mod md5;
+pub mod packjson;
+pub mod parse_delimiter_native;
+pub mod parse_json_native;
+pub mod parse_regex_native;
+pub mod parse_timestamp_native;
+pub mod pick_key;
+pub mod rate_limit;
+pub mod regex;
+pub mod rename;
+pub mod split_key_value;
+pub mod string_replace;
+pub mod strptime;
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::plugin::Processor;
+use crate::plugin_options;
+pub use crate::plugin_options::OptionError as ProcessorError;
+
+/// A processor's options: its config item without `Type`.
+pub type Options = Map<String, Value>;
+
+/// Builds a processor from its options; the error names the option and what is wrong with it.
+pub type Constructor = fn(&Options) -> Result<Box<dyn Processor>, ProcessorError>;
+
+/// One processor type.
+#[derive(Clone, Copy)]
+pub struct Registration {
+    /// iLogtail's `Type`.
+    pub name: &'static str,
+    pub build: Constructor,
+    /// The options given that the processor does not take (paths below the plugin).
+    pub unknown_options: fn(&Options) -> Vec<String>,
+    /// The top-level options the processor takes, for "did you mean".
+    pub known_options: fn() -> &'static [&'static str],
+}
+
+impl Registration {
+    /// The registration of a processor whose options deserialize into `T`.
+    pub const fn new<T: DeserializeOwned>(name: &'static str, build: Constructor) -> Self {
+        Registration {
+            name,
+            build,
+            unknown_options: plugin_options::unknown_options::<T>,
+            known_options: plugin_options::struct_fields::<T>,
+        }
+    }
+}
+
+/// The registry: every processor Tailrace implements.
+pub const PROCESSORS: &[Registration] = &[
+    parse_regex_native::REGISTRATION,
+    parse_json_native::REGISTRATION,
+    parse_delimiter_native::REGISTRATION,
+    parse_timestamp_native::REGISTRATION,
+    filter_regex_native::REGISTRATION,
+    desensitize_native::REGISTRATION,
+    json::REGISTRATION,
+    filter_regex::REGISTRATION,
+    drop::REGISTRATION,
+    rename::REGISTRATION,
+    default::REGISTRATION,
+    regex::REGISTRATION,
+    pick_key::REGISTRATION,
+    string_replace::REGISTRATION,
+    split_key_value::REGISTRATION,
+    strptime::REGISTRATION,
+    md5::REGISTRATION,
+    base64_encoding::REGISTRATION,
+    base64_decoding::REGISTRATION,
+    packjson::REGISTRATION,
+    csv::REGISTRATION,
+    gotime::REGISTRATION,
+    dict_map::REGISTRATION,
+    rate_limit::REGISTRATION,
+    fields_with_condition::REGISTRATION,
+    filter_key_regex::REGISTRATION,
+    add_fields::REGISTRATION,
+];
+
+/// The names of [`PROCESSORS`], in the same order (a constant, so that the lists of what the
+/// plugin base implements can be built from it).
+pub const NAMES: [&str; PROCESSORS.len()] = names();
+
+const fn names() -> [&'static str; PROCESSORS.len()] {
+    let mut out = [""; PROCESSORS.len()];
+    let mut i = 0;
+    while i < PROCESSORS.len() {
+        out[i] = PROCESSORS[i].name;
+        i += 1;
+    }
+    out
+}
+
+/// The registration of `kind` (a `Type` without iLogtail's `/id` and `#priority` suffixes).
+pub fn find(kind: &str) -> Option<&'static Registration> {
+    PROCESSORS.iter().find(|r| r.name == kind)
+}
+
+/// Builds the processor `kind` from its options.
+pub fn build(kind: &str, options: &Options) -> Result<Box<dyn Processor>, ProcessorError> {
+    match find(kind) {
+        Some(registration) => (registration.build)(options),
+        None => Err(ProcessorError::new(
+            "Type",
+            format!("{kind:?} is not a processor Tailrace implements"),
+        )),
+    }
+}
+
+/// Parses a processor's options into its option struct (see [`plugin_options::parse`]).
+fn parse_options<T: DeserializeOwned>(options: &Options) -> Result<T, ProcessorError> {
+    plugin_options::parse(options)
+}
+
+/// Compiles a regex option with the byte semantics of iLogtail's native processors (boost on
+/// bytes): `.` matches any byte, a newline too, so a multi-line event and a line that is not
+/// valid UTF-8 both match as iLogtail matches them. A pattern that needs Unicode classes
+/// (`\p{Han}`) is compiled with Unicode on instead. `anchored` makes it a full match
+/// (boost's `regex_match`).
+fn native_regex(
+    field: &str,
+    pattern: &str,
+    anchored: bool,
+) -> Result<::regex::bytes::Regex, ProcessorError> {
+    let full = if anchored {
+        format!("^(?:{pattern})$")
+    } else {
+        pattern.to_owned()
+    };
+    let build = |unicode: bool| {
+        ::regex::bytes::RegexBuilder::new(&full)
+            .unicode(unicode)
+            .dot_matches_new_line(true)
+            .build()
+    };
+    build(false).or_else(|_| build(true)).map_err(|e| {
+        ProcessorError::new(
+            field,
+            format!("{pattern:?} is not a valid regex: {}", regex_problem(&e)),
+        )
+    })
+}
+
+/// The regex crate's error in one line, without the pattern it quotes (which carries our
+/// anchors): messages are printed one per line, naming the user's pattern.
+fn regex_problem(e: &::regex::Error) -> String {
+    let text = e.to_string();
+    text.lines()
+        .rev()
+        .find_map(|line| line.strip_prefix("error: "))
+        .map(str::to_owned)
+        .unwrap_or_else(|| text.lines().map(str::trim).collect::<Vec<_>>().join(" "))
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! Groups of logs for the processors' tests.
+
+    use bytes::Bytes;
+
+    use crate::{LogEvent, PipelineEvent, PipelineEventGroup};
+
+    /// A group of one log per line, each with the line as `content`.
+    pub fn lines(lines: &[&[u8]]) -> PipelineEventGroup {
+        let mut group = PipelineEventGroup::default();
+        for line in lines {
+            let mut log = LogEvent::new(1_700_000_000, None);
+            log.set_content("content", Bytes::copy_from_slice(line));
+            group.events.push(PipelineEvent::Log(log));
+        }
+        group
+    }
+
+    /// The contents of the `i`-th event (a log), as text pairs.
+    pub fn contents(group: &PipelineEventGroup, i: usize) -> Vec<(String, String)> {
+        let PipelineEvent::Log(log) = &group.events[i] else {
+            panic!("event {i} is not a log")
+        };
+        log.contents
+            .iter()
+            .map(|(k, v)| {
+                (
+                    String::from_utf8_lossy(k).into_owned(),
+                    String::from_utf8_lossy(v).into_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// `[("a", "1"), ...]` as owned pairs, to compare with [`contents`].
+    pub fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
+        expected
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    pub fn options(value: serde_json::Value) -> super::Options {
+        value.as_object().expect("options are an object").clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_registry_and_are_unique() {
+        assert_eq!(NAMES.len(), PROCESSORS.len());
+        for (name, registration) in NAMES.iter().zip(PROCESSORS) {
+            assert_eq!(*name, registration.name);
+            assert_eq!(find(name).unwrap().name, *name);
+        }
+        let mut sorted = NAMES.to_vec();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), NAMES.len());
+    }
+
+    /// Options that build each processor, for the random-input test (every registered
+    /// processor must be here).
+    fn sample_options(name: &str) -> serde_json::Value {
+        use serde_json::json;
+        match name {
+            "processor_parse_regex_native" => {
+                json!({"Regex": "(\\S+) (.*)", "Keys": ["a", "b"], "KeepingSourceWhenParseFail": true})
+            }
+            "processor_parse_json_native" => {
+                json!({"CopingRawLog": true, "KeepingSourceWhenParseFail": true})
+            }
+            "processor_parse_delimiter_native" => {
+                json!({"Separator": ",", "Keys": ["a", "b"], "OverflowedFieldsTreatment": "keep"})
+            }
+            "processor_parse_timestamp_native" => {
+                json!({"SourceKey": "content", "SourceFormat": "%Y-%m-%d %H:%M:%S.%f %z"})
+            }
+            "processor_filter_regex_native" => json!({"Include": {"content": ".*a.*"}}),
+            "processor_desensitize_native" => {
+                json!({"Method": "md5", "ContentPatternBeforeReplacedString": "a", "ReplacedContentPattern": "[^,]+"})
+            }
+            "processor_json" => json!({"SourceKey": "content", "ExpandArray": true}),
+            "processor_filter_regex" => json!({"Exclude": {"content": "^b"}}),
+            "processor_drop" => json!({"DropKeys": ["x"]}),
+            "processor_rename" => json!({"SourceKeys": ["content"], "DestKeys": ["c"]}),
+            "processor_default" => json!({}),
+            "processor_regex" => {
+                json!({"Regex": "(a+)(.*)", "Keys": ["a", "b"], "FullMatch": true})
+            }
+            "processor_pick_key" => json!({"Exclude": ["x"]}),
+            "processor_string_replace" => json!({"SourceKey": "content", "Method": "unquote"}),
+            "processor_split_key_value" => {
+                json!({"SourceKey": "content", "Delimiter": ",", "Separator": "="})
+            }
+            "processor_strptime" => {
+                json!({"SourceKey": "content", "Format": "%d/%b/%Y:%H:%M:%S %z"})
+            }
+            "processor_md5" => json!({"SourceKey": "content", "MD5Key": "m"}),
+            "processor_base64_encoding" => json!({"SourceKey": "content"}),
+            "processor_base64_decoding" => json!({"SourceKey": "content", "NewKey": "d"}),
+            "processor_packjson" => json!({"SourceKeys": ["content", "a"], "DestKey": "packed"}),
+            "processor_csv" => {
+                json!({"SplitKeys": ["a", "b"], "PreserveOthers": true, "TrimLeadingSpace": true})
+            }
+            "processor_gotime" => {
+                json!({"SourceKey": "content", "SourceFormat": "Jan _2 15:04:05.999 -07:00 2006", "DestKey": "d", "DestFormat": "Monday 002 3PM MST Z07:00 .000"})
+            }
+            "processor_dict_map" => {
+                json!({"SourceKey": "content", "DestKey": "d", "MapDict": {"a": "b"}, "HandleMissing": true})
+            }
+            "processor_rate_limit" => json!({"Fields": ["content"], "Limit": "1000/s"}),
+            "processor_fields_with_condition" => {
+                json!({"DropIfNotMatchCondition": true, "Switch": [{"Case": {"RelationOperator": "regexp", "FieldConditions": {"content": "a"}}, "Actions": [{"type": "processor_drop", "DropKeys": ["x"]}]}]})
+            }
+            "processor_filter_key_regex" => json!({"Include": ["^c"], "Exclude": ["x"]}),
+            "processor_add_fields" => json!({"Fields": {"a": "b"}}),
+            other => panic!("no sample options for {other}: add them here"),
+        }
+    }
+
+    /// Random bytes (JSON, CSV, escapes, digits, non-UTF-8) through every processor, chained:
+    /// no input makes any of them panic.
+    #[test]
+    fn random_bytes_through_every_processor_never_panic() {
+        const ALPHABET: &[u8] = b"{}[]\",:=\\ \t\nab01-+.%Z/\xff\xc3";
+        let mut chain: Vec<Box<dyn Processor>> = PROCESSORS
+            .iter()
+            .map(|r| {
+                let options = test_support::options(sample_options(r.name));
+                (r.build)(&options).unwrap_or_else(|e| panic!("{}: {e}", r.name))
+            })
+            .collect();
+        let mut seed: u32 = 17;
+        for round in 0..400usize {
+            let mut lines = Vec::new();
+            for _ in 0..4 {
+                let len = (round * 7 + lines.len() * 13) % 120;
+                let mut line = Vec::with_capacity(len);
+                for _ in 0..len {
+                    seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                    line.push(ALPHABET[(seed >> 16) as usize % ALPHABET.len()]);
+                }
+                lines.push(line);
+            }
+            let refs: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+            // Each processor alone, then all of them in a row.
+            for p in chain.iter_mut() {
+                let mut group = test_support::lines(&refs);
+                p.process(&mut group);
+            }
+            let mut group = test_support::lines(&refs);
+            for p in chain.iter_mut() {
+                p.process(&mut group);
+            }
+        }
+    }
+
+    #[test]
+    fn regex_errors_are_one_line_about_the_users_pattern() {
+        let e = native_regex("Regex", "(a", true).err().unwrap();
+        assert_eq!(e.field, "Regex");
+        assert_eq!(e.message, "\"(a\" is not a valid regex: unclosed group");
+    }
+
+    #[test]
+    fn unknown_types_and_options() {
+        let err = build("processor_nope", &Options::new()).err().unwrap();
+        assert_eq!(err.field, "Type");
+        let reg = find("processor_add_fields").unwrap();
+        let options = test_support::options(serde_json::json!({"Fields": {"a": "b"}, "Feilds": 1}));
+        assert_eq!((reg.unknown_options)(&options), ["Feilds"]);
+        assert!((reg.known_options)().contains(&"IgnoreIfExist"));
+    }
+}
