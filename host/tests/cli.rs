@@ -433,6 +433,15 @@ fn once_interrupted_by_sigterm_exits_non_zero() {
         .status()
         .unwrap();
     assert!(sent.success());
+    // The daemon stops reading as soon as it handles the signal; only then may the flusher go
+    // on (read earlier, and a loaded machine may let it read the whole file first).
+    wait_until(LIMIT, "the daemon handling the signal", || {
+        stderr_lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("stopping"))
+    });
     // Now let the flusher go on, so that the daemon can drain and exit.
     let stdout = read_all_in_background(child.stdout.take().unwrap());
     let status = wait_within(&mut child, LIMIT);
