@@ -31,10 +31,39 @@ pub(super) fn start_offset(
         return 0;
     }
     if existed_before {
-        input.spec.config.start_of_existing(size, once)
+        let start = input.spec.config.start_of_existing(size, once);
+        line_start_from(path, start).unwrap_or(start)
     } else {
         0
     }
+}
+
+/// How far past a tail start the next line is looked for; a longer line is entered where the
+/// tail starts (and cut like any overlong line).
+const LINE_SEARCH: usize = 512 * 1024;
+
+/// The first line start at or after `offset` (as iLogtail moves a tail start to the next line,
+/// so that the first event is never a fragment cut inside a line or a UTF-8 character): `offset`
+/// itself when a newline precedes it, else just past the next newline. None when unreadable or
+/// no newline comes within [`LINE_SEARCH`].
+fn line_start_from(path: &Path, offset: u64) -> Option<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    if offset == 0 {
+        return Some(0);
+    }
+    let mut file = std::fs::File::open(path).ok()?;
+    file.seek(SeekFrom::Start(offset - 1)).ok()?;
+    let mut buf = vec![0u8; LINE_SEARCH + 1];
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(_) => return None,
+        }
+    }
+    let newline = memchr::memchr(b'\n', &buf[..filled])?;
+    Some(offset + newline as u64)
 }
 
 /// Files of `pipeline`'s checkpoints that are no longer at their checkpointed path but still in
@@ -105,5 +134,27 @@ pub(super) fn checkpoint_of(pipeline: &str, tracked: &Tracked) -> FileCheckpoint
         id: tracked.file.id,
         signature: tracked.file.signature,
         offset: tracked.committed,
+    }
+}
+
+#[cfg(test)]
+mod line_start_tests {
+    use super::*;
+
+    #[test]
+    fn a_tail_start_moves_to_the_next_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, "first line\nsecond\nthird\n").unwrap();
+        // Inside "first line": moves past its newline.
+        assert_eq!(line_start_from(&path, 3), Some(11));
+        // Just after a newline: stays.
+        assert_eq!(line_start_from(&path, 11), Some(11));
+        assert_eq!(line_start_from(&path, 0), Some(0));
+        // Inside the last line: the end of the file.
+        assert_eq!(line_start_from(&path, 20), Some(24));
+        // No newline after it at all: left to the caller.
+        std::fs::write(&path, "no newline here").unwrap();
+        assert_eq!(line_start_from(&path, 3), None);
     }
 }
