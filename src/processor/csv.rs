@@ -6,6 +6,7 @@
 //! kept with `PreserveOthers`: as one CSV text under `_decode_preserve_`, or one by one under
 //! `ExpandKeyPrefix<i>` with `ExpandOthers`.
 
+use crate::processor::go_source;
 use std::borrow::Cow;
 
 use bytes::Bytes;
@@ -152,12 +153,7 @@ impl Processor for Csv {
             let PipelineEvent::Log(log) = event else {
                 continue;
             };
-            let found = if self.source_key.is_empty() {
-                log.contents.first().map(|(k, v)| (k.clone(), v.clone()))
-            } else {
-                log.content(&self.source_key)
-                    .map(|v| (self.source_key.clone(), v.clone()))
-            };
+            let found = go_source(log, &self.source_key);
             let Some((key, value)) = found else {
                 if self.count_missing {
                     self.missing_key += 1;

@@ -136,6 +136,20 @@ pub fn build(kind: &str, options: &Options) -> Result<Box<dyn Processor>, Proces
 }
 
 /// Parses a processor's options into its option struct (see [`plugin_options::parse`]).
+/// The field a Go-side processor works on (`SourceKey`, iLogtail's extended semantics): the
+/// named content, or the first content when the key is empty. Its key and value.
+fn go_source(
+    log: &crate::LogEvent,
+    source_key: &bytes::Bytes,
+) -> Option<(bytes::Bytes, bytes::Bytes)> {
+    if source_key.is_empty() {
+        log.contents.first().map(|(k, v)| (k.clone(), v.clone()))
+    } else {
+        log.content(source_key)
+            .map(|v| (source_key.clone(), v.clone()))
+    }
+}
+
 fn parse_options<T: DeserializeOwned>(options: &Options) -> Result<T, ProcessorError> {
     plugin_options::parse(options)
 }

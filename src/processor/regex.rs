@@ -5,6 +5,7 @@
 //! must cover the whole value. Go's RE2 syntax is the `regex` crate's; like Go, `\d`, `\w` and
 //! `\s` are ASCII, and a value that is not UTF-8 is matched byte-wise rather than rejected.
 
+use crate::processor::go_source;
 use bytes::Bytes;
 use regex::bytes::{CaptureLocations, Regex};
 use serde::Deserialize;
@@ -110,12 +111,7 @@ impl Processor for ProcessorRegex {
             let PipelineEvent::Log(log) = event else {
                 continue;
             };
-            let found = if self.source_key.is_empty() {
-                log.contents.first().map(|(k, v)| (k.clone(), v.clone()))
-            } else {
-                log.content(&self.source_key)
-                    .map(|v| (self.source_key.clone(), v.clone()))
-            };
+            let found = go_source(log, &self.source_key);
             let Some((key, raw)) = found else {
                 if self.no_key_error {
                     self.missing_key += 1;

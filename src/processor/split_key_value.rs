@@ -7,6 +7,7 @@
 //! Not implemented yet: the newer `Quote` option (values in quotes spanning delimiters); a
 //! config that sets it is rejected rather than split differently.
 
+use crate::processor::go_source;
 use bytes::Bytes;
 use memchr::memmem;
 use serde::Deserialize;
@@ -119,12 +120,7 @@ impl Processor for SplitKeyValue {
             let PipelineEvent::Log(log) = event else {
                 continue;
             };
-            let found = if self.source_key.is_empty() {
-                log.contents.first().map(|(k, v)| (k.clone(), v.clone()))
-            } else {
-                log.content(&self.source_key)
-                    .map(|v| (self.source_key.clone(), v.clone()))
-            };
+            let found = go_source(log, &self.source_key);
             let Some((key, value)) = found else {
                 if self.count_missing {
                     self.missing_key += 1;
