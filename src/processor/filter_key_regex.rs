@@ -2,13 +2,14 @@
 //! extended processor of that name: every regex of `Include` must match (a search) some key of
 //! the log, and no key may match a regex of `Exclude`.
 
+use crate::processor::retain_logs;
 use bytes::Bytes;
 use regex::bytes::Regex;
 use serde::Deserialize;
 
 use super::{parse_options, regex_problem, Options, ProcessorError, Registration};
 use crate::plugin::Processor;
-use crate::{LogEvent, PipelineEvent, PipelineEventGroup};
+use crate::{LogEvent, PipelineEventGroup};
 
 pub const REGISTRATION: Registration =
     Registration::new::<FilterKeyRegexConfig>("processor_filter_key_regex", build);
@@ -67,12 +68,7 @@ impl FilterKeyRegex {
 
 impl Processor for FilterKeyRegex {
     fn process(&mut self, group: &mut PipelineEventGroup) {
-        let before = group.events.len();
-        group.events.retain(|event| match event {
-            PipelineEvent::Log(log) => self.keeps(log),
-            _ => true,
-        });
-        self.filtered += (before - group.events.len()) as u64;
+        self.filtered += retain_logs(group, |log| self.keeps(log));
     }
 }
 
@@ -80,6 +76,7 @@ impl Processor for FilterKeyRegex {
 mod tests {
     use super::super::test_support::options;
     use super::*;
+    use crate::PipelineEvent;
     use serde_json::json;
 
     fn log(keys: &[&'static str]) -> PipelineEvent {

@@ -3,6 +3,7 @@
 //! the value (Go's `MatchString`, not a full match); a log with any key of `Exclude` whose regex
 //! matches is dropped. Regexes have Go's RE2 syntax, which the `regex` crate shares.
 
+use crate::processor::retain_logs;
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
@@ -11,7 +12,7 @@ use serde::Deserialize;
 
 use super::{parse_options, Options, ProcessorError, Registration};
 use crate::plugin::Processor;
-use crate::{LogEvent, PipelineEvent, PipelineEventGroup};
+use crate::{LogEvent, PipelineEventGroup};
 
 pub const REGISTRATION: Registration =
     Registration::new::<FilterRegexConfig>("processor_filter_regex", build);
@@ -75,12 +76,7 @@ impl GoFilterRegex {
 
 impl Processor for GoFilterRegex {
     fn process(&mut self, group: &mut PipelineEventGroup) {
-        let before = group.events.len();
-        group.events.retain(|event| match event {
-            PipelineEvent::Log(log) => self.keeps(log),
-            _ => true,
-        });
-        self.filtered += (before - group.events.len()) as u64;
+        self.filtered += retain_logs(group, |log| self.keeps(log));
     }
 }
 
@@ -88,6 +84,7 @@ impl Processor for GoFilterRegex {
 mod tests {
     use super::super::test_support::options;
     use super::*;
+    use crate::PipelineEvent;
     use serde_json::json;
 
     fn log(pairs: &[(&'static str, &'static str)]) -> PipelineEvent {

@@ -12,6 +12,7 @@
 //! trees are not implemented: the option is rejected rather than ignored, so that a config
 //! relying on it does not silently keep everything.
 
+use crate::processor::retain_logs;
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
@@ -21,7 +22,7 @@ use serde_json::Value;
 
 use super::{native_regex, parse_options, Options, ProcessorError, Registration};
 use crate::plugin::Processor;
-use crate::{LogEvent, PipelineEvent, PipelineEventGroup};
+use crate::{LogEvent, PipelineEventGroup};
 
 pub const REGISTRATION: Registration =
     Registration::new::<FilterRegexConfig>("processor_filter_regex_native", build);
@@ -127,12 +128,7 @@ impl FilterRegex {
 
 impl Processor for FilterRegex {
     fn process(&mut self, group: &mut PipelineEventGroup) {
-        let before = group.events.len();
-        group.events.retain(|event| match event {
-            PipelineEvent::Log(log) => self.keeps(log),
-            _ => true,
-        });
-        self.filtered += (before - group.events.len()) as u64;
+        self.filtered += retain_logs(group, |log| self.keeps(log));
     }
 }
 
@@ -140,6 +136,7 @@ impl Processor for FilterRegex {
 mod tests {
     use super::super::test_support::options;
     use super::*;
+    use crate::PipelineEvent;
     use serde_json::json;
 
     fn access_log(method: &str, status: &str) -> PipelineEvent {

@@ -150,6 +150,20 @@ fn go_source(
     }
 }
 
+/// Keeps the logs `keep` accepts (other events stay); returns how many logs were dropped (the
+/// filter processors' counter).
+fn retain_logs(
+    group: &mut crate::PipelineEventGroup,
+    mut keep: impl FnMut(&crate::LogEvent) -> bool,
+) -> u64 {
+    let before = group.events.len();
+    group.events.retain(|event| match event {
+        crate::PipelineEvent::Log(log) => keep(log),
+        _ => true,
+    });
+    (before - group.events.len()) as u64
+}
+
 fn parse_options<T: DeserializeOwned>(options: &Options) -> Result<T, ProcessorError> {
     plugin_options::parse(options)
 }
