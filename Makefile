@@ -14,11 +14,13 @@ all: build
 build:
 	$(CARGO) build --release --workspace
 
-## A plugin base with the test-only faults (a panicking plugin, a hanging HoldOn), built apart
+## A plugin base and a daemon with the test-only faults (a panicking plugin, a hanging HoldOn,
+## a panicking flusher), built apart
 ## so that it can never be mistaken for the real one.
 faults:
-	$(CARGO) build --release -p tailrace-adaptor -p tailrace-plugin-base \
-		--features tailrace-plugin-base/test-faults --target-dir $(FAULTS_DIR)
+	$(CARGO) build --release -p tailrace-adaptor -p tailrace-plugin-base -p tailrace-host \
+		--features tailrace-plugin-base/test-faults,tailrace-host/test-faults \
+		--target-dir $(FAULTS_DIR)
 
 ## Every test: formatting, lints, unit and integration tests (C and C++ programs included),
 ## and the check that the committed headers are what the sources generate.

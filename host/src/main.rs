@@ -100,7 +100,10 @@ fn main() -> ExitCode {
 /// `tailrace validate`: errors, then warnings (ignored options), each with its file and field.
 /// Warnings alone leave the exit code 0. It takes no lock and creates nothing.
 fn validate(files: &[PathBuf]) -> ExitCode {
-    let found = validate_files(files);
+    let mut found = validate_files(files);
+    let configs: Vec<_> = found.configs.iter().collect();
+    let loops = pipeline::feedback::loops(&configs);
+    found.errors.extend(loops.iter().map(|l| l.error()));
     for e in &found.errors {
         println!("{e}");
     }

@@ -296,6 +296,59 @@ fn validate_creates_nothing() {
     assert_eq!(fs::read_dir(sandbox.path("out")).unwrap().count(), 0);
 }
 
+/// A flusher whose output an input of the same daemon collects would read its own output back
+/// without end: `validate` refuses it naming both ends, and the daemon does not load it (the
+/// output is never even created), while the other pipelines run.
+#[test]
+fn an_output_collected_by_an_input_is_refused() {
+    let _serial = serial();
+    let sandbox = sandbox();
+    fs::create_dir(sandbox.path("out")).unwrap();
+    fs::write(sandbox.path("logs/a.log"), numbered_lines(50, 40)).unwrap();
+    // `reader` collects logs/*.log and out/*.log; `writer` writes out/loop.log.
+    sandbox.write_config(
+        "reader.yaml",
+        &file_pipeline(&sandbox, "reader", "*.log", "").replace(
+            "*.log]",
+            &format!("*.log, {}/*.log]", sandbox.path("out").display()),
+        ),
+    );
+    let loop_out = sandbox.path("out/loop.log");
+    sandbox.write_config(
+        "writer.yaml",
+        &format!(
+            "inputs:\n  - Type: input_file\n    FilePaths: [{}/a.log]\nflushers:\n  - Type: flusher_file\n    FilePath: {}\n",
+            sandbox.path("logs").display(),
+            loop_out.display()
+        ),
+    );
+    let reader = sandbox.config_path("reader.yaml").display().to_string();
+    let writer = sandbox.config_path("writer.yaml").display().to_string();
+    let out = run(tailrace(&sandbox, &["validate", &reader, &writer]), LIMIT);
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(
+        out.stdout.contains("writer.yaml: flushers[0].FilePath")
+            && out.stdout.contains(&loop_out.display().to_string())
+            && out.stdout.contains("pipeline \"reader\"")
+            && out.stdout.contains("reader.yaml: inputs[0].FilePaths"),
+        "{out}"
+    );
+    // Each alone is valid.
+    assert_eq!(
+        run(tailrace(&sandbox, &["validate", &writer]), LIMIT).code(),
+        Some(0)
+    );
+
+    let out = run(on_sandbox(&sandbox, &["--once"]), LIMIT);
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(out.stderr.contains("read its own output back"), "{out}");
+    assert!(
+        !loop_out.exists(),
+        "the refused flusher created its output\n{out}"
+    );
+    assert_eq!(delivered(&sandbox, "reader").len(), 50, "{out}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // --once exit codes
 // ---------------------------------------------------------------------------------------------

@@ -245,6 +245,8 @@ fn content_hash(text: &[u8]) -> u64 {
 pub struct Validation {
     pub errors: Vec<config::ConfigError>,
     pub warnings: Vec<config::ConfigError>,
+    /// The configs that loaded, for the checks across files.
+    pub configs: Vec<config::PipelineConfig>,
 }
 
 /// Validates files for `tailrace validate`: every error and warning of every file.
@@ -254,9 +256,12 @@ pub fn validate_files(paths: &[PathBuf]) -> Validation {
         let mut checked = config::load(Path::new(path));
         found.warnings.append(&mut checked.warnings);
         match checked.result {
-            Ok(config) => found
-                .errors
-                .append(&mut config::plugins_not_implemented(&config)),
+            Ok(config) => {
+                found
+                    .errors
+                    .append(&mut config::plugins_not_implemented(&config));
+                found.configs.push(config);
+            }
             Err(mut e) => found.errors.append(&mut e),
         }
     }

@@ -5,6 +5,8 @@ pub mod blackhole;
 pub mod file;
 pub mod sls;
 pub mod stdout;
+#[cfg(feature = "test-faults")]
+pub mod test_panic;
 
 use tailrace::plugin::Flusher;
 
@@ -16,6 +18,8 @@ pub const NATIVE_FLUSHERS: &[&str] = &[
     "flusher_blackhole",
     "flusher_file",
     "flusher_sls",
+    #[cfg(feature = "test-faults")]
+    "flusher_test_panic",
 ];
 
 /// Parses a plugin's options into its config struct (it lives with the config checks, which
@@ -39,6 +43,8 @@ pub fn build(plugin: &PluginConfig) -> Result<Box<dyn Flusher>, (String, String)
         "flusher_blackhole" => blackhole::build(plugin),
         "flusher_file" => file::build(plugin),
         "flusher_sls" => sls::build(plugin),
+        #[cfg(feature = "test-faults")]
+        "flusher_test_panic" => test_panic::build(plugin),
         other => Err((
             plugin.field.clone(),
             format!("{other:?} is not a native flusher"),

@@ -71,6 +71,21 @@ impl PipelineManager {
             tracing::info!(pipeline = name, "disabled (enable: false)");
             return;
         }
+        // Before it is built: building opens the flusher's output.
+        let loops = crate::pipeline::feedback::loops_with(
+            &config,
+            self.pipelines.values().map(|p| &p.config),
+        );
+        if !loops.is_empty() {
+            for e in &loops {
+                tracing::error!(
+                    pipeline = name,
+                    "not loaded: {e}; the running version (if any) keeps running"
+                );
+            }
+            self.waiting.remove(&name);
+            return;
+        }
         let built = match Built::new(config) {
             Ok(built) => built,
             Err(e) => {

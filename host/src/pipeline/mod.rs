@@ -4,6 +4,7 @@
 //! (`ProcessLogGroup` as `P/2`) and comes back once per batch (`SendPb` under `P`); a pipeline
 //! whose input is extended runs in the base as `P/1` and flushes back to the host.
 
+pub mod feedback;
 pub mod manager;
 
 use std::sync::{Arc, Mutex};
@@ -16,6 +17,7 @@ use crate::config::{PipelineConfig, Placement, PluginConfig};
 use crate::input::file::{FileServer, InputFileConfig, InputId};
 use crate::plugin::delivery::Deliveries;
 use crate::plugin::{router, BaseClient};
+use crate::queue::sender::Rebuild;
 use crate::queue::{self, SenderQueue, Work};
 use crate::runner::Runners;
 use crate::{flusher, processor};
@@ -76,7 +78,7 @@ pub fn base_part(config: &PipelineConfig) -> Option<BasePart> {
 pub struct Built {
     pub config: PipelineConfig,
     pub base: Option<BasePart>,
-    flushers: Vec<(String, Box<dyn Flusher>)>,
+    flushers: Vec<(String, Box<dyn Flusher>, Rebuild)>,
     processors: Vec<Box<dyn tailrace::plugin::Processor>>,
     input: Option<crate::input::file::FileInputSpec>,
 }
@@ -92,7 +94,10 @@ impl Built {
             .iter()
             .filter(|p| p.placement == Placement::Native)
         {
-            flushers.push((p.plugin_type.clone(), flusher::build(p).map_err(fail)?));
+            let built = flusher::build(p).map_err(fail)?;
+            let config = p.clone();
+            let rebuild: Rebuild = Box::new(move || flusher::build(&config).map_err(|(_, e)| e));
+            flushers.push((p.plugin_type.clone(), built, rebuild));
         }
         let mut processors = Vec::new();
         for p in config
@@ -160,8 +165,9 @@ impl Pipeline {
     ) -> Pipeline {
         let name = built.config.name.clone();
         let mut flushers = Vec::new();
-        for (flusher_type, flusher) in built.flushers {
+        for (flusher_type, flusher, rebuild) in built.flushers {
             let q = SenderQueue::new(&name, &flusher_type, flusher, queue::SENDER_QUEUE_CAPACITY);
+            q.set_rebuild(rebuild);
             runners.flushers.add(q.clone());
             flushers.push(q);
         }

@@ -24,6 +24,12 @@ const NOT_READY_RETRY: Duration = Duration::from_millis(50);
 /// Called when a full queue gets room again (wakes the processor runner).
 pub type RoomHook = Arc<dyn Fn() + Send + Sync>;
 
+/// Builds a fresh instance of a queue's flusher from its config, to replace one that panicked:
+/// a panic may have left the instance's state broken (a half-written buffer, a poisoned
+/// connection), so its batch is retried on a new instance, as LoongCollector restarts a crashed
+/// plugin.
+pub type Rebuild = Box<dyn Fn() -> Result<Box<dyn Flusher>, String> + Send + Sync>;
+
 pub struct SenderQueue {
     pub pipeline: String,
     pub flusher_type: String,
@@ -32,6 +38,8 @@ pub struct SenderQueue {
     len: AtomicUsize,
     state: Mutex<State>,
     flusher: Mutex<Box<dyn Flusher>>,
+    /// How to replace the flusher after it panicked (none: the same instance is retried).
+    rebuild: std::sync::OnceLock<Rebuild>,
     /// Wakes the flusher runner when a batch arrives.
     wake: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
     on_room: Mutex<Option<RoomHook>>,
@@ -39,6 +47,8 @@ pub struct SenderQueue {
     pub flushed_batches: AtomicU64,
     pub failed_flushes: AtomicU64,
     pub panics: AtomicU64,
+    /// Flushers rebuilt after a panic.
+    pub restarts: AtomicU64,
     /// Set once the flusher's `stop` ran.
     stopped: AtomicBool,
 }
@@ -83,17 +93,24 @@ impl SenderQueue {
                 abandoned: false,
             }),
             flusher: Mutex::new(flusher),
+            rebuild: std::sync::OnceLock::new(),
             wake: Mutex::new(None),
             on_room: Mutex::new(None),
             flushed_batches: AtomicU64::new(0),
             failed_flushes: AtomicU64::new(0),
             panics: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
         })
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How to rebuild the flusher after a panic (set once, before the queue is used).
+    pub fn set_rebuild(&self, rebuild: Rebuild) {
+        let _ = self.rebuild.set(rebuild);
     }
 
     /// Who to wake when a batch arrives (set by the runner that serves this queue).
@@ -161,7 +178,8 @@ impl SenderQueue {
 
     /// For the runner: flushes a batch taken by [`SenderQueue::begin`], acknowledges what was
     /// delivered, puts the rest back in front, and sets the retry time after a failure. A
-    /// flusher that panics is caught, counted and logged, and its batch retried.
+    /// flusher that panics is caught, counted and logged, replaced by a new instance when the
+    /// queue knows how to build one, and its batch retried.
     pub fn flush(&self, batch: Batch) {
         // Groups left empty by their processors keep their place in line but are not given to
         // the flusher: each counts as delivered once everything before it was.
@@ -239,7 +257,11 @@ impl SenderQueue {
             Ok(None) => state.retry_at = Some(now + NOT_READY_RETRY),
             Err(panic) => {
                 self.panics.fetch_add(1, Ordering::Relaxed);
-                let why = format!("the flusher panicked: {}", panic_message(&panic));
+                let mut why = format!("the flusher panicked: {}", panic_message(&panic));
+                if let Some(outcome) = self.restart() {
+                    why.push_str("; ");
+                    why.push_str(&outcome);
+                }
                 self.failed(&mut state, now, &why);
             }
         }
@@ -264,6 +286,31 @@ impl SenderQueue {
         if has_more {
             self.wake_runner();
         }
+    }
+
+    /// Replaces a flusher that panicked with a new instance (its `stop` is tried first, so that
+    /// what it buffered is written); says what happened, or None when there is no rebuild.
+    fn restart(&self) -> Option<String> {
+        let rebuild = self.rebuild.get()?;
+        let mut flusher = self.flusher.lock().unwrap_or_else(|e| e.into_inner());
+        let stopped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| flusher.stop()));
+        let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(rebuild))
+            .unwrap_or_else(|panic| Err(format!("it panicked: {}", panic_message(&panic))));
+        Some(match built {
+            Ok(fresh) => {
+                // The old instance is dropped here, after its `stop`.
+                *flusher = fresh;
+                self.restarts.fetch_add(1, Ordering::Relaxed);
+                match stopped {
+                    Ok(()) => "restarted it".to_owned(),
+                    Err(panic) => format!(
+                        "restarted it (stopping the old instance panicked too: {})",
+                        panic_message(&panic)
+                    ),
+                }
+            }
+            Err(e) => format!("could not restart it ({e}); the same instance is retried"),
+        })
     }
 
     fn failed(&self, state: &mut State, now: Instant, why: &str) {
@@ -424,6 +471,60 @@ mod tests {
         assert_eq!(q.len(), 1);
         assert_eq!(q.abandon(), (1, 1));
         assert_eq!(q.len(), 0);
+    }
+
+    /// A flusher that panics once and then refuses everything: only a new instance delivers.
+    struct Broken {
+        panicked: bool,
+        delivered: Arc<AtomicUsize>,
+    }
+
+    impl Flusher for Broken {
+        fn flush(&mut self, groups: &mut Vec<PipelineEventGroup>) -> Result<(), String> {
+            if self.panicked {
+                return Err("broken since the panic".into());
+            }
+            if self.delivered.load(Ordering::SeqCst) == 0 {
+                self.panicked = true;
+                panic!("first flush");
+            }
+            self.delivered.fetch_add(groups.len(), Ordering::SeqCst);
+            groups.clear();
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_panicked_flusher_is_rebuilt_and_the_new_instance_delivers_the_batch() {
+        let delivered = Arc::new(AtomicUsize::new(0));
+        let broken = |delivered: &Arc<AtomicUsize>| Broken {
+            panicked: false,
+            delivered: delivered.clone(),
+        };
+        let q = SenderQueue::new("p", "f", Box::new(broken(&delivered)), 4);
+        let counter = delivered.clone();
+        q.set_rebuild(Box::new(move || {
+            // The new instance finds the count non-zero, so it does not panic.
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok(Box::new(broken(&counter)))
+        }));
+        q.push(one_event()).unwrap();
+        q.flush(q.begin(Instant::now()).unwrap());
+        assert_eq!(q.panics.load(Ordering::Relaxed), 1);
+        assert_eq!(q.restarts.load(Ordering::Relaxed), 1);
+        assert_eq!(q.len(), 1, "the batch waits for its retry");
+        let due = q
+            .begin(Instant::now())
+            .err()
+            .flatten()
+            .expect("a retry time");
+        q.flush(q.begin(due).unwrap());
+        assert_eq!(
+            delivered.load(Ordering::SeqCst),
+            2,
+            "one rebuild + one event"
+        );
+        assert!(q.is_drained());
     }
 
     #[test]

@@ -93,7 +93,18 @@ impl Daemon {
         env: &[(&str, &str)],
         args: &[&str],
     ) -> Daemon {
-        let mut cmd = Command::new(tailrace_bin());
+        Daemon::start_program(tailrace_bin(), sandbox, plugin_dir, env, args)
+    }
+
+    /// [`Daemon::start_with_args`] with another build of the daemon (the `test-faults` one).
+    pub fn start_program(
+        program: &Path,
+        sandbox: &Sandbox,
+        plugin_dir: Option<&Path>,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Daemon {
+        let mut cmd = Command::new(program);
         cmd.arg("--config-dir")
             .arg(sandbox.path("conf"))
             .arg("--data-dir")

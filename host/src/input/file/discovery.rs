@@ -125,6 +125,12 @@ pub fn matched_files(spec: &FileInputSpec) -> Vec<PathBuf> {
     walk.files
 }
 
+/// Whether `spec` collects the file at `path` (an include glob matches it and no exclude
+/// does), whether or not it exists.
+pub fn collects(spec: &FileInputSpec, path: &Path) -> bool {
+    spec.include.iter().any(|g| g.is_match(path)) && !excluded(spec, path)
+}
+
 fn excluded(spec: &FileInputSpec, path: &Path) -> bool {
     if spec.exclude_paths.iter().any(|m| m.is_match(path)) {
         return true;
