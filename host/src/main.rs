@@ -11,6 +11,7 @@
 mod config;
 mod flusher;
 mod input;
+mod monitor;
 mod pipeline;
 mod plugin;
 mod processor;
@@ -132,9 +133,6 @@ fn init_logging(level: &str) {
 }
 
 fn run(cli: Cli) -> Result<(), String> {
-    if let Some(addr) = &cli.metrics_addr {
-        tracing::warn!("--metrics-addr {addr}: the metrics server is not built yet; ignored");
-    }
     // Failures a person can fix come first, before anything is created or started.
     config::watcher::check_dirs(&cli.config_dirs)?;
     let lock = checkpoint::lock_data_dir(&cli.data_dir)?;
@@ -166,7 +164,16 @@ fn run(cli: Cli) -> Result<(), String> {
         .unwrap_or_else(runner::default_threads);
     let runners = runner::Runners::start(threads);
     tracing::info!(threads, "processor and flusher runners started");
-    let mut manager = PipelineManager::new(files, runners, base);
+    let monitor = monitor::Monitor::new(runners.queues.clone());
+    // Held to the end: dropping it stops the server.
+    let _metrics_server = match &cli.metrics_addr {
+        Some(addr) => Some(monitor::server::MetricsServer::start(
+            addr,
+            monitor.clone(),
+        )?),
+        None => None,
+    };
+    let mut manager = PipelineManager::new(files, runners, base, monitor.clone());
     let mut watcher = ConfigWatcher::new(cli.config_dirs.clone());
     let diff = watcher.poll();
     if diff.added.is_empty() {
@@ -174,6 +181,7 @@ fn run(cli: Cli) -> Result<(), String> {
     }
     let names: Vec<String> = diff.added.iter().map(|c| c.name.clone()).collect();
     manager.update(diff);
+    monitor.invalid_configs(watcher.invalid_files());
     // A config can be valid and its pipeline still fail to build (an output that cannot be
     // opened): for `--once` that is a failure like an invalid config.
     let not_loaded: Vec<&String> = names.iter().filter(|n| !manager.is_loaded(n)).collect();
@@ -263,6 +271,7 @@ fn run_daemon(
             if !diff.is_empty() {
                 manager.update(diff);
             }
+            manager.monitor().invalid_configs(watcher.invalid_files());
             next_poll = poll.map(|p| Instant::now() + p);
         }
         manager.poll_base();

@@ -38,7 +38,8 @@ pub struct ConfigWatcher {
     /// Pipeline name → the file of its running (valid) version.
     live: BTreeMap<String, PathBuf>,
     /// Files whose current content is not a valid pipeline (or that cannot be used).
-    invalid: BTreeSet<PathBuf>,
+    /// Invalid files, with the first error of each.
+    invalid: BTreeMap<PathBuf, String>,
     /// Config dirs that could not be listed at the last poll (logged once, until they can).
     unreadable: BTreeSet<PathBuf>,
 }
@@ -74,7 +75,7 @@ impl ConfigWatcher {
             dirs,
             seen: HashMap::new(),
             live: BTreeMap::new(),
-            invalid: BTreeSet::new(),
+            invalid: BTreeMap::new(),
             unreadable: BTreeSet::new(),
         }
     }
@@ -82,6 +83,14 @@ impl ConfigWatcher {
     /// How many config files are invalid right now.
     pub fn invalid_count(&self) -> usize {
         self.invalid.len()
+    }
+
+    /// The invalid files now, each with its first error (for `/healthz`).
+    pub fn invalid_files(&self) -> BTreeMap<String, String> {
+        self.invalid
+            .iter()
+            .map(|(path, why)| (path.display().to_string(), why.clone()))
+            .collect()
     }
 
     /// Polls at once, reading every file again even if its size and mtime look unchanged (for
@@ -140,7 +149,13 @@ impl ConfigWatcher {
         for path in &files {
             let name = pipeline_name(path);
             if let Some(first) = names_now.get(&name) {
-                self.invalid.insert(path.clone());
+                self.invalid.insert(
+                    path.clone(),
+                    format!(
+                        "pipeline name {name:?} is already used by {}",
+                        first.display()
+                    ),
+                );
                 if !self.seen.contains_key(path) {
                     tracing::error!(
                         "{}: pipeline name {name:?} is already used by {}; file ignored",
@@ -171,7 +186,11 @@ impl ConfigWatcher {
             let text = match std::fs::read(path) {
                 Ok(text) => text,
                 Err(e) => {
-                    if self.invalid.insert(path.clone()) {
+                    if self
+                        .invalid
+                        .insert(path.clone(), format!("cannot read: {e}"))
+                        .is_none()
+                    {
                         tracing::error!("invalid config: {}: cannot read: {e}", path.display());
                     }
                     continue;
@@ -198,7 +217,8 @@ impl ConfigWatcher {
                     }
                 }
                 Err(errors) => {
-                    self.invalid.insert(path.clone());
+                    let first = errors.first().map(|e| e.to_string()).unwrap_or_default();
+                    self.invalid.insert(path.clone(), first);
                     let running = if self.live.contains_key(&name) {
                         "; the running version keeps running"
                     } else {
@@ -217,7 +237,7 @@ impl ConfigWatcher {
                 .is_ok()
         };
         self.seen.retain(|path, _| listed(path));
-        self.invalid.retain(|path| listed(path));
+        self.invalid.retain(|path, _| listed(path));
         let gone: Vec<String> = self
             .live
             .iter()

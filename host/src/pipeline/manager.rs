@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::config::watcher::Diff;
 use crate::config::PipelineConfig;
 use crate::input::file::FileServer;
+use crate::monitor::{BaseStatus, Monitor};
 use crate::pipeline::{stop_all, Built, Pipeline};
 use crate::plugin::base::{BaseConfig, BaseConfigs};
 use crate::plugin::BaseState;
@@ -27,11 +28,20 @@ pub struct PipelineManager {
     /// The base configs of the last window sent.
     base_configs: BaseConfigs,
     next_key: i64,
+    /// What /metrics and /healthz show.
+    monitor: Monitor,
 }
 
 impl PipelineManager {
-    pub fn new(files: FileServer, runners: Runners, base: BaseState) -> PipelineManager {
+    pub fn new(
+        files: FileServer,
+        runners: Runners,
+        base: BaseState,
+        monitor: Monitor,
+    ) -> PipelineManager {
+        monitor.base(Some(base_status(&base)));
         PipelineManager {
+            monitor,
             files,
             runners,
             base,
@@ -40,6 +50,10 @@ impl PipelineManager {
             base_configs: BaseConfigs::new(),
             next_key: 1,
         }
+    }
+
+    pub fn monitor(&self) -> &Monitor {
+        &self.monitor
     }
 
     /// Whether pipeline `name` runs or waits for the plugin base; false when it was not loaded
@@ -51,6 +65,7 @@ impl PipelineManager {
     pub fn update(&mut self, diff: Diff) {
         for name in diff.removed {
             self.waiting.remove(&name);
+            self.monitor.stopped(&name);
             if let Some(pipeline) = self.pipelines.remove(&name) {
                 tracing::info!(pipeline = name, "config removed: pipeline stopped");
                 pipeline.stop(&self.files, &self.runners, STOP_LIMIT);
@@ -68,6 +83,7 @@ impl PipelineManager {
             if let Some(old) = self.pipelines.remove(&name) {
                 old.stop(&self.files, &self.runners, STOP_LIMIT);
             }
+            self.monitor.stopped(&name);
             tracing::info!(pipeline = name, "disabled (enable: false)");
             return;
         }
@@ -77,6 +93,7 @@ impl PipelineManager {
             self.pipelines.values().map(|p| &p.config),
         );
         if !loops.is_empty() {
+            self.monitor.problem(&name, loops[0].to_string());
             for e in &loops {
                 tracing::error!(
                     pipeline = name,
@@ -89,6 +106,7 @@ impl PipelineManager {
         let built = match Built::new(config) {
             Ok(built) => built,
             Err(e) => {
+                self.monitor.problem(&name, format!("not loaded: {e}"));
                 tracing::error!(
                     pipeline = name,
                     "not loaded: {e}; the running version (if any) keeps running"
@@ -104,10 +122,16 @@ impl PipelineManager {
                         pipeline = name,
                         "waits for the plugin libraries to load (it needs the plugin base)"
                     );
+                    self.monitor
+                        .problem(&name, "waits for the plugin libraries to load");
                     self.waiting.insert(name, built.config);
                     return;
                 }
                 BaseState::Unavailable(why) => {
+                    self.monitor.problem(
+                        &name,
+                        format!("needs the plugin base, which is unavailable ({why})"),
+                    );
                     tracing::error!(
                         pipeline = name,
                         "not loaded: it needs the plugin base, which is unavailable ({why})"
@@ -128,6 +152,7 @@ impl PipelineManager {
                     }
                 }
                 _ => {
+                    self.monitor.problem(&name, missing[0].to_string());
                     for e in &missing {
                         tracing::error!(
                             pipeline = name,
@@ -161,6 +186,7 @@ impl PipelineManager {
                 .unwrap_or("-"),
             "pipeline started"
         );
+        self.monitor.running(&name, pipeline.view());
         self.pipelines.insert(name, pipeline);
     }
 
@@ -193,6 +219,7 @@ impl PipelineManager {
     /// Reports of the base's windows; call regularly.
     pub fn poll_base(&mut self) {
         if self.base.poll() {
+            self.monitor.base(Some(base_status(&self.base)));
             // The libraries loaded (or failed to): the pipelines that waited for them start
             // now (or are reported).
             for (_, config) in std::mem::take(&mut self.waiting) {
@@ -207,6 +234,9 @@ impl PipelineManager {
             match report.failures {
                 Ok(failures) => {
                     for (name, why) in failures {
+                        let pipeline = name.rsplit_once('/').map_or(name.as_str(), |(p, _)| p);
+                        self.monitor
+                            .problem(pipeline, format!("plugin part not loaded: {why}"));
                         tracing::error!(config = name, "plugin part not loaded: {why}");
                     }
                 }
@@ -232,5 +262,14 @@ impl PipelineManager {
                 base.exit(Duration::from_secs(5));
             }
         });
+    }
+}
+
+/// The base's state as /metrics shows it.
+fn base_status(base: &BaseState) -> BaseStatus {
+    match base {
+        BaseState::Loading { .. } => BaseStatus::Loading,
+        BaseState::Ready(_) => BaseStatus::Loaded,
+        BaseState::Unavailable(_) => BaseStatus::Unavailable,
     }
 }

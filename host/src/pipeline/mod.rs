@@ -15,6 +15,7 @@ use tailrace::plugin::Flusher;
 
 use crate::config::{PipelineConfig, Placement, PluginConfig};
 use crate::input::file::{FileServer, InputFileConfig, InputId};
+use crate::monitor::{PipelineStats, PipelineView};
 use crate::plugin::delivery::Deliveries;
 use crate::plugin::{router, BaseClient};
 use crate::queue::sender::Rebuild;
@@ -135,6 +136,7 @@ pub struct Pipeline {
     process_queue: Option<u64>,
     /// Its sender queues: native flushers, and the feed to the base.
     outputs: Vec<Arc<SenderQueue>>,
+    stats: Arc<PipelineStats>,
 }
 
 /// `global.Priority` (LoongCollector's: 1 highest … 3, 0 or absent the default, lowest).
@@ -195,6 +197,7 @@ impl Pipeline {
             input: None,
             process_queue: None,
             outputs: flushers.clone(),
+            stats: Arc::default(),
         };
         if let Some(spec) = built.input {
             let destinations = match (&pipeline.base, base) {
@@ -214,6 +217,7 @@ impl Pipeline {
             let handle = runners.queues.add(
                 Work {
                     pipeline: name.clone(),
+                    stats: pipeline.stats.clone(),
                     processors: Mutex::new(built.processors),
                     outputs: destinations,
                 },
@@ -224,6 +228,15 @@ impl Pipeline {
             pipeline.input = Some(files.register(&name, spec, Box::new(handle)));
         }
         pipeline
+    }
+
+    /// What /metrics reads of it.
+    pub fn view(&self) -> PipelineView {
+        PipelineView {
+            stats: self.stats.clone(),
+            process_queue: self.process_queue,
+            outputs: self.outputs.clone(),
+        }
     }
 
     /// Stops the pipeline: its input first, then what is queued drains to the flushers (for at

@@ -33,6 +33,8 @@ pub fn level_of_priority(priority: u64) -> usize {
 /// queues.
 pub struct Work {
     pub pipeline: String,
+    /// Its counters (events in and out), shown on /metrics.
+    pub stats: Arc<crate::monitor::PipelineStats>,
     pub processors: Mutex<Vec<Box<dyn Processor>>>,
     pub outputs: Vec<Arc<SenderQueue>>,
 }
@@ -129,6 +131,13 @@ impl ProcessQueues {
             id,
             queues: self.clone(),
         }
+    }
+
+    /// Batches queued in process queue `id`, and its capacity (None once it is removed).
+    pub fn depth(&self, id: u64) -> Option<(usize, usize)> {
+        let state = self.state();
+        let slot = state.queues.get(&id)?;
+        Some((slot.items.len(), slot.capacity))
     }
 
     /// Wakes the processor threads: a queue may have become poppable.
@@ -288,6 +297,7 @@ mod tests {
     fn work(name: &str, outputs: Vec<Arc<SenderQueue>>) -> Work {
         Work {
             pipeline: name.into(),
+            stats: Arc::default(),
             processors: Mutex::new(Vec::new()),
             outputs,
         }

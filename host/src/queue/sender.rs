@@ -45,6 +45,8 @@ pub struct SenderQueue {
     on_room: Mutex<Option<RoomHook>>,
     /// Counters for logs and, later, /metrics.
     pub flushed_batches: AtomicU64,
+    /// Events in the batches delivered.
+    pub flushed_events: AtomicU64,
     pub failed_flushes: AtomicU64,
     pub panics: AtomicU64,
     /// Flushers rebuilt after a panic.
@@ -97,6 +99,7 @@ impl SenderQueue {
             wake: Mutex::new(None),
             on_room: Mutex::new(None),
             flushed_batches: AtomicU64::new(0),
+            flushed_events: AtomicU64::new(0),
             failed_flushes: AtomicU64::new(0),
             panics: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
@@ -131,9 +134,17 @@ impl SenderQueue {
     }
 
     /// Batches queued or being flushed.
+    pub fn depth(&self) -> usize {
+        self.len.load(Ordering::Acquire)
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.len.load(Ordering::Acquire)
+        self.depth()
     }
 
     /// Queues a batch whatever the capacity (the caller checked [`SenderQueue::has_room`]);
@@ -200,6 +211,7 @@ impl SenderQueue {
             }
         }
         let before = full.len();
+        let sizes: Vec<usize> = full.iter().map(PipelineEventGroup::len).collect();
         let outcome = {
             let mut flusher = self.flusher.lock().unwrap_or_else(|e| e.into_inner());
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -214,6 +226,9 @@ impl SenderQueue {
         };
         // A flusher delivers in order and leaves the rest: the first ones went.
         let mut went = before - full.len().min(before);
+        let events: usize = sizes[..went].iter().sum();
+        self.flushed_events
+            .fetch_add(events as u64, Ordering::Relaxed);
         let mut delivered = 0;
         for (ack, empty) in acks.iter().zip(&empties) {
             if empty.is_none() {

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use crate::monitor::PipelineStats;
 use crate::queue::process::Job;
 use crate::queue::sender::panic_message;
 use crate::queue::ProcessQueues;
@@ -53,6 +54,9 @@ fn run(job: Job, panics: &AtomicU64) {
     let Job {
         mut group, work, ..
     } = job;
+    let stats = &work.stats;
+    PipelineStats::add(&stats.events_in, group.len() as u64);
+    PipelineStats::add(&stats.bytes_in, content_bytes(&group));
     let processed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut processors = work.processors.lock().unwrap_or_else(|e| e.into_inner());
         for processor in processors.iter_mut() {
@@ -64,6 +68,7 @@ fn run(job: Job, panics: &AtomicU64) {
         Ok(group) => group,
         Err(panic) => {
             panics.fetch_add(1, Ordering::Relaxed);
+            PipelineStats::add(&stats.processor_panics, 1);
             tracing::error!(
                 pipeline = work.pipeline,
                 "a processor panicked: {}; the batch is not delivered (its lines are read again after a restart)",
@@ -72,6 +77,7 @@ fn run(job: Job, panics: &AtomicU64) {
             return;
         }
     };
+    PipelineStats::add(&stats.events_out, group.len() as u64);
     // A group its processors emptied still goes on: its place in line is how its
     // acknowledgement comes in order (the sender queue does not hand it to the flusher).
     group.acks.split(work.outputs.len());
@@ -81,4 +87,20 @@ fn run(job: Job, panics: &AtomicU64) {
         }
         let _ = last.push(group);
     }
+}
+
+/// The bytes of a group's log contents, keys and values (what `bytes_in` counts).
+fn content_bytes(group: &tailrace::PipelineEventGroup) -> u64 {
+    group
+        .events
+        .iter()
+        .map(|event| match event {
+            tailrace::PipelineEvent::Log(log) => log
+                .contents
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>() as u64,
+            _ => 0,
+        })
+        .sum()
 }
