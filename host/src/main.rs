@@ -17,6 +17,7 @@ mod plugin;
 mod processor;
 mod queue;
 mod runner;
+mod top;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -81,12 +82,29 @@ enum Command {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
+    /// Watch a running daemon: per pipeline and flusher rates, errors and queue fill, from its
+    /// /metrics (the daemon runs with --metrics-addr). q quits.
+    Top {
+        /// The daemon's --metrics-addr.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9110")]
+        addr: String,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Validate { files }) = &cli.command {
-        return validate(files);
+    match &cli.command {
+        Some(Command::Validate { files }) => return validate(files),
+        Some(Command::Top { addr }) => {
+            return match top::run(addr) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("tailrace top: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        None => {}
     }
     init_logging(&cli.log_level);
     match run(cli) {
