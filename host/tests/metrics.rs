@@ -93,14 +93,8 @@ fn metrics_and_health_over_http() {
         ),
     );
     let daemon = Daemon::start_with_args(&sandbox, None, &[], &["--metrics-addr", "127.0.0.1:0"]);
-    let line = daemon.wait_stderr("the metrics address", |l| l.contains("metrics served on"));
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .expect("an address in the log line")
-        .to_owned();
-    assert!(addr.starts_with("127.0.0.1:"), "{line}");
+    let addr = daemon.metrics_addr();
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
     daemon.wait_stderr("the pipeline", |l| l.contains("pipeline started"));
 
     // 300 lines, 200 of which the filter keeps.

@@ -69,13 +69,7 @@ fn top_shows_the_pipelines_and_quits_on_q() {
         ),
     );
     let daemon = Daemon::start_with_args(&sandbox, None, &[], &["--metrics-addr", "127.0.0.1:0"]);
-    let line = daemon.wait_stderr("the metrics address", |l| l.contains("metrics served on"));
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .expect("an address")
-        .to_owned();
+    let addr = daemon.metrics_addr();
     daemon.wait_stderr("the pipeline", |l| l.contains("pipeline started"));
     let text: String = (0..1234).map(|i| format!("line {i}\n")).collect();
     fs::write(sandbox.path("logs/app.log"), text).unwrap();

@@ -154,6 +154,17 @@ impl Daemon {
         }
     }
 
+    /// The address a daemon started with `--metrics-addr 127.0.0.1:0` serves on (from its
+    /// log line).
+    pub fn metrics_addr(&self) -> String {
+        let line = self.wait_stderr("the metrics address", |l| l.contains("metrics served on"));
+        line.split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_owned()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
