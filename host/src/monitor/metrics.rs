@@ -27,6 +27,11 @@ struct FlusherLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabel {
     state: String,
 }
@@ -203,6 +208,16 @@ pub fn render(monitor: &Monitor) -> String {
         "plugin_base",
         "1 for the plugin base's state (all 0: no plugin libraries in the plugin dir)",
         base,
+    );
+
+    let alarms = Family::<KindLabel, Counter>::default();
+    for (kind, n) in crate::monitor::alarms::counts() {
+        alarms.get_or_create(&KindLabel { kind }).inc_by(n);
+    }
+    registry.register(
+        "alarms",
+        "Alarms the plugin base raised, by kind (iLogtail's alarm_type)",
+        alarms,
     );
 
     process_metrics(&mut registry);

@@ -7,6 +7,7 @@
 //! Nothing here is kept per pipeline once the pipeline is gone: a scrape reads the live views,
 //! so memory follows what runs now.
 
+pub mod alarms;
 pub mod metrics;
 pub mod server;
 

@@ -150,9 +150,50 @@ fn report_builtin(name: &str, group: &LogGroup) {
             })
             .collect();
         if name == ALARM_CONFIG {
+            let field = |key: &[u8]| {
+                log.contents
+                    .iter()
+                    .find(|c| c.key == key)
+                    .map(|c| String::from_utf8_lossy(&c.value).into_owned())
+            };
+            let kind = field(b"alarm_type").unwrap_or_else(|| "unknown".to_owned());
+            let n = field(b"alarm_count")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1);
+            crate::monitor::alarms::count(&kind, n);
             tracing::warn!(target: "plugin_base", "alarm: {}", fields.join(" "));
         } else {
             tracing::debug!(target: "plugin_base", "statistics: {}", fields.join(" "));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tailrace::proto::{Log, LogContent};
+
+    #[test]
+    fn alarms_from_the_base_are_counted_by_kind() {
+        let content = |k: &str, v: &str| LogContent {
+            key: k.as_bytes().to_vec().into(),
+            value: v.as_bytes().to_vec().into(),
+        };
+        let group = LogGroup {
+            logs: vec![Log {
+                contents: vec![
+                    content("alarm_type", "ROUTER_TEST_ALARM"),
+                    content("alarm_count", "4"),
+                    content("alarm_message", "x"),
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        assert_eq!(send_pb("logtail_alarm", &group.encode_to_bytes(), 1), 0);
+        let counted = crate::monitor::alarms::counts()
+            .into_iter()
+            .find(|(k, _)| k == "ROUTER_TEST_ALARM");
+        assert_eq!(counted, Some(("ROUTER_TEST_ALARM".to_owned(), 4)));
     }
 }
