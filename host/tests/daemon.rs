@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{tailrace_bin, Daemon, Line, Sandbox};
+use common::{http_get, tailrace_bin, Daemon, Line, Sandbox};
 
 // ---------------------------------------------------------------------------------------------
 // Harness
@@ -261,11 +261,13 @@ fn hanging_holdon_stalls_only_plugins() {
     let sandbox = Sandbox::new();
     sandbox.add_file_pipeline();
     sandbox.write_config("mock.yaml", &mock_yaml(200, "a"));
-    let mut daemon = Daemon::start(
+    let mut daemon = Daemon::start_with_args(
         &sandbox,
         Some(&faults),
         &[("TAILRACE_TEST_HOLDON_HANG", "1")],
+        &["--metrics-addr", "127.0.0.1:0"],
     );
+    let addr = daemon.metrics_addr();
 
     daemon.wait_line("mock data (f1=a)", |l| l.get("f1") == Some("a"));
     daemon.wait_line("line-start-0", |l| l.get("content") == Some("line-start-0"));
@@ -277,6 +279,15 @@ fn hanging_holdon_stalls_only_plugins() {
         l.contains("has not returned from HoldOn")
     });
     daemon.assert_running("while the plugin base hangs in HoldOn");
+    // /metrics and /healthz say so.
+    let (_, metrics) = http_get(&addr, "/metrics");
+    assert!(
+        metrics.contains("tailrace_plugin_base{state=\"hung\"} 1"),
+        "{metrics}"
+    );
+    let (status, health) = http_get(&addr, "/healthz");
+    assert_eq!(status, 503, "{health}");
+    assert!(health.contains("plugin base has not returned"), "{health}");
     daemon.expect_native_lines(&sandbox, "after-warning", 3);
     daemon.assert_running("while the plugin base hangs in HoldOn");
 

@@ -5,36 +5,9 @@
 mod common;
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Sandbox, WAIT};
-
-/// `GET path` on `addr`: the status code and the body.
-fn get(addr: &str, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {response:?}"));
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
+use common::{http_get, Daemon, Sandbox, WAIT};
 
 /// The value of the sample `name` whose labels include `labels`, from a scrape.
 fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
@@ -56,7 +29,7 @@ fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]
 }
 
 fn scrape(addr: &str) -> prometheus_parse::Scrape {
-    let (status, body) = get(addr, "/metrics");
+    let (status, body) = http_get(addr, "/metrics");
     assert_eq!(status, 200, "{body}");
     prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned())))
         .unwrap_or_else(|e| panic!("not Prometheus text: {e}\n{body}"))
@@ -146,7 +119,7 @@ fn metrics_and_health_over_http() {
         "RSS {rss} vs /proc {proc_rss}"
     );
     assert!(sample(&scraped, "tailrace_process_cpu_seconds_total", &[]).is_some());
-    assert_eq!(get(&addr, "/healthz"), (200, "ok\n".to_owned()));
+    assert_eq!(http_get(&addr, "/healthz"), (200, "ok\n".to_owned()));
 
     // An invalid config: 503 naming it; fixed: 200 again.
     sandbox.write_config(
@@ -154,7 +127,7 @@ fn metrics_and_health_over_http() {
         "inputs: [{Type: input_file}]\nflushers: [{Type: flusher_stdout}]\n",
     );
     let body = wait_for("503 for the invalid config", &daemon, || {
-        let (status, body) = get(&addr, "/healthz");
+        let (status, body) = http_get(&addr, "/healthz");
         (status == 503).then_some(body)
     });
     assert!(
@@ -172,16 +145,16 @@ fn metrics_and_health_over_http() {
         ),
     );
     let body = wait_for("503 for the refused pipeline", &daemon, || {
-        let (status, body) = get(&addr, "/healthz");
+        let (status, body) = http_get(&addr, "/healthz");
         (status == 503 && body.contains("\"loop\"")).then_some(body)
     });
     assert!(body.contains("read its own output back"), "{body}");
     assert!(!body.contains("bad.yaml"), "{body}");
     sandbox.remove_config("loop.yaml");
     wait_for("200 once the configs are fixed", &daemon, || {
-        (get(&addr, "/healthz").0 == 200).then_some(())
+        (http_get(&addr, "/healthz").0 == 200).then_some(())
     });
-    assert_eq!(get(&addr, "/nope").0, 404);
+    assert_eq!(http_get(&addr, "/nope").0, 404);
 }
 
 #[test]

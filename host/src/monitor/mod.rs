@@ -53,13 +53,16 @@ pub enum BaseStatus {
     Loaded,
     /// Missing or broken libraries: plugin features are off, file collection goes on.
     Unavailable,
+    /// Loaded, but a config window has been waiting on it for seconds.
+    Hung,
 }
 
 impl BaseStatus {
-    pub const ALL: [BaseStatus; 3] = [
+    pub const ALL: [BaseStatus; 4] = [
         BaseStatus::Loading,
         BaseStatus::Loaded,
         BaseStatus::Unavailable,
+        BaseStatus::Hung,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -67,6 +70,7 @@ impl BaseStatus {
             BaseStatus::Loading => "loading",
             BaseStatus::Loaded => "loaded",
             BaseStatus::Unavailable => "unavailable",
+            BaseStatus::Hung => "hung",
         }
     }
 }
@@ -136,6 +140,13 @@ impl Monitor {
             .iter()
             .map(|(file, why)| format!("config {file} is invalid: {why}"))
             .collect();
+        if state.base == Some(BaseStatus::Hung) {
+            reasons.push(
+                "the plugin base has not returned from a config window for seconds: its \
+                 pipelines are stalled (native ones run on)"
+                    .to_owned(),
+            );
+        }
         reasons.extend(
             state
                 .problems

@@ -230,7 +230,13 @@ impl PipelineManager {
         let BaseState::Ready(base) = &mut self.base else {
             return;
         };
-        for report in base.poll() {
+        let reports = base.poll();
+        self.monitor.base(Some(if base.is_stalled() {
+            BaseStatus::Hung
+        } else {
+            BaseStatus::Loaded
+        }));
+        for report in reports {
             match report.failures {
                 Ok(failures) => {
                     for (name, why) in failures {

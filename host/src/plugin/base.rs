@@ -122,6 +122,13 @@ const STALL_WARNING: Duration = Duration::from_secs(5);
 const FEED_REFUSED_REPORT: Duration = Duration::from_secs(30);
 
 impl BaseClient {
+    /// Whether a config window (HoldOn → LoadConfig → Resume) has been waiting on the base
+    /// for longer than [`STALL_WARNING`]: the base looks hung.
+    pub fn is_stalled(&self) -> bool {
+        self.pending
+            .is_some_and(|(_, since, _)| since.elapsed() >= STALL_WARNING)
+    }
+
     /// Starts the threads and queues `InitPluginBaseV2(global_json)`.
     pub fn start(api: BaseApi, global_json: String) -> BaseClient {
         let (control, control_rx) = crossbeam_channel::unbounded();
