@@ -238,6 +238,16 @@ pub(super) fn parse(format: &[u8], value: &[u8], current_year: i64) -> Option<Fi
     parse_prefix(format, value, current_year).map(|(fields, _)| fields)
 }
 
+/// A time at the start of `value` in the strftime `format`, read as this processor reads times:
+/// the epoch seconds, the nanoseconds and how many bytes it took. A value without a zone is
+/// read in the machine's local time, and in the current year when the format has no year. For
+/// plugins that find times inside messages (`service_syslog`).
+pub fn parse_time_prefix(format: &str, value: &[u8]) -> Option<(i64, u32, usize)> {
+    let (fields, used) = parse_prefix(format.as_bytes(), value, current_year())?;
+    let seconds = fields.epoch(Zone::Local)?;
+    Some((seconds, fields.nanos, used))
+}
+
 /// Parses the start of `value` with `format`: the fields and how many bytes they took.
 fn parse_prefix(format: &[u8], value: &[u8], current_year: i64) -> Option<(Fields, usize)> {
     let mut f = Fields {
@@ -473,6 +483,15 @@ pub(super) fn current_year() -> i64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_time_prefix_says_how_much_it_took() {
+        let value = b"2003-10-11T22:14:15.003Z host app";
+        let (secs, nanos, used) =
+            super::parse_time_prefix("%Y-%m-%dT%H:%M:%S.%f%z", value).unwrap();
+        assert_eq!((secs, nanos, used), (1_065_910_455, 3_000_000, 24));
+        assert!(super::parse_time_prefix("%Y-%m-%d", b"nope").is_none());
+    }
+
     use super::super::test_support::options;
     use super::*;
     use crate::LogEvent;

@@ -1,1 +1,2 @@
 pub mod metric_mock;
+pub mod syslog;

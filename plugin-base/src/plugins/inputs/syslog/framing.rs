@@ -1,0 +1,210 @@
+//! Cutting a TCP stream into syslog messages (RFC 6587): octet counting (`LEN SP MSG`, what
+//! rsyslog and syslog-ng send with `framing octet-counted`) and newline-ended messages (the
+//! traditional framing, the only one iLogtail reads). Each message picks its framing by its
+//! first byte, a digit meaning octet counting, so one connection may mix them as rsyslog
+//! allows. Memory is bounded by `MaxMessageSize`: a longer message is cut there, the rest of it
+//! skipped, and counted.
+
+/// What one call to [`Deframer::next`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// A whole message, without its framing.
+    Message(Vec<u8>),
+    /// The first `MaxMessageSize` bytes of a longer message; the rest is skipped.
+    Truncated(Vec<u8>),
+}
+
+/// The bytes of one connection not yet cut into messages.
+pub struct Deframer {
+    buf: Vec<u8>,
+    max: usize,
+    /// Bytes of an over-long message still to be skipped: `Some(n)` for an octet-counted one
+    /// (n bytes left), `Some(usize::MAX)` for a newline-ended one (up to its newline).
+    skipping: Option<usize>,
+}
+
+impl Deframer {
+    pub fn new(max_message_size: usize) -> Deframer {
+        Deframer {
+            buf: Vec::new(),
+            max: max_message_size.max(1),
+            skipping: None,
+        }
+    }
+
+    /// Adds bytes read from the connection.
+    pub fn extend(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// The next message, when the bytes held have one. Call until None after each `extend`.
+    pub fn next(&mut self) -> Option<Frame> {
+        self.skip();
+        if self.skipping.is_some() {
+            return None;
+        }
+        let first = *self.buf.first()?;
+        if first.is_ascii_digit() {
+            if let Some(frame) = self.octet_counted() {
+                return frame;
+            }
+        }
+        self.newline_ended()
+    }
+
+    /// What is held when the connection closes: a last message without its newline.
+    pub fn finish(&mut self) -> Option<Frame> {
+        if self.skipping.is_some() || self.buf.is_empty() {
+            self.buf.clear();
+            return None;
+        }
+        let message = std::mem::take(&mut self.buf);
+        Some(Frame::Message(message))
+    }
+
+    fn skip(&mut self) {
+        match self.skipping {
+            Some(usize::MAX) => match memchr::memchr(b'\n', &self.buf) {
+                Some(i) => {
+                    self.buf.drain(..=i);
+                    self.skipping = None;
+                }
+                None => self.buf.clear(),
+            },
+            Some(left) => {
+                let n = left.min(self.buf.len());
+                self.buf.drain(..n);
+                self.skipping = (left > n).then_some(left - n);
+            }
+            None => {}
+        }
+    }
+
+    /// `LEN SP MSG`. Outer None: not octet counting after all (digits not followed by a
+    /// space, as a newline-ended message may start); inner None: wait for more bytes.
+    fn octet_counted(&mut self) -> Option<Option<Frame>> {
+        let digits = self.buf.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits == self.buf.len() {
+            // All digits so far: wait, unless it is already too long to be a length.
+            return (digits <= 10).then_some(None);
+        }
+        if self.buf[digits] != b' ' || digits > 10 {
+            return None;
+        }
+        let len: usize = std::str::from_utf8(&self.buf[..digits])
+            .ok()?
+            .parse()
+            .ok()?;
+        let start = digits + 1;
+        if len > self.max {
+            let have = (self.buf.len() - start).min(self.max);
+            if have < self.max {
+                return Some(None);
+            }
+            let message = self.buf[start..start + self.max].to_vec();
+            let taken = (start + len).min(self.buf.len());
+            self.buf.drain(..taken);
+            let left = start + len - taken;
+            self.skipping = (left > 0).then_some(left);
+            return Some(Some(Frame::Truncated(message)));
+        }
+        if self.buf.len() < start + len {
+            return Some(None);
+        }
+        let message = self.buf[start..start + len].to_vec();
+        self.buf.drain(..start + len);
+        Some(Some(Frame::Message(message)))
+    }
+
+    fn newline_ended(&mut self) -> Option<Frame> {
+        match memchr::memchr(b'\n', &self.buf) {
+            Some(i) if i <= self.max => {
+                let mut message: Vec<u8> = self.buf.drain(..=i).collect();
+                message.pop();
+                if message.last() == Some(&b'\r') {
+                    message.pop();
+                }
+                Some(Frame::Message(message))
+            }
+            found => {
+                if found.is_none() && self.buf.len() <= self.max {
+                    return None;
+                }
+                let message = self.buf[..self.max].to_vec();
+                match found {
+                    Some(i) => {
+                        self.buf.drain(..=i);
+                    }
+                    None => {
+                        self.buf.clear();
+                        self.skipping = Some(usize::MAX);
+                    }
+                }
+                Some(Frame::Truncated(message))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(d: &mut Deframer) -> Vec<Frame> {
+        std::iter::from_fn(|| d.next()).collect()
+    }
+
+    fn msg(s: &str) -> Frame {
+        Frame::Message(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn newline_and_octet_counted_messages_mixed_and_split_anywhere() {
+        let stream = b"<1>a b\n10 <2>c\nd e f6 <3>g h<4>x\r\n";
+        // Fed whole, and one byte at a time: the same messages.
+        let mut d = Deframer::new(1024);
+        d.extend(stream);
+        let whole = all(&mut d);
+        assert_eq!(
+            whole,
+            [
+                msg("<1>a b"),
+                msg("<2>c\nd e f"),
+                msg("<3>g h"),
+                msg("<4>x")
+            ]
+        );
+        let mut d = Deframer::new(1024);
+        let mut bytewise = Vec::new();
+        for b in stream {
+            d.extend(&[*b]);
+            bytewise.extend(all(&mut d));
+        }
+        assert_eq!(bytewise, whole);
+        assert_eq!(d.finish(), None);
+    }
+
+    #[test]
+    fn a_message_starting_with_digits_but_no_length_is_newline_ended() {
+        let mut d = Deframer::new(1024);
+        d.extend(b"2024-01-01 plain line\n");
+        assert_eq!(all(&mut d), [msg("2024-01-01 plain line")]);
+        d.extend(b"last without newline");
+        assert_eq!(d.next(), None);
+        assert_eq!(d.finish(), Some(msg("last without newline")));
+    }
+
+    #[test]
+    fn long_messages_are_cut_at_the_maximum_and_the_rest_skipped() {
+        let mut d = Deframer::new(4);
+        d.extend(b"abcdefgh");
+        assert_eq!(d.next(), Some(Frame::Truncated(b"abcd".to_vec())));
+        d.extend(b"ij\nok\n");
+        assert_eq!(all(&mut d), [msg("ok")]);
+        d.extend(b"10 0123");
+        assert_eq!(d.next(), Some(Frame::Truncated(b"0123".to_vec())));
+        d.extend(b"456789");
+        d.extend(b"2 hi");
+        assert_eq!(all(&mut d), [msg("hi")]);
+    }
+}
