@@ -5,7 +5,7 @@
 //! allows. Memory is bounded by `MaxMessageSize`: a longer message is cut there, the rest of it
 //! skipped, and counted.
 
-/// What one call to [`Deframer::next`] found.
+/// What one call to [`Deframer::next_frame`] found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Frame {
     /// A whole message, without its framing.
@@ -38,7 +38,7 @@ impl Deframer {
     }
 
     /// The next message, when the bytes held have one. Call until None after each `extend`.
-    pub fn next(&mut self) -> Option<Frame> {
+    pub fn next_frame(&mut self) -> Option<Frame> {
         self.skip();
         if self.skipping.is_some() {
             return None;
@@ -151,7 +151,7 @@ mod tests {
     use super::*;
 
     fn all(d: &mut Deframer) -> Vec<Frame> {
-        std::iter::from_fn(|| d.next()).collect()
+        std::iter::from_fn(|| d.next_frame()).collect()
     }
 
     fn msg(s: &str) -> Frame {
@@ -190,7 +190,7 @@ mod tests {
         d.extend(b"2024-01-01 plain line\n");
         assert_eq!(all(&mut d), [msg("2024-01-01 plain line")]);
         d.extend(b"last without newline");
-        assert_eq!(d.next(), None);
+        assert_eq!(d.next_frame(), None);
         assert_eq!(d.finish(), Some(msg("last without newline")));
     }
 
@@ -198,11 +198,11 @@ mod tests {
     fn long_messages_are_cut_at_the_maximum_and_the_rest_skipped() {
         let mut d = Deframer::new(4);
         d.extend(b"abcdefgh");
-        assert_eq!(d.next(), Some(Frame::Truncated(b"abcd".to_vec())));
+        assert_eq!(d.next_frame(), Some(Frame::Truncated(b"abcd".to_vec())));
         d.extend(b"ij\nok\n");
         assert_eq!(all(&mut d), [msg("ok")]);
         d.extend(b"10 0123");
-        assert_eq!(d.next(), Some(Frame::Truncated(b"0123".to_vec())));
+        assert_eq!(d.next_frame(), Some(Frame::Truncated(b"0123".to_vec())));
         d.extend(b"456789");
         d.extend(b"2 hi");
         assert_eq!(all(&mut d), [msg("hi")]);

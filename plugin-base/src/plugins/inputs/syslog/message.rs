@@ -32,6 +32,9 @@ impl Protocol {
     }
 }
 
+/// RFC 5424 structured data: SD-ID → parameter → value.
+pub type StructuredData = BTreeMap<String, BTreeMap<String, String>>;
+
 /// What a message said (iLogtail's parse result). Numbers are -1 when absent.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Message {
@@ -46,7 +49,7 @@ pub struct Message {
     /// RFC 5424 only.
     pub proc_id: Option<String>,
     pub msg_id: Option<String>,
-    pub structured_data: Option<BTreeMap<String, BTreeMap<String, String>>>,
+    pub structured_data: Option<StructuredData>,
 }
 
 impl Message {
@@ -239,9 +242,7 @@ impl<'a> Fields<'a> {
     }
 
     /// `-`, or `[id name="value" ...]...` (with `\"`, `\\` and `\]` escapes in values).
-    fn structured_data(
-        &mut self,
-    ) -> Result<Option<BTreeMap<String, BTreeMap<String, String>>>, String> {
+    fn structured_data(&mut self) -> Result<Option<StructuredData>, String> {
         let data = self.data;
         match data.get(self.at) {
             Some(b'-') => {
