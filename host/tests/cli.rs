@@ -550,7 +550,7 @@ fn sighup_reloads_the_configs() {
     sandbox.write_config(
         "hup.yaml",
         &format!(
-            "inputs:\n  - Type: input_file\n    FilePaths: [{}/h.log]\n    TailingAllMatchedFiles: true\n    FlushTimeoutSecs: 3\nflushers:\n  - Type: flusher_stdout\n",
+            "inputs:\n  - Type: input_file\n    FilePaths: [{}/h.log]\n    TailingAllMatchedFiles: true\n    CloseUnusedReaderIntervalSec: 3\nflushers:\n  - Type: flusher_stdout\n",
             sandbox.path("logs").display()
         ),
     );
@@ -567,8 +567,8 @@ fn sighup_reloads_the_configs() {
     });
     daemon.assert_running("after SIGHUP");
     daemon.wait_stderr("the reload log line", |l| l.contains("SIGHUP: reloading"));
-    daemon.wait_stderr("the warning about FlushTimeoutSecs", |l| {
-        l.contains("inputs[0].FlushTimeoutSecs") && l.contains("does not implement yet")
+    daemon.wait_stderr("the warning about CloseUnusedReaderIntervalSec", |l| {
+        l.contains("inputs[0].CloseUnusedReaderIntervalSec") && l.contains("does not implement yet")
     });
     // A second HUP with nothing changed changes nothing, and the daemon still runs.
     daemon.signal("HUP");
@@ -655,7 +655,7 @@ fn validate_warns_about_unknown_options() {
     let config = sandbox.config_path("w.yaml");
     fs::write(
         &config,
-        "inputs:\n  - Type: input_file\n    FilePaths: [/var/log/*.log]\n    FilePath: /var/log/a.log\n    FlushTimeoutSecs: 5\n    AllowingIncludedByMultiConfigs: true\nflushers:\n  - Type: flusher_stdout\n",
+        "inputs:\n  - Type: input_file\n    FilePaths: [/var/log/*.log]\n    FilePath: /var/log/a.log\n    CloseUnusedReaderIntervalSec: 5\n    AllowingCollectingFilesInRootDir: true\nflushers:\n  - Type: flusher_stdout\n",
     )
     .unwrap();
     let file = config.display().to_string();
@@ -663,8 +663,8 @@ fn validate_warns_about_unknown_options() {
     assert_eq!(out.code(), Some(0), "{out}");
     let expected = [
         format!("warning: {file}: inputs[0].FilePath: unknown option (did you mean FilePaths?)"),
-        format!("warning: {file}: inputs[0].FlushTimeoutSecs: an iLogtail option that Tailrace does not implement yet"),
-        format!("warning: {file}: inputs[0].AllowingIncludedByMultiConfigs: an iLogtail option that Tailrace does not implement yet"),
+        format!("warning: {file}: inputs[0].CloseUnusedReaderIntervalSec: an iLogtail option that Tailrace does not implement yet"),
+        format!("warning: {file}: inputs[0].AllowingCollectingFilesInRootDir: an iLogtail option that Tailrace does not implement yet"),
         "1 file(s) valid, 3 warning(s)".to_owned(),
     ];
     for line in &expected {

@@ -125,6 +125,21 @@ pub fn matched_files(spec: &FileInputSpec) -> Vec<PathBuf> {
     walk.files
 }
 
+/// Whether `spec` collects `path` (a glob matches it, no exclusion does) and, if so, how many
+/// directories deep the fixed prefix of the matching glob is (the deepest when several match):
+/// iLogtail's "matched path depth", which ranks the inputs that match one file.
+pub fn match_depth(spec: &FileInputSpec, path: &Path) -> Option<usize> {
+    if excluded(spec, path) {
+        return None;
+    }
+    spec.include
+        .iter()
+        .zip(&spec.config.file_paths)
+        .filter(|(glob, _)| glob.is_match(path))
+        .map(|(_, pattern)| walk_plan(pattern, 0).0.components().count())
+        .max()
+}
+
 fn excluded(spec: &FileInputSpec, path: &Path) -> bool {
     if spec.exclude_paths.iter().any(|m| m.is_match(path)) {
         return true;
