@@ -111,59 +111,37 @@ mod tests {
             .collect()
     }
 
+    /// Who collects `path` instead of input `id`, every input looked at.
+    fn owner(inputs: &HashMap<InputId, Input>, id: InputId, path: &str) -> Option<InputId> {
+        collected_elsewhere(inputs, id, inputs.keys().copied(), Path::new(path), FILE)
+    }
+
     #[test]
     fn the_older_input_wins_and_allowing_ones_collect_as_well() {
-        let path = Path::new("/var/log/app/a.log");
+        let path = "/var/log/app/a.log";
         let inputs = inputs(&[
             serde_json::json!({"FilePaths": ["/var/log/app/*.log"]}),
             serde_json::json!({"FilePaths": ["/var/log/app/*.log"]}),
             serde_json::json!({"FilePaths": ["/var/log/app/*.log"], "AllowingIncludedByMultiConfigs": true}),
             serde_json::json!({"FilePaths": ["/other/*.log"]}),
         ]);
-        assert_eq!(
-            collected_elsewhere(&inputs, 0, inputs.keys().copied(), path, FILE),
-            None
-        );
-        assert_eq!(
-            collected_elsewhere(&inputs, 1, inputs.keys().copied(), path, FILE),
-            Some(0)
-        );
-        assert_eq!(
-            collected_elsewhere(&inputs, 2, inputs.keys().copied(), path, FILE),
-            None
-        );
-        assert_eq!(
-            collected_elsewhere(
-                &inputs,
-                3,
-                inputs.keys().copied(),
-                Path::new("/other/x.log"),
-                FILE
-            ),
-            None
-        );
+        assert_eq!(owner(&inputs, 0, path), None);
+        assert_eq!(owner(&inputs, 1, path), Some(0));
+        assert_eq!(owner(&inputs, 2, path), None);
+        assert_eq!(owner(&inputs, 3, "/other/x.log"), None);
     }
 
     #[test]
     fn the_deeper_base_directory_wins_and_a_collected_file_stays() {
-        let path = Path::new("/var/log/app/a.log");
+        let path = "/var/log/app/a.log";
         let mut inputs = inputs(&[
             serde_json::json!({"FilePaths": ["/var/**/*.log"]}),
             serde_json::json!({"FilePaths": ["/var/log/app/*.log"]}),
         ]);
-        assert_eq!(
-            collected_elsewhere(&inputs, 0, inputs.keys().copied(), path, FILE),
-            Some(1)
-        );
-        assert_eq!(
-            collected_elsewhere(&inputs, 1, inputs.keys().copied(), path, FILE),
-            None
-        );
-        // Once `a` collects it, it keeps it.
+        assert_eq!(owner(&inputs, 0, path), Some(1));
+        assert_eq!(owner(&inputs, 1, path), None);
+        // Once the first collects it, it keeps it.
         inputs.get_mut(&0).unwrap().ids.insert(FILE, 7);
-        assert_eq!(
-            collected_elsewhere(&inputs, 1, inputs.keys().copied(), path, FILE),
-            Some(0)
-        );
+        assert_eq!(owner(&inputs, 1, path), Some(0));
     }
 }
