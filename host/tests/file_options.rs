@@ -196,6 +196,26 @@ fn delivered_by(sandbox: &Sandbox, name: &str) -> BTreeMap<u64, usize> {
     seq_counts(contents.iter().map(String::as_str))
 }
 
+/// 500 numbered lines.
+fn shared_text() -> String {
+    (0..500)
+        .map(|i| format!("shared seq={i:05} some payload of the line\n"))
+        .collect()
+}
+
+/// Pipelines "alpha" and "beta", each `input_file` on `logs/*.log` into its own
+/// `out-<name>.jsonl`; beta's input gets `beta_options` as well.
+fn write_two_pipelines(sandbox: &Sandbox, beta_options: Value) {
+    let glob = sandbox.path("logs/*.log").display().to_string();
+    for (name, extra) in [("alpha", json!({})), ("beta", beta_options)] {
+        let mut options = json!({"FilePaths": [glob], "TailingAllMatchedFiles": true});
+        for (k, v) in extra.as_object().unwrap() {
+            options[k] = v.clone();
+        }
+        write_pipeline(sandbox, name, options, Some(file_flusher(sandbox, name)));
+    }
+}
+
 /// Two pipelines whose globs match the same file, run with `--once`; the second one's input
 /// gets `second_options` as well. Returns the daemon and what each pipeline delivered.
 fn two_pipelines_on_one_file(
@@ -203,22 +223,20 @@ fn two_pipelines_on_one_file(
 ) -> (Daemon, BTreeMap<u64, usize>, BTreeMap<u64, usize>, String) {
     let (_turn, sandbox) = setup();
     let path = sandbox.path("logs/shared.log");
-    let text: String = (0..500)
-        .map(|i| format!("shared seq={i:05} some payload of the line\n"))
-        .collect();
-    fs::write(&path, text).unwrap();
-    let glob = sandbox.path("logs/*.log").display().to_string();
-    for (name, extra) in [("alpha", json!({})), ("beta", second_options)] {
-        let mut options = json!({"FilePaths": [glob], "TailingAllMatchedFiles": true});
-        for (k, v) in extra.as_object().unwrap() {
-            options[k] = v.clone();
-        }
-        write_pipeline(&sandbox, name, options, Some(file_flusher(&sandbox, name)));
-    }
+    fs::write(&path, shared_text()).unwrap();
+    write_two_pipelines(&sandbox, second_options);
     let daemon = run_once(&sandbox);
     let alpha = delivered_by(&sandbox, "alpha");
     let beta = delivered_by(&sandbox, "beta");
     (daemon, alpha, beta, path.display().to_string())
+}
+
+/// Whether a stderr line warns that `path` goes to alpha, not beta.
+fn warns_alpha_collects(line: &str, path: &str) -> bool {
+    line.contains("WARN")
+        && line.contains(path)
+        && line.contains("collected_by=alpha")
+        && line.contains("skipped_by=beta")
 }
 
 fn each_once() -> BTreeMap<u64, usize> {
@@ -238,14 +256,53 @@ fn a_file_matched_by_two_pipelines_is_collected_once() {
         daemon.diagnostics()
     );
     assert!(beta.is_empty(), "beta delivered {} lines", beta.len());
-    let warned = daemon.stderr_lines().into_iter().any(|l| {
-        l.contains("WARN") && l.contains(&path) && l.contains("alpha") && l.contains("beta")
-    });
+    let warned = daemon
+        .stderr_lines()
+        .iter()
+        .any(|l| warns_alpha_collects(l, &path));
     assert!(
         warned,
         "no warning naming the file and both pipelines\n{}",
         daemon.diagnostics()
     );
+}
+
+/// The same for a file created while the daemon runs: inotify tells both inputs, and
+/// whichever walks first, only alpha collects it.
+#[test]
+fn a_file_created_while_running_is_collected_once() {
+    let (_turn, sandbox) = setup();
+    write_two_pipelines(&sandbox, json!({}));
+    let mut daemon = Daemon::start(&sandbox, Some(&sandbox.path("plugins")), &[]);
+    daemon.wait_stderr("both pipelines started", |l| {
+        l.contains("pipeline started") && l.contains("beta")
+    });
+    let path = sandbox.path("logs/new.log");
+    fs::write(&path, shared_text()).unwrap();
+    let path = path.display().to_string();
+    // Beta's walk decided when it warns; alpha's lines are all there when it delivered them.
+    daemon.wait_stderr("the warning that alpha collects the file", |l| {
+        warns_alpha_collects(l, &path)
+    });
+    let deadline = Instant::now() + common::WAIT;
+    while delivered_by(&sandbox, "alpha") != each_once() {
+        assert!(
+            Instant::now() < deadline,
+            "alpha did not deliver each line once: {} distinct\n{}",
+            delivered_by(&sandbox, "alpha").len(),
+            daemon.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, _) = daemon.terminate();
+    assert!(status.success(), "{status:?}\n{}", daemon.diagnostics());
+    assert_eq!(
+        delivered_by(&sandbox, "alpha"),
+        each_once(),
+        "alpha after the stop"
+    );
+    let beta = delivered_by(&sandbox, "beta");
+    assert!(beta.is_empty(), "beta delivered {} lines", beta.len());
 }
 
 /// With `AllowingIncludedByMultiConfigs: true` on the second pipeline, both collect the file.

@@ -71,8 +71,8 @@ pub(super) fn warn_left_to(
     let name = |id| inputs.get(&id).map_or("?", |i: &Input| i.pipeline.as_str());
     tracing::warn!(
         path = %path.display(),
-        collected_by = name(winner),
-        skipped_by = name(loser),
+        collected_by = %name(winner),
+        skipped_by = %name(loser),
         "file matched by pipelines {:?} and {:?}: only {:?} collects it (set \
          AllowingIncludedByMultiConfigs: true on an input that must collect it as well)",
         name(winner),
