@@ -165,12 +165,15 @@ fn out_path(sandbox: &Sandbox, name: &str) -> PathBuf {
     sandbox.path("out").join(format!("{name}.jsonl"))
 }
 
-/// The `content` of every JSON line in `out/<name>.jsonl`.
+/// The `content` of every complete JSON line in `out/<name>.jsonl` (one the flusher is still
+/// writing waits for the next call).
 fn delivered(sandbox: &Sandbox, name: &str) -> Vec<String> {
     let Ok(text) = fs::read_to_string(out_path(sandbox, name)) else {
         return Vec::new();
     };
-    text.lines()
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    complete
+        .lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).expect("a JSON line");
             v["content"].as_str().expect("a content").to_owned()
@@ -601,7 +604,13 @@ fn once_reads_a_pre_existing_3_mib_file_whole() {
     sandbox.write_config("whole.yaml", &file_pipeline(&sandbox, "whole", "*.log", ""));
     sandbox.write_config(
         "tail.yaml",
-        &file_pipeline(&sandbox, "tail", "*.log", "    TailSizeKB: 64\n"),
+        // Both pipelines collect the file: without the option it goes to one of them only.
+        &file_pipeline(
+            &sandbox,
+            "tail",
+            "*.log",
+            "    TailSizeKB: 64\n    AllowingIncludedByMultiConfigs: true\n",
+        ),
     );
     let out = run(on_sandbox(&sandbox, &["--once"]), LIMIT);
     assert_eq!(out.code(), Some(0), "{out}");

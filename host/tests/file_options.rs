@@ -351,6 +351,9 @@ fn a_line_without_newline_goes_out_after_flush_timeout_secs() {
         l.get("content") == Some("no newline yet")
     });
     let after = line.at.duration_since(written);
+    eprintln!(
+        "[flush_timeout_secs] the line without its newline came {after:?} after it was written"
+    );
     assert!(
         after >= Duration::from_millis(950),
         "sent {after:?} after it was written, before FlushTimeoutSecs (1 s)"
