@@ -165,12 +165,15 @@ fn out_path(sandbox: &Sandbox, name: &str) -> PathBuf {
     sandbox.path("out").join(format!("{name}.jsonl"))
 }
 
-/// The `content` of every JSON line in `out/<name>.jsonl`.
+/// The `content` of every complete JSON line in `out/<name>.jsonl` (one the flusher is still
+/// writing waits for the next call).
 fn delivered(sandbox: &Sandbox, name: &str) -> Vec<String> {
     let Ok(text) = fs::read_to_string(out_path(sandbox, name)) else {
         return Vec::new();
     };
-    text.lines()
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    complete
+        .lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).expect("a JSON line");
             v["content"].as_str().expect("a content").to_owned()
@@ -603,7 +606,7 @@ fn sighup_reloads_the_configs() {
     sandbox.write_config(
         "hup.yaml",
         &format!(
-            "inputs:\n  - Type: input_file\n    FilePaths: [{}/h.log]\n    TailingAllMatchedFiles: true\n    FlushTimeoutSecs: 3\nflushers:\n  - Type: flusher_stdout\n",
+            "inputs:\n  - Type: input_file\n    FilePaths: [{}/h.log]\n    TailingAllMatchedFiles: true\n    CloseUnusedReaderIntervalSec: 3\nflushers:\n  - Type: flusher_stdout\n",
             sandbox.path("logs").display()
         ),
     );
@@ -620,8 +623,8 @@ fn sighup_reloads_the_configs() {
     });
     daemon.assert_running("after SIGHUP");
     daemon.wait_stderr("the reload log line", |l| l.contains("SIGHUP: reloading"));
-    daemon.wait_stderr("the warning about FlushTimeoutSecs", |l| {
-        l.contains("inputs[0].FlushTimeoutSecs") && l.contains("does not implement yet")
+    daemon.wait_stderr("the warning about CloseUnusedReaderIntervalSec", |l| {
+        l.contains("inputs[0].CloseUnusedReaderIntervalSec") && l.contains("does not implement yet")
     });
     // A second HUP with nothing changed changes nothing, and the daemon still runs.
     daemon.signal("HUP");
@@ -654,7 +657,13 @@ fn once_reads_a_pre_existing_3_mib_file_whole() {
     sandbox.write_config("whole.yaml", &file_pipeline(&sandbox, "whole", "*.log", ""));
     sandbox.write_config(
         "tail.yaml",
-        &file_pipeline(&sandbox, "tail", "*.log", "    TailSizeKB: 64\n"),
+        // Both pipelines collect the file: without the option it goes to one of them only.
+        &file_pipeline(
+            &sandbox,
+            "tail",
+            "*.log",
+            "    TailSizeKB: 64\n    AllowingIncludedByMultiConfigs: true\n",
+        ),
     );
     let out = run(on_sandbox(&sandbox, &["--once"]), LIMIT);
     assert_eq!(out.code(), Some(0), "{out}");
@@ -708,7 +717,7 @@ fn validate_warns_about_unknown_options() {
     let config = sandbox.config_path("w.yaml");
     fs::write(
         &config,
-        "inputs:\n  - Type: input_file\n    FilePaths: [/var/log/*.log]\n    FilePath: /var/log/a.log\n    FlushTimeoutSecs: 5\n    AllowingIncludedByMultiConfigs: true\nflushers:\n  - Type: flusher_stdout\n",
+        "inputs:\n  - Type: input_file\n    FilePaths: [/var/log/*.log]\n    FilePath: /var/log/a.log\n    CloseUnusedReaderIntervalSec: 5\n    AllowingCollectingFilesInRootDir: true\nflushers:\n  - Type: flusher_stdout\n",
     )
     .unwrap();
     let file = config.display().to_string();
@@ -716,8 +725,8 @@ fn validate_warns_about_unknown_options() {
     assert_eq!(out.code(), Some(0), "{out}");
     let expected = [
         format!("warning: {file}: inputs[0].FilePath: unknown option (did you mean FilePaths?)"),
-        format!("warning: {file}: inputs[0].FlushTimeoutSecs: an iLogtail option that Tailrace does not implement yet"),
-        format!("warning: {file}: inputs[0].AllowingIncludedByMultiConfigs: an iLogtail option that Tailrace does not implement yet"),
+        format!("warning: {file}: inputs[0].CloseUnusedReaderIntervalSec: an iLogtail option that Tailrace does not implement yet"),
+        format!("warning: {file}: inputs[0].AllowingCollectingFilesInRootDir: an iLogtail option that Tailrace does not implement yet"),
         "1 file(s) valid, 3 warning(s)".to_owned(),
     ];
     for line in &expected {

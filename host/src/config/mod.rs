@@ -798,16 +798,16 @@ mod tests {
     #[test]
     fn known_ilogtail_options_are_accepted_but_said_to_be_unimplemented() {
         let (ok, warnings) = warnings_of(
-            "inputs:\n  - Type: input_file\n    FilePaths: [/x/*.log]\n    FlushTimeoutSecs: 5\n    AppendingLogPositionMeta: true\n    AllowingIncludedByMultiConfigs: true\n    Multiline: {StartPattern: 'a.*', IgnoringUnmatchWarning: true}\nflushers: [{Type: flusher_stdout}]\n",
+            "inputs:\n  - Type: input_file\n    FilePaths: [/x/*.log]\n    CloseUnusedReaderIntervalSec: 60\n    EnableExactlyOnce: 0\n    AllowingCollectingFilesInRootDir: true\n    Multiline: {StartPattern: 'a.*', IgnoringUnmatchWarning: true}\nflushers: [{Type: flusher_stdout}]\n",
         );
         assert!(ok);
         let fields: Vec<&str> = warnings.iter().map(|w| w.field.as_str()).collect();
         assert_eq!(
             fields,
             [
-                "inputs[0].AllowingIncludedByMultiConfigs",
-                "inputs[0].AppendingLogPositionMeta",
-                "inputs[0].FlushTimeoutSecs",
+                "inputs[0].AllowingCollectingFilesInRootDir",
+                "inputs[0].CloseUnusedReaderIntervalSec",
+                "inputs[0].EnableExactlyOnce",
                 "inputs[0].Multiline.IgnoringUnmatchWarning",
             ]
         );

@@ -35,6 +35,20 @@ pub struct InputFileConfig {
     /// Joining lines into multi-line events (Java stack traces...).
     #[serde(default)]
     pub multiline: MultilineConfig,
+    /// Seconds a last line without its newline (or a multiline event that may not be complete)
+    /// waits for more data before it is sent as it is: a writer that stopped mid-line is not
+    /// waited for forever, and one that writes a line in two steps is not cut in two.
+    #[serde(default = "default_flush_timeout_secs")]
+    pub flush_timeout_secs: u64,
+    /// Whether this input collects a file that other pipelines match too. When false (the
+    /// default), a file that several such inputs match is collected by one of them only (see
+    /// `multi_config.rs`): two pipelines with overlapping globs do not send every line twice.
+    #[serde(default)]
+    pub allowing_included_by_multi_configs: bool,
+    /// Each event gets `__file_offset__` (a content: where it starts in the file) and its group
+    /// the tag `__inode__`: with the path, where exactly a line came from.
+    #[serde(default)]
+    pub appending_log_position_meta: bool,
 }
 
 /// iLogtail's `TailSizeKB` default.
@@ -45,15 +59,12 @@ pub const DEFAULT_TAIL_SIZE_KB: u64 = 1024;
 /// so that iLogtail configs load unchanged, but does not act on yet: a warning says so. Sorted.
 pub const NOT_IMPLEMENTED: &[&str] = &[
     "AllowingCollectingFilesInRootDir",
-    "AllowingIncludedByMultiConfigs",
-    "AppendingLogPositionMeta",
     "CloseUnusedReaderIntervalSec",
     "CollectingContainersMeta",
     "ContainerFilters",
     "EnableExactlyOnce",
     "ExternalEnvTag",
     "ExternalK8sLabelTag",
-    "FlushTimeoutSecs",
     "MaxCheckpointDirSearchDepth",
     "Multiline.IgnoringUnmatchWarning",
     "PreservedDirDepth",
@@ -64,6 +75,14 @@ pub const NOT_IMPLEMENTED: &[&str] = &[
 
 fn default_encoding() -> String {
     "utf8".to_owned()
+}
+
+/// iLogtail 2.0's `FlushTimeoutSecs` default (its `default_reader_flush_timeout` flag;
+/// LoongCollector later raised it to 60).
+pub const DEFAULT_FLUSH_TIMEOUT_SECS: u64 = 5;
+
+fn default_flush_timeout_secs() -> u64 {
+    DEFAULT_FLUSH_TIMEOUT_SECS
 }
 
 impl InputFileConfig {
@@ -86,6 +105,11 @@ impl InputFileConfig {
 }
 
 impl FileInputSpec {
+    /// How long a line without its newline waits (`FlushTimeoutSecs`).
+    pub fn flush_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.config.flush_timeout_secs)
+    }
+
     /// `FileEncoding: gbk`.
     pub fn is_gbk(&self) -> bool {
         self.config.file_encoding.eq_ignore_ascii_case("gbk")
@@ -202,6 +226,38 @@ mod tests {
     }
 
     #[test]
+    fn file_options_take_ilogtail_defaults_and_values() {
+        let plain = config(serde_json::json!({"FilePaths": ["/x/*.log"]}));
+        assert_eq!(plain.flush_timeout_secs, 5);
+        assert!(!plain.allowing_included_by_multi_configs);
+        assert!(!plain.appending_log_position_meta);
+        let set = config(serde_json::json!({
+            "FilePaths": ["/x/*.log"], "FlushTimeoutSecs": 1,
+            "AllowingIncludedByMultiConfigs": true, "AppendingLogPositionMeta": true
+        }));
+        assert_eq!(set.flush_timeout_secs, 1);
+        assert!(set.allowing_included_by_multi_configs && set.appending_log_position_meta);
+    }
+
+    #[test]
+    fn a_bad_flush_timeout_names_the_field_and_value() {
+        let plugin = PluginConfig {
+            plugin_type: "input_file".into(),
+            field: "inputs[0]".into(),
+            placement: crate::config::Placement::Native,
+            options: serde_json::json!({"FilePaths": ["/x/*.log"], "FlushTimeoutSecs": -1})
+                .as_object()
+                .unwrap()
+                .clone(),
+        };
+        let Err((field, message)) = InputFileConfig::from_plugin(&plugin) else {
+            panic!("a negative FlushTimeoutSecs was accepted");
+        };
+        assert_eq!(field, "inputs[0].FlushTimeoutSecs", "{message}");
+        assert!(message.contains("-1"), "{message}");
+    }
+
+    #[test]
     fn not_implemented_list_is_sorted_and_unknown_to_the_struct() {
         assert!(NOT_IMPLEMENTED.windows(2).all(|w| w[0] < w[1]));
         let taken = [
@@ -210,6 +266,9 @@ mod tests {
             "TailSizeKB",
             "Multiline",
             "EnableContainerDiscovery",
+            "FlushTimeoutSecs",
+            "AllowingIncludedByMultiConfigs",
+            "AppendingLogPositionMeta",
         ];
         for key in NOT_IMPLEMENTED {
             assert!(!taken.contains(key), "{key}");

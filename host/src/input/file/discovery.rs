@@ -128,7 +128,22 @@ pub fn matched_files(spec: &FileInputSpec) -> Vec<PathBuf> {
 /// Whether `spec` collects the file at `path` (an include glob matches it and no exclude
 /// does), whether or not it exists.
 pub fn collects(spec: &FileInputSpec, path: &Path) -> bool {
-    spec.include.iter().any(|g| g.is_match(path)) && !excluded(spec, path)
+    match_depth(spec, path).is_some()
+}
+
+/// Whether `spec` collects `path` (a glob matches it, no exclusion does) and, if so, how many
+/// directories deep the fixed prefix of the matching glob is (the deepest when several match):
+/// iLogtail's "matched path depth", which ranks the inputs that match one file.
+pub fn match_depth(spec: &FileInputSpec, path: &Path) -> Option<usize> {
+    if excluded(spec, path) {
+        return None;
+    }
+    spec.include
+        .iter()
+        .zip(&spec.config.file_paths)
+        .filter(|(glob, _)| glob.is_match(path))
+        .map(|(_, pattern)| walk_plan(pattern, 0).0.components().count())
+        .max()
 }
 
 fn excluded(spec: &FileInputSpec, path: &Path) -> bool {

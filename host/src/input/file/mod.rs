@@ -28,6 +28,7 @@ pub mod config;
 pub mod discovery;
 pub mod glob;
 pub mod identity;
+mod multi_config;
 pub mod multiline;
 pub mod reader;
 mod resume;
@@ -80,8 +81,6 @@ const DISCOVERY_BUDGET: Duration = Duration::from_millis(200);
 const READ_BUDGET: Duration = Duration::from_millis(200);
 /// Blocks read from one file per round before the next file gets its turn.
 const BLOCKS_PER_ROUND: usize = 16;
-/// How long a line without its newline waits before it is sent as it is (iLogtail's default).
-const PARTIAL_LINE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a deleted or rotated-away file is kept open after it was read to its end.
 const RELEASE_GRACE: Duration = Duration::from_secs(3);
 /// How often checkpoints are written when they changed.
@@ -275,6 +274,8 @@ struct Input {
     /// Its files holding a batch the queue refused. While one does, no other file of the input
     /// reads a new block: what a full queue holds up is one batch per input, not one per file.
     waiting_files: usize,
+    /// Files its last walk found that another input collects (see `multi_config.rs`).
+    left_to_others: HashSet<DevInode>,
 }
 
 impl Input {
@@ -292,6 +293,7 @@ impl Input {
             dirs: Vec::new(),
             waiting_files: 0,
             last_walked: None,
+            left_to_others: HashSet::new(),
         }
     }
 }
@@ -825,6 +827,29 @@ impl Server {
             new_files.push((path, file_id, meta.len()));
         }
         drop(attached);
+        // Files another input collects (`AllowingIncludedByMultiConfigs`) are left to it; said
+        // once per file, not at every walk.
+        let mut left = HashSet::new();
+        new_files.retain(|(path, file_id, _)| {
+            let others = path
+                .parent()
+                .into_iter()
+                .flat_map(|dir| self.watches.holders(dir));
+            let Some(winner) =
+                multi_config::collected_elsewhere(&self.inputs, id, others, path, *file_id)
+            else {
+                return true;
+            };
+            if !self.inputs[&id].left_to_others.contains(file_id) {
+                multi_config::warn_left_to(&self.inputs, id, winner, path);
+            }
+            left.insert(*file_id);
+            false
+        });
+        let Some(input) = self.inputs.get_mut(&id) else {
+            return;
+        };
+        input.left_to_others = left;
         let tracked_before = self.next_file;
         for (path, file_id, size) in new_files {
             if input.ids.contains_key(&file_id) {
@@ -842,6 +867,7 @@ impl Server {
             match TailedFile::open(path.clone(), start, input.spec.multiline()) {
                 Ok(mut file) => {
                     file.set_gbk(input.spec.is_gbk());
+                    file.set_position_meta(input.spec.config.appending_log_position_meta);
                     tracing::info!(pipeline = %input.pipeline, path = %path.display(), offset = start, "tailing file");
                     if reader::open_descriptors() > MAX_OPEN_FILES {
                         // Reopened when it is read: thousands of new files at once must not
@@ -938,6 +964,7 @@ impl Server {
                 input: input_id,
                 file: file_id,
                 once: self.options.once,
+                flush_timeout: input.spec.flush_timeout(),
             };
             let was_detached = tracked.detached;
             let was_waiting = tracked.waiting.is_some();

@@ -287,6 +287,17 @@ impl MultilineAssembler {
         self.state.bytes
     }
 
+    /// Whether `line` (without its newline) begins an event by the StartPattern; None without a
+    /// StartPattern. Where a tail start moves to (see `resume.rs`).
+    pub fn starts_event(&self, line: &[u8]) -> Option<bool> {
+        match &self.rules {
+            Rules::Start { start }
+            | Rules::StartContinue { start, .. }
+            | Rules::StartEnd { start, .. } => Some(start.is_match(line)),
+            Rules::End { .. } | Rules::ContinueEnd { .. } => None,
+        }
+    }
+
     /// Lines dropped because UnmatchedContentTreatment is discard (a counter for statistics).
     pub fn discarded_lines(&self) -> u64 {
         self.state.discarded

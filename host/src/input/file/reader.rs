@@ -91,6 +91,8 @@ pub struct TailedFile {
     multiline: Option<MultilineAssembler>,
     /// The file is GBK: contents are transcoded to UTF-8.
     gbk: bool,
+    /// `AppendingLogPositionMeta`: events say where they start in the file.
+    position_meta: bool,
 }
 
 impl TailedFile {
@@ -117,6 +119,7 @@ impl TailedFile {
             cut_lines: 0,
             multiline,
             gbk: false,
+            position_meta: false,
         })
     }
 
@@ -218,6 +221,12 @@ impl TailedFile {
     /// Reads the file as GBK (`FileEncoding: gbk`): events carry UTF-8.
     pub fn set_gbk(&mut self, gbk: bool) {
         self.gbk = gbk;
+    }
+
+    /// `AppendingLogPositionMeta`: each event gets the content `__file_offset__` (where it
+    /// starts in the file) and its group the tag `__inode__`, as iLogtail adds them.
+    pub fn set_position_meta(&mut self, on: bool) {
+        self.position_meta = on;
     }
 
     /// Whether the path now names another file than the one open (rotated, deleted, re-created).
@@ -361,6 +370,10 @@ impl TailedFile {
                 }
             }
             Some(ml) => {
+                // Events that are not views into this block began in earlier ones: the pending
+                // event carried over, which starts this far before the block (and, when it
+                // comes out as unmatched lines, each line follows the one before).
+                let mut carried_at = block_offset.saturating_sub(ml.pending_bytes());
                 let mut joined = Vec::new();
                 ml.push_block(&block, &ranges, &mut joined);
                 if flush_all {
@@ -370,9 +383,15 @@ impl TailedFile {
                 for content in joined {
                     // In-block events are views into the block: their offset is where they start.
                     let at = (content.as_ptr() as usize).wrapping_sub(base);
-                    let position = (at < block.len())
-                        .then(|| (block_offset + at as u64, content.len() as u64));
-                    group.events.push(event(content, position));
+                    let len = content.len() as u64;
+                    let position = if at < block.len() {
+                        (block_offset + at as u64, len)
+                    } else {
+                        let position = (carried_at, len);
+                        carried_at += len + 1;
+                        position
+                    };
+                    group.events.push(event(content, Some(position)));
                 }
             }
         }
@@ -385,8 +404,29 @@ impl TailedFile {
                 }
             }
         }
+        if self.position_meta {
+            self.add_position_meta(&mut group);
+        }
         group.source_buffer = Some(block);
         Read::Lines(group, self.emitted_offset())
+    }
+
+    /// `AppendingLogPositionMeta`: the inode as the group's tag `__inode__` (shown as
+    /// `__tag__:__inode__`), each event's offset in the file as its content `__file_offset__`.
+    fn add_position_meta(&self, group: &mut PipelineEventGroup) {
+        group.set_tag(
+            Bytes::from_static(b"__inode__"),
+            Bytes::from(self.id.inode.to_string()),
+        );
+        let key = Bytes::from_static(b"__file_offset__");
+        for event in &mut group.events {
+            if let PipelineEvent::Log(log) = event {
+                if let Some((offset, _)) = log.position {
+                    log.contents
+                        .push((key.clone(), Bytes::from(offset.to_string())));
+                }
+            }
+        }
     }
 }
 
@@ -433,6 +473,62 @@ mod tests {
                 _ => panic!(),
             })
             .collect()
+    }
+
+    /// Each event's `__file_offset__`, in order.
+    fn offsets(group: &PipelineEventGroup) -> Vec<u64> {
+        group
+            .events
+            .iter()
+            .map(|e| match e {
+                PipelineEvent::Log(l) => {
+                    std::str::from_utf8(l.content(b"__file_offset__").unwrap())
+                        .unwrap()
+                        .parse()
+                        .unwrap()
+                }
+                _ => panic!(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn position_meta_gives_each_event_its_offset_also_across_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, b"S one\n  more\nS two\n").unwrap();
+        let host = Bytes::from_static(b"h");
+        let settings = ReadSettings {
+            hostname: &host,
+            max_line: 1024,
+        };
+        let config = serde_json::from_value(serde_json::json!({"StartPattern": "S .*"})).unwrap();
+        let multiline = MultilineAssembler::new(&config).unwrap();
+        let mut file = TailedFile::open(path.clone(), 0, multiline).unwrap();
+        file.set_position_meta(true);
+        let Read::Lines(group, _) = file.read(&settings).unwrap() else {
+            panic!()
+        };
+        assert_eq!(contents(&group), vec![b"S one\n  more".to_vec()]);
+        assert_eq!(offsets(&group), vec![0]);
+        let inode =
+            std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).unwrap()).to_string();
+        assert_eq!(group.tag(b"__inode__").unwrap().as_ref(), inode.as_bytes());
+        // "S two" waited in the first block; it comes out with the next one, at its own offset.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"  three\nS four\n")
+            .unwrap();
+        let Read::Lines(group, _) = file.read(&settings).unwrap() else {
+            panic!()
+        };
+        assert_eq!(contents(&group), vec![b"S two\n  three".to_vec()]);
+        assert_eq!(offsets(&group), vec![13]);
+        let (group, _) = file.flush_partial(&settings).unwrap();
+        assert_eq!(contents(&group), vec![b"S four".to_vec()]);
+        assert_eq!(offsets(&group), vec![27]);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::input::file::checkpoint::{CheckpointStore, FileCheckpoint};
 use crate::input::file::identity::DevInode;
+use crate::input::file::multiline::MultilineAssembler;
 use crate::input::file::{Input, Tracked};
 
 /// Where reading a newly found file starts: its checkpoint when the signature still matches;
@@ -32,38 +33,77 @@ pub(super) fn start_offset(
     }
     if existed_before {
         let start = input.spec.config.start_of_existing(size, once);
-        line_start_from(path, start).unwrap_or(start)
+        let line = line_start_from(path, start).unwrap_or(start);
+        match input.spec.multiline() {
+            Some(multiline) if start > 0 && line < size => event_start_from(path, line, &multiline)
+                .unwrap_or_else(|| {
+                    tracing::warn!(
+                        pipeline = %input.pipeline,
+                        path = %path.display(),
+                        offset = line,
+                        "no line matching Multiline.StartPattern within {} KiB of the tail start: \
+                         reading from the next line, the first event may be a fragment",
+                        WINDOW / 1024
+                    );
+                    line
+                }),
+            _ => line,
+        }
     } else {
         0
     }
 }
 
-/// How far past a tail start the next line is looked for; a longer line is entered where the
-/// tail starts (and cut like any overlong line).
-const LINE_SEARCH: usize = 512 * 1024;
+/// How far past a tail start the next line (or event start) is looked for; a longer line is
+/// entered where the tail starts (and cut like any overlong line).
+const WINDOW: usize = 512 * 1024;
+
+/// Up to [`WINDOW`] bytes of `path` from `from`. None when unreadable.
+fn read_window(path: &Path, from: u64) -> Option<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).ok()?;
+    file.seek(SeekFrom::Start(from)).ok()?;
+    let mut buf = Vec::with_capacity(WINDOW + 1);
+    file.take(WINDOW as u64 + 1).read_to_end(&mut buf).ok()?;
+    Some(buf)
+}
 
 /// The first line start at or after `offset` (as iLogtail moves a tail start to the next line,
 /// so that the first event is never a fragment cut inside a line or a UTF-8 character): `offset`
 /// itself when a newline precedes it, else just past the next newline. None when unreadable or
-/// no newline comes within [`LINE_SEARCH`].
+/// no newline comes within [`WINDOW`].
 fn line_start_from(path: &Path, offset: u64) -> Option<u64> {
-    use std::io::{Read, Seek, SeekFrom};
     if offset == 0 {
         return Some(0);
     }
-    let mut file = std::fs::File::open(path).ok()?;
-    file.seek(SeekFrom::Start(offset - 1)).ok()?;
-    let mut buf = vec![0u8; LINE_SEARCH + 1];
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(_) => return None,
-        }
-    }
-    let newline = memchr::memchr(b'\n', &buf[..filled])?;
+    let buf = read_window(path, offset - 1)?;
+    let newline = memchr::memchr(b'\n', &buf)?;
     Some(offset + newline as u64)
+}
+
+/// The start of the first complete line at or after `offset` (a line start) that begins an
+/// event by the StartPattern, as iLogtail's `LogFileReader::FixLastFilePos` moves a tail start
+/// with a multiline config: the first event delivered is then whole, not the end of a stack
+/// trace. `offset` itself without a StartPattern. None when no such line comes within
+/// [`WINDOW`] (iLogtail then keeps the tail start as it was and warns; here it stays on the
+/// line start, which is never worse).
+fn event_start_from(path: &Path, offset: u64, multiline: &MultilineAssembler) -> Option<u64> {
+    if multiline.starts_event(b"").is_none() {
+        return Some(offset);
+    }
+    let buf = read_window(path, offset)?;
+    let mut line_start = 0;
+    for newline in memchr::memchr_iter(b'\n', &buf) {
+        let mut line = &buf[line_start..newline];
+        if let [rest @ .., b'\r'] = line {
+            line = rest;
+        }
+        if multiline.starts_event(line) == Some(true) {
+            return Some(offset + line_start as u64);
+        }
+        line_start = newline + 1;
+    }
+    None
 }
 
 /// Files of `pipeline`'s checkpoints that are no longer at their checkpointed path but still in
@@ -156,5 +196,31 @@ mod line_start_tests {
         // No newline after it at all: left to the caller.
         std::fs::write(&path, "no newline here").unwrap();
         assert_eq!(line_start_from(&path, 3), None);
+    }
+
+    fn assembler(options: serde_json::Value) -> MultilineAssembler {
+        let config = serde_json::from_value(options).unwrap();
+        MultilineAssembler::new(&config).unwrap().unwrap()
+    }
+
+    #[test]
+    fn a_tail_start_moves_to_the_next_start_pattern_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        let text = "2024-01-01 one\n  at a\r\n  at b\n2024-01-02 two\r\n  at c\n";
+        std::fs::write(&path, text).unwrap();
+        let start = assembler(serde_json::json!({"StartPattern": "\\d{4}-.*"}));
+        let second = text.find("2024-01-02").unwrap() as u64;
+        // From a continuation line: on to the next event's first line (`\r\n` or not).
+        assert_eq!(event_start_from(&path, 15, &start), Some(second));
+        // Already on an event's first line: stays.
+        assert_eq!(event_start_from(&path, 0, &start), Some(0));
+        assert_eq!(event_start_from(&path, second, &start), Some(second));
+        // No event starts after it: left to the caller.
+        let last = text.find("  at c").unwrap() as u64;
+        assert_eq!(event_start_from(&path, last, &start), None);
+        // Without a StartPattern, the line start is the event start.
+        let end_only = assembler(serde_json::json!({"EndPattern": "  at c"}));
+        assert_eq!(event_start_from(&path, 15, &end_only), Some(15));
     }
 }

@@ -3,7 +3,7 @@
 //! that waited too long for its newline, and telling when a rotated-away file is done.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use tailrace::PipelineEventGroup;
@@ -11,8 +11,7 @@ use tailrace::PipelineEventGroup;
 use crate::input::file::reader::{Read, ReadSettings};
 use crate::input::file::resume::find_in_dir;
 use crate::input::file::{
-    Ack, BatchSink, FileAck, InputId, Tracked, BLOCKS_PER_ROUND, PARTIAL_LINE_TIMEOUT,
-    RELEASE_GRACE,
+    Ack, BatchSink, FileAck, InputId, Tracked, BLOCKS_PER_ROUND, RELEASE_GRACE,
 };
 
 pub(super) struct ReadCtx<'a> {
@@ -22,6 +21,8 @@ pub(super) struct ReadCtx<'a> {
     pub(super) input: InputId,
     pub(super) file: u64,
     pub(super) once: bool,
+    /// How long a line without its newline waits for it (`FlushTimeoutSecs`).
+    pub(super) flush_timeout: Duration,
 }
 
 impl ReadCtx<'_> {
@@ -111,9 +112,7 @@ pub(super) fn read_file(tracked: &mut Tracked, ctx: &ReadCtx<'_>) -> bool {
     // At the end of the data: a line without its newline waits, unless it waited long enough,
     // the file will not grow any more (detached), or this is a `--once` run.
     if tracked.file.has_partial()
-        && (ctx.once
-            || tracked.detached
-            || tracked.file.last_data.elapsed() >= PARTIAL_LINE_TIMEOUT)
+        && (ctx.once || tracked.detached || tracked.file.last_data.elapsed() >= ctx.flush_timeout)
     {
         if let Some((group, end)) = tracked.file.flush_partial(ctx.settings) {
             let group = ctx.with_ack(group, end);
