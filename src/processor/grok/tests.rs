@@ -396,6 +396,18 @@ fn a_value_slower_than_the_timeout_stays_unparsed() {
     assert_eq!(contents(&group, 0), pairs(&[("w", "ab")]));
 }
 
+/// CPU time of this thread: the machine is shared, so wall time would measure the neighbours.
+fn thread_cpu_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for clock_gettime to fill.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0);
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
 /// `cargo test --release -p tailrace --lib grok_throughput -- --ignored --nocapture`
 #[test]
 #[ignore = "a measurement: run in release"]
@@ -408,18 +420,17 @@ fn grok_throughput() {
     ];
     let batch: Vec<&[u8]> = (0..1000).map(|i| samples[i % samples.len()]).collect();
     let bytes_per_batch: usize = batch.iter().map(|l| l.len()).sum();
-    let started = std::time::Instant::now();
+    let groups: Vec<PipelineEventGroup> = (0..60).map(|_| lines(&batch)).collect();
+    let started = thread_cpu_seconds();
     let mut total = 0usize;
-    while started.elapsed() < std::time::Duration::from_secs(2) {
-        let mut group = lines(&batch);
+    for mut group in groups {
         p.process(&mut group);
         total += bytes_per_batch;
     }
-    let seconds = started.elapsed().as_secs_f64();
+    let seconds = thread_cpu_seconds() - started;
     assert_eq!(p.parse_failures, 0);
     println!(
-        "processor_grok %{{COMBINEDAPACHELOG}}: {:.1} MB/s ({} bytes in {seconds:.2} s)",
+        "processor_grok %{{COMBINEDAPACHELOG}}: {:.1} MB per CPU-second ({total} bytes in {seconds:.3} CPU-s)",
         total as f64 / seconds / 1e6,
-        total
     );
 }
