@@ -248,8 +248,7 @@ fn valid_reference() -> &'static regex::Regex {
 }
 
 impl Expansion<'_> {
-    /// `text` with every reference expanded. `in_pattern` names the library pattern `text`
-    /// belongs to (for errors), none for a `Match` entry.
+    /// `text` (a `Match` entry) with every reference expanded.
     pub fn expand_text(&mut self, text: &str) -> Result<String, ExpandError> {
         self.expand_in(text, None, &mut Vec::new())
     }
@@ -259,6 +258,8 @@ impl Expansion<'_> {
         self.fields.get(group).map_or(group, String::as_str)
     }
 
+    /// `text` expanded; `in_pattern` names the library pattern it is the text of (for errors),
+    /// `stack` the patterns being expanded (to find loops).
     fn expand_in(
         &mut self,
         text: &str,

@@ -4,7 +4,8 @@
 //! field wins. Every named reference becomes a field, including those inside library patterns
 //! (`%{COMBINEDAPACHELOG}` gives `clientip`, `verb`, `agent` ...); unnamed ones give nothing, nor
 //! do empty captures. As in iLogtail, an expression is searched for (not anchored) and every
-//! match in the value is collected.
+//! match in the value is collected; where iLogtail would then append a second content of the
+//! same key, a field keeps one value, the last (one key, one value, as elsewhere in Tailrace).
 //!
 //! The patterns use look-behind and atomic groups, which only a backtracking engine has: they
 //! are compiled once, at build, with PCRE2 (JIT when the platform has it) in byte mode, so a value
