@@ -434,3 +434,20 @@ fn grok_throughput() {
         total as f64 / seconds / 1e6,
     );
 }
+
+/// A long quoted field made of escapes repeats an atomic group 100 000 times: the larger JIT
+/// stack lets it parse instead of failing with a stack limit.
+#[test]
+fn long_values_with_many_escapes_parse() {
+    let agent = format!("\"{}\"", r#"\""#.repeat(100_000));
+    let line =
+        format!(r#"10.0.0.1 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 200 1 "-" {agent}"#);
+    let mut p = processor(json!({"Match": ["%{COMBINEDAPACHELOG}"], "KeepSource": false}));
+    let mut group = lines(&[line.as_bytes()]);
+    p.process(&mut group);
+    assert_eq!((p.timeouts, p.parse_failures), (0, 0));
+    let PipelineEvent::Log(log) = &group.events[0] else {
+        unreachable!()
+    };
+    assert_eq!(log.content(b"agent").unwrap().as_ref(), agent.as_bytes());
+}
