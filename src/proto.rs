@@ -389,6 +389,156 @@ mod tests {
         assert!(empty.is_empty());
     }
 
+    /// A small deterministic PRNG (xorshift64*) for the fuzz tests: reproducible, no dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+
+        fn bytes(&mut self, len: usize) -> Vec<u8> {
+            (0..len).map(|_| self.next() as u8).collect()
+        }
+
+        /// Random bytes, fewer than `max`.
+        fn blob(&mut self, max: usize) -> Vec<u8> {
+            let len = self.below(max);
+            self.bytes(len)
+        }
+    }
+
+    /// A valid LogGroup with every kind of field, sizes and contents drawn from `rng`.
+    fn sample_group(rng: &mut Rng) -> LogGroup {
+        let text = |rng: &mut Rng| String::from_utf8_lossy(&rng.blob(12)).into_owned();
+        let logs = (0..rng.below(4))
+            .map(|_| Log {
+                time: rng.next() as u32,
+                contents: (0..rng.below(4))
+                    .map(|_| LogContent {
+                        key: Bytes::from(rng.blob(8)),
+                        value: Bytes::from(rng.blob(40)),
+                    })
+                    .collect(),
+                time_ns: (rng.below(2) == 0).then(|| rng.next() as u32),
+            })
+            .collect();
+        LogGroup {
+            logs,
+            category: (rng.below(2) == 0).then(|| text(rng)),
+            topic: (rng.below(2) == 0).then(|| text(rng)),
+            source: (rng.below(2) == 0).then(|| text(rng)),
+            machine_uuid: (rng.below(2) == 0).then(|| text(rng)),
+            log_tags: (0..rng.below(3))
+                .map(|_| LogTag {
+                    key: Bytes::from(rng.blob(8)),
+                    value: Bytes::from(rng.blob(8)),
+                })
+                .collect(),
+        }
+    }
+
+    /// `buf` changed in one of the ways a corrupt or hostile buffer differs from a valid one.
+    fn mutate(rng: &mut Rng, mut buf: Vec<u8>) -> Vec<u8> {
+        for _ in 0..1 + rng.below(3) {
+            let at = rng.below(buf.len() + 1);
+            match rng.below(6) {
+                // A flipped bit.
+                0 if !buf.is_empty() => {
+                    let i = rng.below(buf.len());
+                    buf[i] ^= 1 << rng.below(8);
+                }
+                // A byte set to a length-like or tag-like value.
+                1 if !buf.is_empty() => {
+                    let i = rng.below(buf.len());
+                    buf[i] = [0x00, 0x7f, 0x80, 0xff, 0x0a, 0x12, 0x25][rng.below(7)];
+                }
+                // Cut short.
+                2 => buf.truncate(at),
+                // Random bytes inserted.
+                3 => {
+                    let len = 1 + rng.below(6);
+                    let extra = rng.bytes(len);
+                    buf.splice(at..at, extra);
+                }
+                // A huge varint (a length or a field number) inserted.
+                4 => {
+                    let varint = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
+                    buf.splice(at..at, varint[rng.below(4)..].iter().copied());
+                }
+                // A slice of the buffer repeated (valid pieces in invalid places).
+                _ if !buf.is_empty() => {
+                    let from = rng.below(buf.len());
+                    let to = (from + 1 + rng.below(16)).min(buf.len());
+                    let piece = buf[from..to].to_vec();
+                    buf.splice(at..at, piece);
+                }
+                _ => buf.push(rng.next() as u8),
+            }
+        }
+        buf
+    }
+
+    /// Whatever a buffer holds, decoding returns a value or an error, never panics; what decodes
+    /// survives the trip to events and back to the wire, by both serializers alike.
+    fn check_decoders(buf: &[u8]) -> bool {
+        let _ = Log::decode(buf);
+        let _ = LogContent::decode(buf);
+        let Ok(group) = LogGroup::decode_bytes(buf) else {
+            return false;
+        };
+        let encoded = group.encode_to_bytes();
+        assert_eq!(LogGroup::decode_bytes(&encoded).as_ref(), Ok(&group));
+        let events = group.into_event_group();
+        let mut direct = Vec::new();
+        encode_group(&events, &mut direct);
+        assert_eq!(
+            direct,
+            LogGroup::from_event_group(&events).encode_to_bytes()
+        );
+        true
+    }
+
+    #[test]
+    fn random_bytes_never_panic_the_decoders() {
+        let mut rng = Rng(0x5eed_0001);
+        let mut decoded = 0;
+        for round in 0..20_000 {
+            let buf = rng.bytes(round % 97);
+            decoded += usize::from(check_decoders(&buf));
+        }
+        // Short buffers decode often enough for the round trip to be exercised.
+        assert!(decoded > 100, "only {decoded} random buffers decoded");
+    }
+
+    #[test]
+    fn mutated_valid_log_groups_never_panic_the_decoders() {
+        let mut rng = Rng(0x5eed_0002);
+        let (mut decoded, mut rejected) = (0, 0);
+        for _ in 0..20_000 {
+            let valid = sample_group(&mut rng);
+            let buf = valid.encode_to_bytes();
+            assert!(check_decoders(&buf));
+            if check_decoders(&mutate(&mut rng, buf)) {
+                decoded += 1;
+            } else {
+                rejected += 1;
+            }
+        }
+        // Both outcomes are exercised: a fuzzer that never hits an error proves nothing.
+        assert!(
+            decoded > 1000 && rejected > 1000,
+            "{decoded} decoded, {rejected} rejected"
+        );
+    }
+
     #[test]
     fn garbage_is_a_decode_error() {
         assert!(LogGroup::decode_bytes(&[0xff, 0xff, 0xff, 0x07, 0x01]).is_err());

@@ -637,12 +637,10 @@ fn validate_names_file_and_field_of_each_error() {
         ),
         (
             "not_implemented.yaml",
-            format!(
-                "{file_input}processors: [{{Type: processor_grok, Match: ['%{{WORD:w}}']}}]\n{stdout}"
-            ),
+            format!("{file_input}processors: [{{Type: processor_geoip, SourceKey: ip}}]\n{stdout}"),
             vec![
                 "processors[0].Type",
-                "\"processor_grok\" is an iLogtail plugin that Tailrace does not implement yet",
+                "\"processor_geoip\" is an iLogtail plugin that Tailrace does not implement yet",
             ],
         ),
         (
@@ -794,7 +792,7 @@ fn wait_for_seqs(path: &Path, n: usize, limit: Duration) -> (usize, usize) {
     }
 }
 
-/// A pipeline with a plugin Tailrace does not implement (`processor_grok`) is not loaded, with
+/// A pipeline with a plugin Tailrace does not implement (`processor_geoip`) is not loaded, with
 /// an error naming it, and the pipeline next to it runs.
 #[test]
 fn a_plugin_tailrace_lacks_is_refused_by_the_daemon_too() {
@@ -804,17 +802,17 @@ fn a_plugin_tailrace_lacks_is_refused_by_the_daemon_too() {
         "json.yaml",
         &format!(
             "inputs: [{{Type: input_file, FilePaths: [\"{}\"]}}]\n\
-             processors: [{{Type: processor_grok, Match: ['%{{WORD:w}}']}}]\n\
+             processors: [{{Type: processor_geoip, SourceKey: ip}}]\n\
              flushers: [{{Type: flusher_stdout}}]\n",
             sandbox.path("logs").join("other-*.log").display()
         ),
     );
     let mut daemon = Daemon::start(&sandbox, None, &[]);
-    daemon.wait_stderr("the refusal of processor_grok", |l| {
+    daemon.wait_stderr("the refusal of processor_geoip", |l| {
         l.contains("ERROR")
             && l.contains("json")
             && l.contains(
-                "\"processor_grok\" is an iLogtail plugin that Tailrace does not implement yet",
+                "\"processor_geoip\" is an iLogtail plugin that Tailrace does not implement yet",
             )
     });
     daemon.expect_native_lines(&sandbox, "next-to-refused", 3);

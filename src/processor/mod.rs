@@ -9,6 +9,7 @@
 //! registers every one of them too, for pipelines whose input runs there.
 
 pub mod add_fields;
+pub mod appender;
 pub mod base64_decoding;
 pub mod base64_encoding;
 mod common_parser_options;
@@ -22,6 +23,7 @@ pub mod filter_key_regex;
 pub mod filter_regex;
 pub mod filter_regex_native;
 pub mod gotime;
+pub mod grok;
 pub mod json;
 pub mod md5;
 pub mod packjson;
@@ -103,6 +105,8 @@ pub const PROCESSORS: &[Registration] = &[
     fields_with_condition::REGISTRATION,
     filter_key_regex::REGISTRATION,
     add_fields::REGISTRATION,
+    grok::REGISTRATION,
+    appender::REGISTRATION,
 ];
 
 /// The names of [`PROCESSORS`], in the same order (a constant, so that the lists of what the
@@ -329,6 +333,12 @@ mod tests {
             }
             "processor_filter_key_regex" => json!({"Include": ["^c"], "Exclude": ["x"]}),
             "processor_add_fields" => json!({"Fields": {"a": "b"}}),
+            "processor_grok" => {
+                json!({"Match": ["%{COMBINEDAPACHELOG}", "%{SYSLOGLINE}", "%{WORD:w}=%{NUMBER:n}"], "SourceKey": "", "IgnoreParseFailure": false, "TimeoutMilliSeconds": 50})
+            }
+            "processor_appender" => {
+                json!({"Key": "content", "Value": "|a#$#{{__host__}}|{{$HOME}}", "SortLabels": true})
+            }
             other => panic!("no sample options for {other}: add them here"),
         }
     }

@@ -707,7 +707,7 @@ mod tests {
         let config = parse(
             Path::new("a.yaml"),
             format!(
-                "{FILE_INPUT}processors:\n  - Type: processor_parse_json_native\n  - Type: processor_grok\n  - Type: processor_parse_regex_native\n    Regex: (.*)\n    Keys: [m]\nflushers: [{{Type: flusher_stdout}}]\n"
+                "{FILE_INPUT}processors:\n  - Type: processor_parse_json_native\n  - Type: processor_geoip\n  - Type: processor_parse_regex_native\n    Regex: (.*)\n    Keys: [m]\nflushers: [{{Type: flusher_stdout}}]\n"
             )
             .as_bytes(),
         )

@@ -372,7 +372,7 @@ mod tests {
     #[test]
     fn the_host_runs_the_prefix_and_the_base_the_rest_of_the_chain() {
         let config = config(
-            "inputs: [{Type: input_file, FilePaths: [/a/*.log]}]\nprocessors:\n  - {Type: processor_parse_json_native}\n  - {Type: processor_grok, Match: ['%{WORD:w}']}\n  - {Type: processor_add_fields, Fields: {a: b}}\nflushers: [{Type: flusher_stdout}]\n",
+            "inputs: [{Type: input_file, FilePaths: [/a/*.log]}]\nprocessors:\n  - {Type: processor_parse_json_native}\n  - {Type: processor_geoip, SourceKey: ip}\n  - {Type: processor_add_fields, Fields: {a: b}}\nflushers: [{Type: flusher_stdout}]\n",
         );
         let part = base_part(&config).unwrap();
         let json: Value = serde_json::from_str(&part.json).unwrap();
@@ -382,7 +382,7 @@ mod tests {
             .iter()
             .map(|p| p["type"].as_str().unwrap())
             .collect();
-        assert_eq!(types, ["processor_grok", "processor_add_fields"]);
+        assert_eq!(types, ["processor_geoip", "processor_add_fields"]);
         let built = Built::new(config).unwrap();
         assert_eq!(built.processors.len(), 1);
     }

@@ -56,6 +56,6 @@ mod tests {
         assert_eq!(field, "processors[2].Regex");
         assert!(message.contains("not a valid regex"), "{message}");
         assert!(is_native("processor_add_fields"));
-        assert!(!is_native("processor_grok"));
+        assert!(!is_native("processor_geoip"));
     }
 }
