@@ -176,13 +176,14 @@ fn run(cli: Cli) -> Result<(), String> {
         once: cli.once,
         checkpoint_health: checkpoint_health.clone(),
     });
+    let stats_handle = files.stats_handle();
     let threads = cli
         .process_threads
         .filter(|&n| n > 0)
         .unwrap_or_else(runner::default_threads);
     let runners = runner::Runners::start(threads);
     tracing::info!(threads, "processor and flusher runners started");
-    let monitor = monitor::Monitor::new(runners.queues.clone());
+    let monitor = monitor::Monitor::new(runners.queues.clone(), Some(stats_handle));
     // Held to the end: dropping it stops the server.
     let _metrics_server = match &cli.metrics_addr {
         Some(addr) => Some(monitor::server::MetricsServer::start(

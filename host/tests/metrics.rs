@@ -5,6 +5,7 @@
 mod common;
 
 use std::fs;
+use std::io::Read;
 use std::time::{Duration, Instant};
 
 use common::{http_get, Daemon, Sandbox, WAIT};
@@ -170,4 +171,103 @@ fn a_metrics_address_that_cannot_be_bound_is_an_error_at_start() {
         stderr.contains(&format!("--metrics-addr {addr}")) && stderr.contains("cannot listen"),
         "{stderr}"
     );
+}
+
+/// Linux's O_NONBLOCK: open the FIFO's read end without waiting for a writer.
+const O_NONBLOCK: i32 = 0o4000;
+
+/// A flusher stalled on a FIFO nobody reads: reading pauses, and /metrics shows how far it lags
+/// (equal to what the kernel says of the daemon's read position), that the input is blocked,
+/// and, once the file is truncated under it, the bytes lost unread.
+#[test]
+fn read_lag_and_bytes_lost_unread() {
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let sandbox = Sandbox::new();
+    let log = sandbox.path("logs/big.log");
+    let line = format!("{}\n", "x".repeat(99));
+    fs::write(&log, line.repeat(200_000)).unwrap(); // 20 MB, written before the daemon starts
+    let size = fs::metadata(&log).unwrap().len();
+    let fifo = sandbox.path("out.fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    // Held open and not read: the flusher's writes block once the pipe buffer is full.
+    let mut reader = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    sandbox.write_config(
+        "slow.yaml",
+        &format!(
+            "inputs:\n  - Type: input_file\n    FilePaths: [{}]\n    TailingAllMatchedFiles: true\n\
+             flushers:\n  - Type: flusher_file\n    FilePath: {}\n",
+            sandbox.path("logs/*.log").display(),
+            fifo.display()
+        ),
+    );
+    let daemon = Daemon::start_with_args(&sandbox, None, &[], &["--metrics-addr", "127.0.0.1:0"]);
+    let addr = daemon.metrics_addr();
+    let pipeline = [("pipeline", "slow")];
+    // The lag settles once the queues are full and reading paused.
+    let mut last = None;
+    let lag = wait_for("a steady read lag", &daemon, || {
+        let s = scrape(&addr);
+        let lag = sample(&s, "tailrace_input_read_lag_bytes", &pipeline)?;
+        let steady = lag > 0.0 && last == Some(lag);
+        last = Some(lag);
+        std::thread::sleep(Duration::from_millis(200));
+        steady.then_some((lag, s))
+    });
+    let (lag, scraped) = lag;
+    let pos = common::read_offset(daemon.pid(), &log).expect("the log is open") as f64;
+    assert_eq!(lag, size as f64 - pos, "lag = size - read position");
+    assert_eq!(
+        sample(
+            &scraped,
+            "tailrace_file_read_lag_bytes",
+            &[("pipeline", "slow"), ("path", log.to_str().unwrap())]
+        ),
+        Some(lag)
+    );
+    assert_eq!(
+        sample(&scraped, "tailrace_pipeline_input_blocked", &pipeline),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&scraped, "tailrace_input_files", &pipeline),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&scraped, "tailrace_input_lost_bytes_total", &pipeline),
+        Some(0.0)
+    );
+
+    // Truncated while unread (copytruncate), then the destination drains: what was not read
+    // before the truncation is counted lost.
+    fs::File::create(&log).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    let drain = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            match reader.read(&mut buf) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Err(_) => break,
+            }
+        }
+    });
+    let lost = wait_for("the lost bytes", &daemon, || {
+        let s = scrape(&addr);
+        sample(&s, "tailrace_input_lost_bytes_total", &pipeline).filter(|v| *v > 0.0)
+    });
+    assert_eq!(lost, lag, "the bytes unread at the truncation");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = drain.join();
 }

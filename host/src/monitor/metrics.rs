@@ -210,6 +210,8 @@ pub fn render(monitor: &Monitor) -> String {
         base,
     );
 
+    file_metrics(monitor, &mut registry);
+
     let alarms = Family::<KindLabel, Counter>::default();
     for (kind, n) in crate::monitor::alarms::counts() {
         alarms.get_or_create(&KindLabel { kind }).inc_by(n);
@@ -226,6 +228,65 @@ pub fn render(monitor: &Monitor) -> String {
     // Writing into a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
     text
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FileLabels {
+    pipeline: String,
+    path: String,
+}
+
+/// The file inputs: files tracked and open, read lag (per input, and for its most lagging
+/// files), bytes lost before they were read.
+fn file_metrics(monitor: &Monitor, registry: &mut Registry) {
+    let Some(inputs) = monitor.file_stats() else {
+        return;
+    };
+    let tracked = Gauges::default();
+    let open = Gauges::default();
+    let lag = Gauges::default();
+    let lost = Counters::default();
+    let file_lag = Family::<FileLabels, Gauge>::default();
+    for input in inputs {
+        let label = PipelineLabel {
+            pipeline: input.pipeline.clone(),
+        };
+        tracked
+            .get_or_create(&label)
+            .set(input.tracked_files as i64);
+        open.get_or_create(&label).set(input.open_files as i64);
+        lag.get_or_create(&label).set(input.lag_bytes as i64);
+        lost.get_or_create(&label).inc_by(input.lost_bytes);
+        for (path, bytes) in input.lagging {
+            file_lag
+                .get_or_create(&FileLabels {
+                    pipeline: input.pipeline.clone(),
+                    path: path.display().to_string(),
+                })
+                .set(bytes as i64);
+        }
+    }
+    registry.register("input_files", "Files a pipeline's input tracks", tracked);
+    registry.register(
+        "input_open_files",
+        "Files a pipeline's input holds open",
+        open,
+    );
+    registry.register(
+        "input_read_lag_bytes",
+        "Bytes written to a pipeline's files and not read yet",
+        lag,
+    );
+    registry.register(
+        "file_read_lag_bytes",
+        "Bytes written to a file and not read yet (the 20 most lagging files of each input)",
+        file_lag,
+    );
+    registry.register(
+        "input_lost_bytes",
+        "Bytes files lost before they were read to their end (rotated away while closed, truncated, unreadable)",
+        lost,
+    );
 }
 
 /// The daemon process: CPU seconds, resident memory, open descriptors (from /proc/self).
@@ -285,7 +346,7 @@ mod tests {
 
     #[test]
     fn series_follow_the_live_pipelines() {
-        let monitor = Monitor::new(ProcessQueues::new());
+        let monitor = Monitor::new(ProcessQueues::new(), None);
         let stats = Arc::new(PipelineStats::default());
         PipelineStats::add(&stats.events_in, 7);
         monitor.running(

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::input::file::stats::{FileStatsHandle, InputStats};
 use crate::queue::{ProcessQueues, SenderQueue};
 
 /// A pipeline's counters, updated by the processor runner.
@@ -90,14 +91,21 @@ struct State {
 pub struct Monitor {
     state: Arc<Mutex<State>>,
     queues: ProcessQueues,
+    files: Option<FileStatsHandle>,
 }
 
 impl Monitor {
-    pub fn new(queues: ProcessQueues) -> Monitor {
+    pub fn new(queues: ProcessQueues, files: Option<FileStatsHandle>) -> Monitor {
         Monitor {
             state: Arc::default(),
             queues,
+            files,
         }
+    }
+
+    /// The file inputs' figures (None: no FileServer, or it did not answer in time).
+    pub fn file_stats(&self) -> Option<Vec<InputStats>> {
+        self.files.as_ref()?.stats()
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -190,7 +198,7 @@ mod tests {
 
     #[test]
     fn problems_make_the_daemon_unhealthy_until_fixed_or_removed() {
-        let monitor = Monitor::new(ProcessQueues::new());
+        let monitor = Monitor::new(ProcessQueues::new(), None);
         assert!(monitor.unhealthy_reasons().is_empty());
         monitor.problem("a", "its output cannot be opened");
         let mut invalid = BTreeMap::new();

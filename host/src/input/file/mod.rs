@@ -32,6 +32,7 @@ mod multi_config;
 pub mod multiline;
 pub mod reader;
 mod resume;
+pub mod stats;
 mod tail;
 pub mod watch;
 
@@ -154,6 +155,10 @@ enum Command {
     Drained {
         reply: Sender<bool>,
     },
+    /// The figures for /metrics.
+    Stats {
+        reply: Sender<Vec<stats::InputStats>>,
+    },
     Shutdown,
 }
 
@@ -212,6 +217,13 @@ impl FileServer {
         let (done, wait) = crossbeam_channel::bounded(1);
         if self.commands.send(Command::Unregister { id, done }).is_ok() {
             let _ = wait.recv_timeout(Duration::from_secs(5));
+        }
+    }
+
+    /// A handle /metrics asks for the server's figures through.
+    pub fn stats_handle(&self) -> stats::FileStatsHandle {
+        stats::FileStatsHandle {
+            commands: self.commands.clone(),
         }
     }
 
@@ -276,6 +288,8 @@ struct Input {
     waiting_files: usize,
     /// Files its last walk found that another input collects (see `multi_config.rs`).
     left_to_others: HashSet<DevInode>,
+    /// Bytes of files released before they were read to their end.
+    lost_bytes: u64,
 }
 
 impl Input {
@@ -294,6 +308,7 @@ impl Input {
             waiting_files: 0,
             last_walked: None,
             left_to_others: HashSet::new(),
+            lost_bytes: 0,
         }
     }
 }
@@ -314,6 +329,8 @@ struct Tracked {
     watched: bool,
     /// The path it was tracked under before it was found renamed (to update the path index).
     moved_from: Option<PathBuf>,
+    /// Bytes it lost before they were read (truncated in place while unread).
+    lost_bytes: u64,
 }
 
 impl Tracked {
@@ -489,10 +506,44 @@ impl Server {
                     });
                 let _ = reply.send(drained);
             }
+            Command::Stats { reply } => {
+                let _ = reply.send(self.stats());
+            }
             Command::Wake => {}
             Command::Shutdown => return false,
         }
         true
+    }
+
+    fn stats(&self) -> Vec<stats::InputStats> {
+        self.inputs
+            .values()
+            .map(|input| {
+                let mut lagging = Vec::new();
+                let mut lag_bytes = 0;
+                let mut lost_bytes = input.lost_bytes;
+                for t in input.files.values() {
+                    lost_bytes += t.lost_bytes;
+                    let size =
+                        stats::current_size(&t.file.path, t.file.id.inode, t.file.last_size());
+                    let lag = size.saturating_sub(t.file.read_pos());
+                    if lag > 0 {
+                        lag_bytes += lag;
+                        lagging.push((t.file.path.clone(), lag));
+                    }
+                }
+                lagging.sort_by_key(|(_, lag)| std::cmp::Reverse(*lag));
+                lagging.truncate(stats::MAX_LAGGING_FILES);
+                stats::InputStats {
+                    pipeline: input.pipeline.clone(),
+                    tracked_files: input.files.len(),
+                    open_files: input.files.values().filter(|t| t.file.is_open()).count(),
+                    lag_bytes,
+                    lost_bytes,
+                    lagging,
+                }
+            })
+            .collect()
     }
 
     fn remove_input(&mut self, id: InputId) {
@@ -885,6 +936,7 @@ impl Server {
                         at_eof_since: None,
                         watched,
                         moved_from: None,
+                        lost_bytes: 0,
                     };
                     self.store.put(checkpoint_of(&input.pipeline, &tracked));
                     let key = (id, self.next_file);
@@ -987,6 +1039,8 @@ impl Server {
             if !keep {
                 let t = input.files.remove(&file_id).expect("present");
                 input.ids.remove(&t.file.id);
+                // A file released before its end (gone while closed, unreadable) lost the rest.
+                input.lost_bytes += t.lost_bytes + t.file.unread_bytes();
                 if t.waiting.is_some() {
                     // Given up (a read error): its batch goes with it, and so does its hold.
                     input.waiting_files -= 1;

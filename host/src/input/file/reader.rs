@@ -91,6 +91,8 @@ pub struct TailedFile {
     multiline: Option<MultilineAssembler>,
     /// The file is GBK: contents are transcoded to UTF-8.
     gbk: bool,
+    /// The file's size when last looked at.
+    last_size: u64,
     /// `AppendingLogPositionMeta`: events say where they start in the file.
     position_meta: bool,
 }
@@ -119,6 +121,7 @@ impl TailedFile {
             cut_lines: 0,
             multiline,
             gbk: false,
+            last_size: 0,
             position_meta: false,
         })
     }
@@ -179,11 +182,23 @@ impl TailedFile {
 
     /// The size of the file now.
     pub fn size(&mut self) -> std::io::Result<u64> {
-        Ok(self.handle()?.metadata()?.len())
+        let size = self.handle()?.metadata()?.len();
+        self.last_size = size;
+        Ok(size)
+    }
+
+    /// The size last seen (by [`TailedFile::size`]).
+    pub fn last_size(&self) -> u64 {
+        self.last_size
+    }
+
+    /// Bytes of the file, as last seen, not read yet.
+    pub fn unread_bytes(&self) -> u64 {
+        self.last_size.saturating_sub(self.read_pos())
     }
 
     /// Where the next read starts.
-    fn read_pos(&self) -> u64 {
+    pub fn read_pos(&self) -> u64 {
         self.offset + self.partial.len() as u64
     }
 

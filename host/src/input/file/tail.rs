@@ -75,8 +75,11 @@ pub(super) fn read_file(tracked: &mut Tracked, ctx: &ReadCtx<'_>) -> bool {
             return true;
         }
     }
+    let size_before = tracked.file.last_size();
     match tracked.file.was_truncated() {
         Ok(true) => {
+            // What was written past the read position before the truncation is gone.
+            tracked.lost_bytes += size_before.saturating_sub(tracked.file.read_pos());
             tracing::warn!(path = %tracked.file.path.display(), "file truncated or replaced in place; reading it again from the start");
             if tracked.file.rewind().is_err() {
                 return false;
