@@ -250,3 +250,31 @@ fn regex_accelerate_cuts_parses_filters_and_times_blocks() {
         ]
     );
 }
+
+/// A bad option of a split processor: `validate` names the file, the field and the value, and
+/// exits 1.
+#[test]
+fn validate_names_the_bad_split_option() {
+    let sandbox = Sandbox::new();
+    let config = common::file_pipeline(
+        &sandbox,
+        "  - Type: processor_split_log_regex\n    SplitRegex: '(unclosed'\n  - Type: processor_split_char\n    SplitSep: ab\n",
+    );
+    let file = sandbox.path("bad.yaml");
+    fs::write(&file, config).unwrap();
+    let output = std::process::Command::new(common::tailrace_bin())
+        .arg("validate")
+        .arg(&file)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    let file = file.display().to_string();
+    for expected in [
+        format!("{file}: processors[0].SplitRegex: \"(unclosed\" is not a valid regex"),
+        format!("{file}: processors[1].SplitSep: \"ab\": processor_split_char takes a single-byte separator"),
+    ] {
+        assert!(stdout.contains(&expected), "missing {expected:?} in:\n{stdout}");
+    }
+}

@@ -96,6 +96,11 @@ fn whole_block(
         .inputs
         .iter()
         .any(|p| p.options.get("Multiline").is_some_and(|m| !m.is_null()));
+    tracing::info!(
+        pipeline = config.name,
+        processor = first.kind(),
+        "files are read in whole blocks: the first processor cuts them into events"
+    );
     if multiline {
         tracing::warn!(
             pipeline = config.name,
