@@ -131,6 +131,23 @@ impl BlockRule {
     }
 }
 
+impl BlockRule {
+    /// What of a block ended by this rule is the event's `content`: the block without its last
+    /// newline when blocks end at line ends (the newline ends the last event, it is not part of
+    /// it); the block as it is when a separator other than a newline ends it (the processor
+    /// drops what the separator leaves empty).
+    pub fn content(&self, block: &Bytes) -> Bytes {
+        let at_line_end = match self {
+            BlockRule::Separator(sep) => &sep[..] == b"\n",
+            BlockRule::Line | BlockRule::EventStart(_) => true,
+        };
+        match block.last() {
+            Some(b'\n') if at_line_end => block.slice(..block.len() - 1),
+            _ => block.clone(),
+        }
+    }
+}
+
 /// The block rule of the processor `kind` when it takes whole blocks, given its options; None
 /// for a processor that takes lines. Options that do not build the processor are an error.
 pub fn block_rule(kind: &str, options: &Options) -> Option<Result<BlockRule, ProcessorError>> {
@@ -273,6 +290,21 @@ mod tests {
         // The separator straddles what was held and what came.
         assert_eq!(sep.cut(b"ab||c", 3), Some(4));
         assert_eq!(sep.cut(b"ab|", 0), None);
+    }
+
+    #[test]
+    fn block_content_drops_the_last_newline_of_line_blocks_only() {
+        let block = Bytes::from_static(b"a\n\nb\n");
+        assert_eq!(&BlockRule::Line.content(&block)[..], b"a\n\nb");
+        assert_eq!(&begin(".*").content(&block)[..], b"a\n\nb");
+        let newline = BlockRule::Separator(Bytes::from_static(b"\n"));
+        assert_eq!(&newline.content(&block)[..], b"a\n\nb");
+        let paragraphs = BlockRule::Separator(Bytes::from_static(b"\n\n"));
+        assert_eq!(&paragraphs.content(&block)[..], b"a\n\nb\n");
+        assert_eq!(
+            &BlockRule::Line.content(&Bytes::from_static(b"half"))[..],
+            b"half"
+        );
     }
 
     #[test]

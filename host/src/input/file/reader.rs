@@ -226,7 +226,7 @@ impl TailedFile {
 
     /// Reads the file in whole blocks (the first processor of its pipeline cuts them into
     /// events): each read gives one event holding what was read up to where `rule` lets a block
-    /// end, without its last newline.
+    /// end (see [`BlockRule::content`]).
     pub fn set_whole_block(&mut self, rule: Option<BlockRule>) {
         self.whole_block = rule;
     }
@@ -441,12 +441,13 @@ impl TailedFile {
     }
 
     /// Whole-block mode: the first `len` bytes held become one event, the block as `content`
-    /// without its last newline (which still counts in its position and the offset).
+    /// (without its last newline when blocks end at line ends: the newline still counts in
+    /// its position and the offset).
     fn emit_block(&mut self, len: usize, settings: &ReadSettings<'_>) -> Read {
         let (block, block_offset) = self.take(len);
-        let content = match block.last() {
-            Some(b'\n') => block.slice(..len - 1),
-            _ => block.clone(),
+        let content = match &self.whole_block {
+            Some(rule) => rule.content(&block),
+            None => block.clone(),
         };
         let (secs, nanos) = now();
         let mut event = LogEvent::new(secs, Some(nanos));
