@@ -5,58 +5,20 @@
 mod common;
 
 use std::fs;
-use std::process::{Command, Stdio};
 
 use serde_json::{Map, Value};
 
-use common::{tailrace_bin, Sandbox};
+use common::{event, Sandbox};
 
 /// Runs `tailrace --once` on the sandbox with an empty plugin dir; returns the events written
 /// to `out.jsonl`, each without the tags and time the file flusher adds.
 fn run_once(sandbox: &Sandbox, processors: &str) -> Vec<Map<String, Value>> {
-    fs::create_dir_all(sandbox.path("plugins")).unwrap();
-    sandbox.write_config(
-        "p.yaml",
-        &format!(
-            "inputs:\n  - Type: input_file\n    FilePaths: [{}/*.log]\nprocessors:\n{processors}flushers:\n  - Type: flusher_file\n    FilePath: {}\n",
-            sandbox.path("logs").display(),
-            sandbox.path("out.jsonl").display()
-        ),
-    );
-    let output = Command::new(tailrace_bin())
-        .arg("--config-dir")
-        .arg(sandbox.path("conf"))
-        .arg("--data-dir")
-        .arg(sandbox.path("data"))
-        .arg("--plugin-dir")
-        .arg(sandbox.path("plugins"))
-        .arg("--once")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "tailrace --once failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    fs::read_to_string(sandbox.path("out.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|line| {
-            let Value::Object(mut event) = serde_json::from_str(line).unwrap() else {
-                panic!("not an object: {line}")
-            };
+    common::run_once(sandbox, &common::file_pipeline(sandbox, processors))
+        .into_iter()
+        .map(|mut event| {
             event.retain(|k, _| !k.starts_with("__tag__:") && k != "__time__");
             event
         })
-        .collect()
-}
-
-fn event(pairs: &[(&str, &str)]) -> Map<String, Value> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
         .collect()
 }
 

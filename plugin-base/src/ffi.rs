@@ -6,7 +6,6 @@
 
 use std::os::raw::{c_char, c_int, c_void};
 
-use bytes::Bytes;
 use prost::Message;
 use tailrace::ffi_panic_boundary;
 use tailrace::proto::meta;
@@ -14,7 +13,7 @@ use tailrace::{Log, LogEvent, LogGroup, PipelineEvent, PipelineEventGroup};
 
 use crate::context::AlarmLevel;
 use crate::global;
-use crate::runtime::{clock, LoadRequest, PluginBase, Settings};
+use crate::runtime::{LoadRequest, PluginBase, Settings};
 use tailrace::rslice::{
     ArgError, GoInt, GoInt64, GoSlice, GoString, KeyValue, PluginMetric, PluginMetrics,
 };
@@ -556,11 +555,7 @@ fn feed_raw(
         Ok(raw) => raw,
         Err(e) => return reject(export, e.to_string(), PROCESS_ERROR),
     };
-    let (secs, nanos) = clock::now();
-    let mut event = LogEvent::new(secs, Some(nanos));
-    event.set_content("content", Bytes::copy_from_slice(raw));
-    let mut group = PipelineEventGroup::with_capacity(1);
-    group.events.push(PipelineEvent::Log(event));
+    let group = crate::runtime::raw_log::group(raw);
     feed_group(export, config_name, group, pack_id, Some(topic), tags)
 }
 

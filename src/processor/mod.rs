@@ -34,10 +34,16 @@ pub mod parse_timestamp_native;
 pub mod pick_key;
 pub mod rate_limit;
 pub mod regex;
+pub mod regex_accelerate;
 pub mod rename;
+pub mod split_char;
 pub mod split_key_value;
+pub mod split_log_regex;
+pub mod split_log_string;
+pub mod split_string;
 pub mod string_replace;
 pub mod strptime;
+pub mod whole_block;
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -107,6 +113,11 @@ pub const PROCESSORS: &[Registration] = &[
     add_fields::REGISTRATION,
     grok::REGISTRATION,
     appender::REGISTRATION,
+    split_log_regex::REGISTRATION,
+    split_log_string::REGISTRATION,
+    split_char::REGISTRATION,
+    split_string::REGISTRATION,
+    regex_accelerate::REGISTRATION,
 ];
 
 /// The names of [`PROCESSORS`], in the same order (a constant, so that the lists of what the
@@ -201,6 +212,52 @@ fn native_regex(
     })
 }
 
+/// [`native_regex`] for a regex whose capture groups fill `keys` fields: more groups than keys
+/// is fine (iLogtail ignores the rest), fewer would fail on every line.
+fn keyed_regex(
+    pattern: &str,
+    keys: usize,
+    anchored: bool,
+) -> Result<::regex::bytes::Regex, ProcessorError> {
+    let regex = native_regex("Regex", pattern, anchored)?;
+    let groups = regex.captures_len() - 1;
+    if groups < keys {
+        return Err(ProcessorError::new(
+            "Keys",
+            format!("{keys} keys for a regex with {groups} capture groups"),
+        ));
+    }
+    Ok(regex)
+}
+
+/// Where the field a Go-side processor works on is in `log` (`SourceKey`; the first content
+/// when the key is empty). A log without it is counted in `missing`, and reported now and then
+/// when `report` (iLogtail's `NoKeyError`).
+fn go_source_index(
+    log: &crate::LogEvent,
+    source_key: &bytes::Bytes,
+    missing: &mut u64,
+    report: bool,
+    processor: &str,
+) -> Option<usize> {
+    let found = log
+        .contents
+        .iter()
+        .position(|(k, _)| source_key.is_empty() || k == source_key);
+    if found.is_none() {
+        *missing += 1;
+        if report && missing.is_power_of_two() {
+            tracing::warn!(
+                processor,
+                key = %String::from_utf8_lossy(source_key),
+                logs = *missing,
+                "logs without the source key"
+            );
+        }
+    }
+    found
+}
+
 /// The regex crate's error in one line, without the pattern it quotes (which carries our
 /// anchors): messages are printed one per line, naming the user's pattern.
 fn regex_problem(e: &::regex::Error) -> String {
@@ -257,6 +314,18 @@ pub(crate) mod test_support {
 
     pub fn options(value: serde_json::Value) -> super::Options {
         value.as_object().expect("options are an object").clone()
+    }
+
+    /// One line (as `content`) through the processor `build` makes from `opts`.
+    pub fn processed(
+        build: super::Constructor,
+        opts: serde_json::Value,
+        line: &[u8],
+    ) -> PipelineEventGroup {
+        let mut processor = build(&options(opts)).expect("the options build the processor");
+        let mut group = lines(&[line]);
+        processor.process(&mut group);
+        group
     }
 }
 
@@ -338,6 +407,19 @@ mod tests {
             }
             "processor_appender" => {
                 json!({"Key": "content", "Value": "|a#$#{{__host__}}|{{$HOME}}", "SortLabels": true})
+            }
+            "processor_split_log_regex" => {
+                json!({"SplitRegex": "\\d.*", "PreserveOthers": true, "EnableLogPositionMeta": true})
+            }
+            "processor_split_log_string" => json!({"SplitSep": "a"}),
+            "processor_split_char" => {
+                json!({"SplitSep": ",", "SplitKeys": ["a", "b"], "Quote": "\"", "QuoteFlag": true})
+            }
+            "processor_split_string" => {
+                json!({"SplitSep": "=", "SplitKeys": ["a"], "ExpandOthers": true})
+            }
+            "processor_regex_accelerate" => {
+                json!({"Regex": "(\\S+) (.*)", "Keys": ["time", "b"], "LogBeginRegex": "\\d.*", "DiscardUnmatch": false, "TimeFormat": "%Y-%m-%d", "FilterKey": ["b"], "FilterRegex": [".*"]})
             }
             other => panic!("no sample options for {other}: add them here"),
         }

@@ -8,7 +8,7 @@ use regex::bytes::{CaptureLocations, Regex};
 use serde::Deserialize;
 
 use super::common_parser_options::CommonParserOptions;
-use super::{native_regex, parse_options, Options, ProcessorError, Registration};
+use super::{parse_options, Options, ProcessorError, Registration};
 use crate::plugin::Processor;
 use crate::PipelineEventGroup;
 
@@ -81,20 +81,7 @@ impl ParseRegex {
             }
             None
         } else {
-            let regex = native_regex("Regex", &config.regex, true)?;
-            let groups = regex.captures_len() - 1;
-            // More groups than keys is fine (iLogtail ignores the rest); fewer would fail on
-            // every line.
-            if groups < keys.len() {
-                return Err(ProcessorError::new(
-                    "Keys",
-                    format!(
-                        "{} keys for a regex with {groups} capture groups",
-                        keys.len()
-                    ),
-                ));
-            }
-            Some(regex)
+            Some(super::keyed_regex(&config.regex, keys.len(), true)?)
         };
         let common = CommonParserOptions::new(
             &config.source_key,

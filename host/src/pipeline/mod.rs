@@ -75,6 +75,46 @@ pub fn base_part(config: &PipelineConfig) -> Option<BasePart> {
     })
 }
 
+/// How the file input reads for `config`: in whole blocks when its first processor takes them
+/// (iLogtail 1.x's split processors and its regex accelerator), as 1.x handed such a processor
+/// the blocks it read. The host runs that processor (every one of them is native), so blocks
+/// never cross to the plugin base: a base gets raw blocks only from a core that sends them with
+/// `ProcessRawLogV2`, which Tailrace's base takes as one `content` for its first processor.
+fn whole_block(
+    config: &PipelineConfig,
+) -> Result<Option<tailrace::processor::whole_block::BlockRule>, (String, String)> {
+    let Some(first) = config
+        .processors
+        .first()
+        .filter(|p| p.placement == Placement::Native)
+    else {
+        return Ok(None);
+    };
+    let Some(rule) = tailrace::processor::whole_block::block_rule(first.kind(), &first.options)
+    else {
+        return Ok(None);
+    };
+    let rule = rule.map_err(|e| (format!("{}.{}", first.field, e.field), e.message))?;
+    let multiline = config
+        .inputs
+        .iter()
+        .any(|p| p.options.get("Multiline").is_some_and(|m| !m.is_null()));
+    tracing::info!(
+        pipeline = config.name,
+        processor = first.kind(),
+        "files are read in whole blocks: the first processor cuts them into events"
+    );
+    if multiline {
+        tracing::warn!(
+            pipeline = config.name,
+            processor = first.kind(),
+            "the input's Multiline options are not used: the first processor takes whole blocks \
+             and cuts the events itself"
+        );
+    }
+    Ok(Some(rule))
+}
+
 /// A pipeline's native plugins, built (options checked, files opened) but not started.
 pub struct Built {
     pub config: PipelineConfig,
@@ -108,7 +148,7 @@ impl Built {
         {
             processors.push(processor::build(p).map_err(fail)?);
         }
-        let input = match config
+        let mut input = match config
             .inputs
             .iter()
             .find(|p| p.placement == Placement::Native)
@@ -116,6 +156,9 @@ impl Built {
             Some(p) => Some(InputFileConfig::from_plugin(p).map_err(fail)?),
             None => None,
         };
+        if let Some(spec) = &mut input {
+            spec.whole_block = whole_block(&config).map_err(fail)?;
+        }
         Ok(Built {
             base: base_part(&config),
             config,
@@ -396,6 +439,36 @@ mod tests {
         let json: Value = serde_json::from_str(&part.json).unwrap();
         assert_eq!(json["processors"][0]["type"], "processor_parse_json_native");
         assert_eq!(json["processors"][0]["detail"]["SourceKey"], "f1");
+    }
+
+    #[test]
+    fn a_first_split_processor_makes_the_input_read_whole_blocks() {
+        let with = |processors: &str| {
+            let built = Built::new(config(&format!(
+                "inputs: [{{Type: input_file, FilePaths: [/a/*.log]}}]\nprocessors: {processors}\nflushers: [{{Type: flusher_stdout}}]\n"
+            )))
+            .unwrap();
+            built.input.unwrap().whole_block
+        };
+        assert!(matches!(
+            with(r"[{Type: processor_split_log_regex, SplitRegex: '\d+.*'}]"),
+            Some(tailrace::processor::whole_block::BlockRule::EventStart(_))
+        ));
+        assert!(matches!(
+            with("[{Type: processor_split_log_string}]"),
+            Some(tailrace::processor::whole_block::BlockRule::Separator(_))
+        ));
+        assert!(matches!(
+            with("[{Type: processor_regex_accelerate, Regex: '(.*)', Keys: [a]}]"),
+            Some(tailrace::processor::whole_block::BlockRule::Line)
+        ));
+        // Not first, or not a splitter: lines.
+        assert!(with(
+            "[{Type: processor_add_fields, Fields: {a: b}}, {Type: processor_split_log_string}]"
+        )
+        .is_none());
+        assert!(with("[{Type: processor_split_string, SplitSep: ','}]").is_none());
+        assert!(with("[]").is_none());
     }
 
     #[test]

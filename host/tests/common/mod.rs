@@ -400,3 +400,54 @@ pub fn read_offset(pid: u32, path: &Path) -> Option<u64> {
     }
     None
 }
+
+/// Runs `tailrace --once` on `sandbox` with the pipeline `config` as `conf/p.yaml` and an empty
+/// plugin dir (every plugin runs in the host); returns the events a `flusher_file` writing
+/// `out.jsonl` in the sandbox wrote, tags and time included.
+pub fn run_once(sandbox: &Sandbox, config: &str) -> Vec<Map<String, Value>> {
+    fs::create_dir_all(sandbox.path("plugins")).unwrap();
+    sandbox.write_config("p.yaml", config);
+    let output = Command::new(tailrace_bin())
+        .arg("--config-dir")
+        .arg(sandbox.path("conf"))
+        .arg("--data-dir")
+        .arg(sandbox.path("data"))
+        .arg("--plugin-dir")
+        .arg(sandbox.path("plugins"))
+        .arg("--once")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "tailrace --once failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    fs::read_to_string(sandbox.path("out.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|line| match serde_json::from_str(line).unwrap() {
+            Value::Object(event) => event,
+            _ => panic!("not an object: {line}"),
+        })
+        .collect()
+}
+
+/// A pipeline: `input_file` over the sandbox's `logs/*.log`, then `processors` (YAML list
+/// items, each line ending with a newline), then a `flusher_file` writing `out.jsonl`.
+pub fn file_pipeline(sandbox: &Sandbox, processors: &str) -> String {
+    format!(
+        "inputs:\n  - Type: input_file\n    FilePaths: [\"{}/*.log\"]\nprocessors:\n{processors}flushers:\n  - Type: flusher_file\n    FilePath: \"{}\"\n",
+        sandbox.path("logs").display(),
+        sandbox.path("out.jsonl").display()
+    )
+}
+
+/// An event's expected fields, as the flusher writes them.
+pub fn event(pairs: &[(&str, &str)]) -> Map<String, Value> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+        .collect()
+}

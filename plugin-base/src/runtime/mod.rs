@@ -14,6 +14,7 @@
 
 pub mod clock;
 pub mod pipeline;
+pub mod raw_log;
 pub mod raw_tags;
 pub mod registry;
 pub mod undelivered;
@@ -647,6 +648,36 @@ mod tests {
         let after_reload: Vec<LogGroup> =
             host.sent()[before..].iter().map(|s| s.2.clone()).collect();
         assert!(!values(&after_reload, "f").contains(&"a".to_owned()));
+        base.hold_on(true);
+    }
+
+    /// A raw block fed as `ProcessRawLogV2` feeds it, to a pipeline whose first processor is a
+    /// split processor: the base cuts it into the events the host would have cut.
+    #[test]
+    fn raw_blocks_are_cut_by_a_first_split_processor() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Arc::new(RecordingHost::default());
+        let base = base_with(host.clone(), dir.path());
+        let json = r#"{"global":{"AggregatIntervalMs":10},
+            "processors":[{"type":"processor_split_log_regex","detail":{"SplitRegex":"\\d{4}-\\d{2}-\\d{2}.*"}}],
+            "flushers":[{"type":"flusher_sls"}]}"#;
+        base.load_config(&req("raw/2", json)).unwrap();
+        base.resume();
+        let block = "2024-01-01 a failed\n\tat x.Y(Y.java:1)\n2024-01-01 b\n2024-01-01 c\n\tat z";
+        base.feed("raw/2", raw_log::group(block.as_bytes()))
+            .unwrap();
+        wait_for(&host, "raw", |g| values(g, "content").len() == 3);
+        assert_eq!(
+            values(
+                &host.sent().into_iter().map(|s| s.2).collect::<Vec<_>>(),
+                "content"
+            ),
+            [
+                "2024-01-01 a failed\n\tat x.Y(Y.java:1)",
+                "2024-01-01 b",
+                "2024-01-01 c\n\tat z"
+            ]
+        );
         base.hold_on(true);
     }
 

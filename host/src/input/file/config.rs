@@ -1,6 +1,7 @@
 //! `input_file`'s options, with iLogtail 2.0's names and defaults.
 
 use serde::Deserialize;
+use tailrace::processor::whole_block::BlockRule;
 
 use crate::config::{parse_options, PluginConfig};
 use crate::input::file::glob::PathGlob;
@@ -116,8 +117,12 @@ impl FileInputSpec {
     }
 
     /// A multiline assembler for one file, when the input asks for one (its options were
-    /// checked when the spec was built).
+    /// checked when the spec was built). None in whole-block mode: the first processor cuts
+    /// the events.
     pub fn multiline(&self) -> Option<MultilineAssembler> {
+        if self.whole_block.is_some() {
+            return None;
+        }
         MultilineAssembler::new(&self.config.multiline)
             .ok()
             .flatten()
@@ -131,6 +136,10 @@ pub struct FileInputSpec {
     pub exclude_paths: Vec<PathGlob>,
     pub exclude_files: Vec<PathGlob>,
     pub exclude_dirs: Vec<PathGlob>,
+    /// Set by the pipeline when its first processor takes whole blocks (iLogtail 1.x's split
+    /// processors): files are read into one event per block, ended by this rule, instead of
+    /// one event per line.
+    pub whole_block: Option<BlockRule>,
 }
 
 impl InputFileConfig {
@@ -177,6 +186,7 @@ impl InputFileConfig {
             exclude_paths: compile("ExcludeFilePaths", &config.exclude_file_paths, true)?,
             exclude_files: compile("ExcludeFiles", &config.exclude_files, false)?,
             exclude_dirs: compile("ExcludeDirs", &config.exclude_dirs, true)?,
+            whole_block: None,
             config,
         })
     }

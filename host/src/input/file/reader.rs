@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
+use tailrace::processor::whole_block::BlockRule;
 use tailrace::{LogEvent, PipelineEvent, PipelineEventGroup};
 
 use crate::input::file::identity::{DevInode, Signature, SIGNATURE_MAX};
@@ -95,6 +96,8 @@ pub struct TailedFile {
     last_size: u64,
     /// `AppendingLogPositionMeta`: events say where they start in the file.
     position_meta: bool,
+    /// Whole-block mode: one event per block, ended where this rule allows.
+    whole_block: Option<BlockRule>,
 }
 
 impl TailedFile {
@@ -123,6 +126,7 @@ impl TailedFile {
             gbk: false,
             last_size: 0,
             position_meta: false,
+            whole_block: None,
         })
     }
 
@@ -244,6 +248,13 @@ impl TailedFile {
         self.position_meta = on;
     }
 
+    /// Reads the file in whole blocks (the first processor of its pipeline cuts them into
+    /// events): each read gives one event holding what was read up to where `rule` lets a block
+    /// end (see [`BlockRule::content`]).
+    pub fn set_whole_block(&mut self, rule: Option<BlockRule>) {
+        self.whole_block = rule;
+    }
+
     /// Whether the path now names another file than the one open (rotated, deleted, re-created).
     pub fn path_moved_on(&self) -> bool {
         match std::fs::metadata(&self.path) {
@@ -295,6 +306,18 @@ impl TailedFile {
         }
         self.partial = Bytes::from(block);
         self.last_data = Instant::now();
+        if let Some(rule) = &self.whole_block {
+            let cut = match rule.cut(&self.partial, start) {
+                Some(cut) => cut,
+                // An event that outgrew the maximum goes as it is, up to its last newline.
+                None if self.partial.len() >= settings.max_line => {
+                    self.cut_lines += 1;
+                    memchr::memrchr(b'\n', &self.partial).map_or(self.partial.len(), |i| i + 1)
+                }
+                None => return Ok(Read::Partial),
+            };
+            return Ok(self.emit_block(cut, settings));
+        }
         let cut = match memchr::memrchr(b'\n', &self.partial[start..]) {
             Some(i) => start + i + 1,
             None if self.partial.len() >= settings.max_line => {
@@ -315,6 +338,12 @@ impl TailedFile {
         if !self.has_partial() {
             return None;
         }
+        if self.whole_block.is_some() {
+            return match self.emit_block(self.partial.len(), settings) {
+                Read::Lines(group, end) => Some((group, end)),
+                _ => None,
+            };
+        }
         match self.emit_with(self.partial.len(), settings, true) {
             Read::Lines(group, end) => Some((group, end)),
             _ => None,
@@ -330,13 +359,7 @@ impl TailedFile {
     /// [`TailedFile::emit`]; with `flush_all`, the multiline assembler also gives up what it
     /// holds.
     fn emit_with(&mut self, len: usize, settings: &ReadSettings<'_>, flush_all: bool) -> Read {
-        let block = self.partial.split_to(len);
-        if self.partial.is_empty() {
-            // Nothing held back: do not keep the block alive through an empty view.
-            self.partial = Bytes::new();
-        }
-        let block_offset = self.offset;
-        self.offset += len as u64;
+        let (block, block_offset) = self.take(len);
         // Built per block, not kept per file: with thousands of files, kept scratch vectors
         // would cost what the blocks no longer do.
         let mut ranges: Vec<std::ops::Range<usize>> = Vec::new();
@@ -357,15 +380,7 @@ impl TailedFile {
             });
         }
         let (secs, nanos) = now();
-        let mut group = PipelineEventGroup::with_capacity(ranges.len());
-        group.set_tag(Bytes::from_static(b"__path__"), self.path_tag.clone());
-        group.set_tag(
-            Bytes::from_static(b"__hostname__"),
-            settings.hostname.clone(),
-        );
-        group.set_metadata(META_PATH, self.path.to_string_lossy());
-        group.set_metadata(META_DEV_INODE, format!("{}:{}", self.id.dev, self.id.inode));
-        group.set_metadata(META_OFFSET, block_offset.to_string());
+        let mut group = self.new_group(ranges.len(), block_offset, settings);
         let content_key = Bytes::from_static(b"content");
         let event = |content: Bytes, position: Option<(u64, u64)>| {
             let mut event = LogEvent::new(secs, Some(nanos));
@@ -410,6 +425,42 @@ impl TailedFile {
                 }
             }
         }
+        self.finish(group, block)
+    }
+
+    /// Takes the first `len` bytes held, to be emitted; with the offset they start at.
+    fn take(&mut self, len: usize) -> (Bytes, u64) {
+        let block = self.partial.split_to(len);
+        if self.partial.is_empty() {
+            // Nothing held back: do not keep the block alive through an empty view.
+            self.partial = Bytes::new();
+        }
+        let block_offset = self.offset;
+        self.offset += len as u64;
+        (block, block_offset)
+    }
+
+    /// An empty group for events read from `block_offset` on: the file's tags and metadata.
+    fn new_group(
+        &self,
+        events: usize,
+        block_offset: u64,
+        settings: &ReadSettings<'_>,
+    ) -> PipelineEventGroup {
+        let mut group = PipelineEventGroup::with_capacity(events);
+        group.set_tag(Bytes::from_static(b"__path__"), self.path_tag.clone());
+        group.set_tag(
+            Bytes::from_static(b"__hostname__"),
+            settings.hostname.clone(),
+        );
+        group.set_metadata(META_PATH, self.path.to_string_lossy());
+        group.set_metadata(META_DEV_INODE, format!("{}:{}", self.id.dev, self.id.inode));
+        group.set_metadata(META_OFFSET, block_offset.to_string());
+        group
+    }
+
+    /// Transcodes the events of `group` (GBK files) and hands it the block they point into.
+    fn finish(&self, mut group: PipelineEventGroup, block: Bytes) -> Read {
         if self.gbk {
             for event in &mut group.events {
                 if let PipelineEvent::Log(log) = event {
@@ -442,6 +493,26 @@ impl TailedFile {
                 }
             }
         }
+    }
+
+    /// Whole-block mode: the first `len` bytes held become one event, the block as `content`
+    /// (without its last newline when blocks end at line ends: the newline still counts in
+    /// its position and the offset).
+    fn emit_block(&mut self, len: usize, settings: &ReadSettings<'_>) -> Read {
+        let (block, block_offset) = self.take(len);
+        let content = match &self.whole_block {
+            Some(rule) => rule.content(&block),
+            None => block.clone(),
+        };
+        let (secs, nanos) = now();
+        let mut event = LogEvent::new(secs, Some(nanos));
+        event
+            .contents
+            .push((Bytes::from_static(b"content"), content));
+        event.position = Some((block_offset, len as u64));
+        let mut group = self.new_group(1, block_offset, settings);
+        group.events.push(PipelineEvent::Log(event));
+        self.finish(group, block)
     }
 }
 
@@ -676,6 +747,89 @@ mod tests {
         let (group, end) = file.flush_partial(&settings).unwrap();
         assert_eq!(contents(&group), vec![b"xyz".to_vec()]);
         assert_eq!(end, 14);
+    }
+
+    fn append(path: &std::path::Path, data: &[u8]) {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .unwrap()
+            .write_all(data)
+            .unwrap();
+    }
+
+    /// A Java stack trace written in two parts: the reader never hands out half of it.
+    #[test]
+    fn whole_blocks_hold_an_event_that_goes_on_in_the_next_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(
+            &path,
+            b"2024-01-01 one\n2024-01-02 two failed\n\tat a.B(B.java:1)\n",
+        )
+        .unwrap();
+        let host = Bytes::from_static(b"h");
+        let settings = ReadSettings {
+            hostname: &host,
+            max_line: 1024,
+        };
+        let options = serde_json::json!({"SplitRegex": r"\d{4}-\d{2}-\d{2}.*"});
+        let rule = tailrace::processor::whole_block::block_rule(
+            "processor_split_log_regex",
+            options.as_object().unwrap(),
+        )
+        .unwrap()
+        .unwrap();
+        let mut file = TailedFile::open(path.clone(), 0, None).unwrap();
+        file.set_whole_block(Some(rule));
+        let Read::Lines(group, end) = file.read(&settings).unwrap() else {
+            panic!()
+        };
+        // One event: the block up to the last event start, without its newline.
+        assert_eq!(contents(&group), vec![b"2024-01-01 one".to_vec()]);
+        assert_eq!(end, 15);
+        let PipelineEvent::Log(block) = &group.events[0] else {
+            panic!()
+        };
+        assert_eq!(block.position, Some((0, 15)));
+        assert!(file.has_partial());
+        // The rest of the trace, then the next event: the trace goes out whole.
+        append(&path, b"\tat a.C(C.java:2)\n");
+        assert!(matches!(file.read(&settings).unwrap(), Read::Partial));
+        append(&path, b"2024-01-03 three\n");
+        let Read::Lines(group, end) = file.read(&settings).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            contents(&group),
+            vec![b"2024-01-02 two failed\n\tat a.B(B.java:1)\n\tat a.C(C.java:2)".to_vec()]
+        );
+        assert_eq!(end, 15 + 58);
+        // The last event goes when the writer is done (the flush timeout, or the end of a
+        // --once run).
+        let (group, end) = file.flush_partial(&settings).unwrap();
+        assert_eq!(contents(&group), vec![b"2024-01-03 three".to_vec()]);
+        assert_eq!(end, std::fs::metadata(&path).unwrap().len());
+        assert!(!file.has_partial());
+    }
+
+    #[test]
+    fn whole_blocks_by_line_end_after_the_last_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, b"a\r\nb\nhalf").unwrap();
+        let host = Bytes::from_static(b"h");
+        let settings = ReadSettings {
+            hostname: &host,
+            max_line: 1024,
+        };
+        let mut file = TailedFile::open(path, 0, None).unwrap();
+        file.set_whole_block(Some(tailrace::processor::whole_block::BlockRule::Line));
+        let Read::Lines(group, end) = file.read(&settings).unwrap() else {
+            panic!()
+        };
+        assert_eq!(contents(&group), vec![b"a\r\nb".to_vec()]);
+        assert_eq!(end, 5);
     }
 
     #[test]
