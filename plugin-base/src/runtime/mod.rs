@@ -31,7 +31,7 @@ use tokio::sync::mpsc::error::TrySendError;
 
 use crate::context::alarm::{AlarmScope, ALARM_CONFIG_NAME};
 use crate::context::statistics::STATISTICS_CONFIG_NAME;
-use crate::context::{AlarmLevel, Alarms};
+use crate::context::{AlarmLevel, Alarms, CheckpointStore};
 use crate::host_link::HostLink;
 use pipeline::PipelineInstance;
 use registry::{PluginContext, Registry};
@@ -64,8 +64,10 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// Reads iLogtail's and LoongCollector's global-config names: the data dir from `DataDir`
-    /// (Tailrace), `LoongcollectorDataDir` (3.x) or `LogtailSysConfDir` (1.x);
+    /// Reads iLogtail's and LoongCollector's global-config names: the data dir (undelivered
+    /// data, plugin checkpoints) from `DataDir` (Tailrace), `LoongcollectorDataDir` (3.x),
+    /// `LoongcollectorSysConfDir` (where LoongCollector's Go side keeps its checkpoint
+    /// database) or `LogtailSysConfDir` (1.x);
     /// `AlarmIntervalMs` and `StatisticsIntervalMs` are Tailrace's (defaults 30 s and 60 s, as
     /// iLogtail's built-in alarm and statistics pipelines).
     pub fn from_json(json: &str) -> Result<Settings, String> {
@@ -78,7 +80,12 @@ impl Settings {
             .as_object()
             .ok_or_else(|| "global config: expected a JSON object".to_owned())?;
         let mut settings = Settings::default();
-        for key in ["DataDir", "LoongcollectorDataDir", "LogtailSysConfDir"] {
+        for key in [
+            "DataDir",
+            "LoongcollectorDataDir",
+            "LoongcollectorSysConfDir",
+            "LogtailSysConfDir",
+        ] {
             if let Some(dir) = obj.get(key).and_then(Value::as_str) {
                 if !dir.is_empty() {
                     settings.data_dir = PathBuf::from(dir);
@@ -233,6 +240,8 @@ impl PluginBase {
                     global: config.global.clone(),
                     host: self.host.clone(),
                     alarms: self.alarms.clone(),
+                    plugin_id: String::new(),
+                    checkpoint_store: Arc::new(CheckpointStore::under(&self.settings().data_dir)),
                 };
                 PipelineInstance::build(ctx, &config, &self.registry)
             });
@@ -587,16 +596,20 @@ mod tests {
         }
     }
 
+    /// What the host received under `config`.
+    fn sent_to(host: &RecordingHost, config: &str) -> Vec<LogGroup> {
+        host.sent()
+            .into_iter()
+            .filter(|(name, _, _)| name == config)
+            .map(|(_, _, g)| g)
+            .collect()
+    }
+
     /// Waits until `pred` holds for what the host received under `config`.
     fn wait_for(host: &RecordingHost, config: &str, pred: impl Fn(&[LogGroup]) -> bool) {
         let start = Instant::now();
         loop {
-            let groups: Vec<LogGroup> = host
-                .sent()
-                .into_iter()
-                .filter(|(name, _, _)| name == config)
-                .map(|(_, _, g)| g)
-                .collect();
+            let groups = sent_to(host, config);
             if pred(&groups) {
                 return;
             }
@@ -684,6 +697,45 @@ mod tests {
         base.resume();
         wait_for(&host, "fed", |g| values(g, "seq") == vec!["1".to_owned()]);
         base.hold_on(true);
+    }
+
+    /// Every Index the host received, in arrival order.
+    fn indexes(host: &RecordingHost, config: &str) -> Vec<i64> {
+        values(&sent_to(host, config), "Index")
+            .iter()
+            .map(|v| v.parse().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn metric_mock_continues_its_index_across_reloads_and_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Arc::new(RecordingHost::default());
+        let json = r#"{"global":{"InputIntervalMs":1,"AggregatIntervalMs":5,
+            "InputMaxFirstCollectDelayMs":0},
+            "inputs":[{"type":"metric_mock","detail":{}}],"flushers":[{"type":"flusher_sls"}]}"#;
+        let base = base_with(host.clone(), dir.path());
+        base.load_config(&req("idx/1", json)).unwrap();
+        base.resume();
+        for _ in 0..10 {
+            wait_for(&host, "idx", |g| !g.is_empty());
+            base.hold_on(false);
+            base.load_config(&req("idx/1", json)).unwrap();
+            base.resume();
+        }
+        base.hold_on(true);
+        drop(base);
+        let before_restart = indexes(&host, "idx").len();
+        let base = base_with(host.clone(), dir.path());
+        base.load_config(&req("idx/1", json)).unwrap();
+        base.resume();
+        wait_for(&host, "idx", |g| {
+            values(g, "Index").len() > before_restart + 5
+        });
+        base.hold_on(true);
+        let got = indexes(&host, "idx");
+        let expected: Vec<i64> = (1..=got.len() as i64).collect();
+        assert_eq!(got, expected, "every Index once, in order");
     }
 
     #[test]
