@@ -13,6 +13,7 @@
 //! translates arguments.
 
 pub mod clock;
+pub mod go_metrics;
 pub mod pipeline;
 pub mod raw_tags;
 pub mod registry;
@@ -467,20 +468,16 @@ impl PluginBase {
         }
     }
 
-    /// Counters of every running pipeline (`GetGoMetrics`): one list of key/values each.
-    pub fn metrics(&self) -> Vec<Vec<(String, String)>> {
-        let state = self.state();
-        state
-            .running
-            .iter()
-            .map(|(name, instance)| {
-                let mut row = vec![("config_name".to_owned(), name.clone())];
-                for (k, v) in instance.stats.snapshot() {
-                    row.push((k.to_owned(), v.to_string()));
-                }
-                row
-            })
-            .collect()
+    /// `GetGoMetrics(metric_type)`: the statistics of every running pipeline and plugin, in the
+    /// layout `metric_type` names (see [`go_metrics`]).
+    pub fn metrics(&self, metric_type: &str) -> Vec<go_metrics::Row> {
+        match metric_type {
+            go_metrics::DIRECT => go_metrics::direct(&self.state().running),
+            go_metrics::CPP_PROVIDED => {
+                go_metrics::cpp_provided(self.rt.metrics().num_alive_tasks())
+            }
+            _ => go_metrics::flat(&self.state().running),
+        }
     }
 
     /// Sends pending alarms to the host now; keeps them if it does not take them.
@@ -696,6 +693,61 @@ mod tests {
         base.load_config(&req("fed/2", fed)).unwrap();
         base.resume();
         wait_for(&host, "fed", |g| values(g, "seq") == vec!["1".to_owned()]);
+        base.hold_on(true);
+    }
+
+    #[test]
+    fn go_metrics_in_loongcollector_layout_count_every_plugin() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Arc::new(RecordingHost::default());
+        let base = base_with(host.clone(), dir.path());
+        base.load_config(&req("mock/1", &mock_json("a"))).unwrap();
+        base.resume();
+        wait_for(&host, "mock", |g| values(g, "f").len() >= 3);
+        let direct = base.metrics(go_metrics::DIRECT);
+        let parse = |row: &go_metrics::Row, key: &str| -> Value {
+            let (_, v) = row.iter().find(|(k, _)| k == key).expect(key);
+            serde_json::from_str(v).unwrap()
+        };
+        let plugin_rows: Vec<(Value, Value)> = direct
+            .iter()
+            .map(|r| (parse(r, "labels"), parse(r, "counters")))
+            .filter(|(labels, _)| labels["metric_category"] == "plugin")
+            .collect();
+        let types: Vec<&str> = plugin_rows
+            .iter()
+            .map(|(l, _)| l["plugin_type"].as_str().unwrap())
+            .collect();
+        for expected in [
+            "metric_mock",
+            "processor_add_fields",
+            "aggregator_default",
+            "flusher_sls",
+        ] {
+            assert!(types.contains(&expected), "{types:?}");
+        }
+        for (labels, counters) in &plugin_rows {
+            assert_eq!(labels["pipeline_name"], "mock");
+            assert_eq!(labels["project"], "proj");
+            let moved = if labels["plugin_type"] == "metric_mock" {
+                "plugin_out_events_total"
+            } else {
+                "plugin_in_events_total"
+            };
+            assert!(counters[moved].as_u64().unwrap() > 0, "{labels} {counters}");
+        }
+        let processor = &plugin_rows
+            .iter()
+            .find(|(l, _)| l["plugin_type"] == "processor_add_fields")
+            .unwrap();
+        assert_eq!(processor.0["plugin_id"], "processor_add_fields/2");
+        assert!(direct
+            .iter()
+            .any(|r| parse(r, "labels")["metric_category"] == "pipeline"));
+        let cpp = base.metrics(go_metrics::CPP_PROVIDED);
+        let tasks: usize = cpp[0][0].1.parse().unwrap();
+        assert_eq!(cpp[0][0].0, "agent_go_routines_total");
+        assert!(tasks > 0);
         base.hold_on(true);
     }
 
