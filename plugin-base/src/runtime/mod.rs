@@ -751,6 +751,66 @@ mod tests {
         base.hold_on(true);
     }
 
+    /// Every aggregator sends what it holds at each aggregation interval, and at HoldOn even
+    /// when the interval is far away.
+    #[test]
+    fn every_aggregator_flushes_on_its_interval_and_on_hold_on() {
+        let aggregators = [
+            r#"{"type":"aggregator_default","detail":{}}"#,
+            r#"{"type":"aggregator_base","detail":{}}"#,
+            r#"{"type":"aggregator_context","detail":{}}"#,
+            r#"{"type":"aggregator_content_value_group","detail":{"GroupKeys":["seq"]}}"#,
+            r#"{"type":"aggregator_metadata_group","detail":{"GroupMetadataKeys":["m"]}}"#,
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let host = Arc::new(RecordingHost::default());
+        let base = base_with(host.clone(), dir.path());
+        let feed_three = |name: &str, tag: &str| {
+            for seq in 0..3 {
+                let mut group = PipelineEventGroup::default();
+                let mut log = tailrace::LogEvent::new(1, None);
+                log.set_content("seq", seq.to_string());
+                log.set_content("run", tag.to_owned());
+                group.events.push(tailrace::PipelineEvent::Log(log));
+                base.feed(name, group).unwrap();
+            }
+        };
+        for (i, aggregator) in aggregators.iter().enumerate() {
+            let config = |interval_ms: u64| {
+                format!(
+                    r#"{{"global":{{"AggregatIntervalMs":{interval_ms}}},
+                        "aggregators":[{aggregator}],"flushers":[{{"type":"flusher_sls"}}]}}"#
+                )
+            };
+            let name = format!("agg{i}/2");
+            let real = format!("agg{i}");
+            base.hold_on(false);
+            base.load_config(&req(&name, &config(20))).unwrap();
+            base.resume();
+            feed_three(&name, "interval");
+            wait_for(&host, &real, |g| {
+                values(g, "run").iter().filter(|r| *r == "interval").count() == 3
+            });
+
+            base.hold_on(false);
+            base.load_config(&req(&name, &config(3_600_000))).unwrap();
+            base.resume();
+            feed_three(&name, "holdon");
+            std::thread::sleep(Duration::from_millis(100));
+            let held = |host: &RecordingHost| {
+                values(&sent_to(host, &real), "run")
+                    .iter()
+                    .filter(|r| *r == "holdon")
+                    .count()
+            };
+            assert_eq!(held(&host), 0, "{aggregator}: sent before its interval");
+            base.hold_on(false);
+            assert_eq!(held(&host), 3, "{aggregator}: not flushed at HoldOn");
+            base.resume();
+        }
+        base.hold_on(true);
+    }
+
     /// Every Index the host received, in arrival order.
     fn indexes(host: &RecordingHost, config: &str) -> Vec<i64> {
         values(&sent_to(host, config), "Index")

@@ -27,6 +27,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 
 use crate::context::statistics::group_bytes;
 use crate::context::{AlarmLevel, PipelineStats, PluginStats};
+use crate::plugins::aggregators::context::default_for_host_feed;
 use crate::plugins::aggregators::default::default_aggregator;
 use crate::runtime::registry::{PluginContext, PluginFactory, Registry, ServiceInput};
 
@@ -189,6 +190,14 @@ impl PipelineInstance {
         }
         if let Some(first) = aggregators.into_iter().next() {
             plugins.aggregator = first;
+        } else if plugins.metric_inputs.is_empty() && plugins.service_inputs.is_empty() {
+            // Fed by the host, whose input is a file input: iLogtail's aggregator after a
+            // file input keeps each file's lines together and in order.
+            plugins.aggregator = Slot {
+                plugin_type: "aggregator_context".to_owned(),
+                plugin: default_for_host_feed(),
+                stats: stats.plugin("aggregator_context", "aggregator_context/1"),
+            };
         } else {
             plugins.aggregator.stats = stats.plugin("aggregator_default", "aggregator_default/1");
         }
