@@ -523,7 +523,8 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// One log per running pipeline with its counters.
+/// One log per running pipeline with its counters, then one per plugin of it (with
+/// `plugin_type`, `plugin_id` and LoongCollector's plugin counter names).
 fn statistics_group(state: &State) -> Option<PipelineEventGroup> {
     if state.running.is_empty() {
         return None;
@@ -531,14 +532,27 @@ fn statistics_group(state: &State) -> Option<PipelineEventGroup> {
     let (secs, _) = clock::now();
     let mut group = PipelineEventGroup::with_capacity(state.running.len());
     for (name, instance) in &state.running {
-        let mut log = tailrace::LogEvent::new(secs, None);
-        log.set_content("config_name", name.clone());
-        log.set_content("project", instance.ctx.project.clone());
-        log.set_content("logstore", instance.ctx.logstore.clone());
+        let labelled = || {
+            let mut log = tailrace::LogEvent::new(secs, None);
+            log.set_content("config_name", name.clone());
+            log.set_content("project", instance.ctx.project.clone());
+            log.set_content("logstore", instance.ctx.logstore.clone());
+            log
+        };
+        let mut log = labelled();
         for (k, v) in instance.stats.snapshot() {
             log.set_content(k, v.to_string());
         }
         group.events.push(tailrace::PipelineEvent::Log(log));
+        for plugin in instance.stats.plugins() {
+            let mut log = labelled();
+            log.set_content("plugin_type", plugin.plugin_type.clone());
+            log.set_content("plugin_id", plugin.plugin_id.clone());
+            for (k, v) in plugin.counters() {
+                log.set_content(k, v.to_string());
+            }
+            group.events.push(tailrace::PipelineEvent::Log(log));
+        }
     }
     Some(group)
 }
@@ -808,6 +822,60 @@ mod tests {
             assert_eq!(held(&host), 3, "{aggregator}: not flushed at HoldOn");
             base.resume();
         }
+        base.hold_on(true);
+    }
+
+    #[test]
+    fn a_flusher_drops_only_after_its_retry_limit_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Arc::new(RecordingHost::default());
+        let base = base_with(host.clone(), dir.path());
+        let fed = r#"{"global":{"AggregatIntervalMs":10,"MaxFlushRetryTimes":3},
+            "flushers":[{"type":"flusher_sls"}]}"#;
+        base.load_config(&req("drop/2", fed)).unwrap();
+        base.resume();
+        host.set_code(-1);
+        let mut group = PipelineEventGroup::default();
+        group
+            .events
+            .push(tailrace::PipelineEvent::Log(tailrace::LogEvent::new(
+                1, None,
+            )));
+        base.feed("drop/2", group).unwrap();
+        let dropped = || -> String {
+            let rows = base.metrics("");
+            let row = rows.iter().find(|r| r[0].1 == "drop/2").unwrap();
+            row.iter()
+                .find(|(k, _)| k == "groups_dropped")
+                .unwrap()
+                .1
+                .clone()
+        };
+        let start = Instant::now();
+        while dropped() != "1" {
+            assert!(start.elapsed() < Duration::from_secs(10), "never dropped");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        host.set_code(0);
+        wait_for(&host, ALARM_CONFIG_NAME, |g| {
+            values(g, "alarm_type").contains(&"DISCARD_DATA_ALARM".to_owned())
+        });
+        assert!(sent_to(&host, "drop").is_empty());
+
+        // Without a limit (the default), the batch waits for the host however long it takes.
+        let fed = r#"{"global":{"AggregatIntervalMs":10},"flushers":[{"type":"flusher_sls"}]}"#;
+        base.hold_on(false);
+        base.load_config(&req("keep/2", fed)).unwrap();
+        base.resume();
+        host.set_code(-1);
+        let mut group = PipelineEventGroup::default();
+        let mut log = tailrace::LogEvent::new(1, None);
+        log.set_content("kept", "yes");
+        group.events.push(tailrace::PipelineEvent::Log(log));
+        base.feed("keep/2", group).unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        host.set_code(0);
+        wait_for(&host, "keep", |g| values(g, "kept") == ["yes"]);
         base.hold_on(true);
     }
 
