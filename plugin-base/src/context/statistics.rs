@@ -91,20 +91,25 @@ pub struct PluginStats {
 impl PluginStats {
     /// Counts a group going in.
     pub fn record_in(&self, group: &PipelineEventGroup) {
-        self.events_in
-            .fetch_add(group.len() as u64, Ordering::Relaxed);
-        self.bytes_in
-            .fetch_add(group_bytes(group), Ordering::Relaxed);
+        self.add_in(GroupSize::of(group));
     }
 
     /// Counts groups coming out.
     pub fn record_out<'a>(&self, groups: impl IntoIterator<Item = &'a PipelineEventGroup>) {
         for group in groups {
-            self.events_out
-                .fetch_add(group.len() as u64, Ordering::Relaxed);
-            self.bytes_out
-                .fetch_add(group_bytes(group), Ordering::Relaxed);
+            self.add_out(GroupSize::of(group));
         }
+    }
+
+    /// Counts a group going in whose size is known (measured once between two processors).
+    pub fn add_in(&self, size: GroupSize) {
+        self.events_in.fetch_add(size.events, Ordering::Relaxed);
+        self.bytes_in.fetch_add(size.bytes, Ordering::Relaxed);
+    }
+
+    pub fn add_out(&self, size: GroupSize) {
+        self.events_out.fetch_add(size.events, Ordering::Relaxed);
+        self.bytes_out.fetch_add(size.bytes, Ordering::Relaxed);
     }
 
     pub fn record_error(&self) {
@@ -158,6 +163,22 @@ pub fn event_bytes(event: &PipelineEvent) -> usize {
                     .iter()
                     .map(|(k, v)| 5 + k.len() + v.len())
                     .sum::<usize>()
+        }
+    }
+}
+
+/// A group's event count and byte size.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GroupSize {
+    pub events: u64,
+    pub bytes: u64,
+}
+
+impl GroupSize {
+    pub fn of(group: &PipelineEventGroup) -> GroupSize {
+        GroupSize {
+            events: group.len() as u64,
+            bytes: group_bytes(group),
         }
     }
 }

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, timeout, Instant};
 
-use crate::context::statistics::group_bytes;
+use crate::context::statistics::GroupSize;
 use crate::context::{AlarmLevel, PipelineStats, PluginStats};
 use crate::plugins::aggregators::context::default_for_host_feed;
 use crate::plugins::aggregators::default::default_aggregator;
@@ -606,13 +606,16 @@ impl ProcessorTask {
                 group.set_tag(k.clone(), v.clone());
             }
         }
+        // One measure between two stages: what a processor hands on is what the next takes.
+        let mut size = GroupSize::of(&group);
         for slot in &mut self.processors {
-            slot.stats.record_in(&group);
+            slot.stats.add_in(size);
             let processor = &mut slot.plugin;
             let began = std::time::Instant::now();
             let result = catch_unwind(AssertUnwindSafe(|| processor.process(&mut group)));
             slot.stats.record_time(began.elapsed());
-            slot.stats.record_out([&group]);
+            size = GroupSize::of(&group);
+            slot.stats.add_out(size);
             if let Err(payload) = result {
                 slot.stats.record_error();
                 PipelineStats::add(&self.stats.plugin_panics, 1);
@@ -628,7 +631,7 @@ impl ProcessorTask {
             }
         }
         let aggregator = &mut self.aggregator;
-        aggregator.stats.record_in(&group);
+        aggregator.stats.add_in(size);
         let began = std::time::Instant::now();
         let full = aggregator.plugin.add(group);
         aggregator.stats.record_time(began.elapsed());
@@ -800,11 +803,7 @@ impl FlusherTask {
         }
         let before = self.pending.len();
         let acks: Vec<_> = self.pending.iter().map(|g| g.acks.clone()).collect();
-        let sizes: Vec<_> = self
-            .pending
-            .iter()
-            .map(|g| (g.len() as u64, group_bytes(g)))
-            .collect();
+        let sizes: Vec<_> = self.pending.iter().map(GroupSize::of).collect();
         let pending = &mut self.pending;
         let began = std::time::Instant::now();
         let result = catch_unwind(AssertUnwindSafe(|| flusher.flush(pending)));
@@ -816,13 +815,8 @@ impl FlusherTask {
         for ack in &acks[..delivered] {
             ack.delivered();
         }
-        for (events, bytes) in &sizes[..delivered] {
-            self.plugin_stats
-                .events_out
-                .fetch_add(*events, std::sync::atomic::Ordering::Relaxed);
-            self.plugin_stats
-                .bytes_out
-                .fetch_add(*bytes, std::sync::atomic::Ordering::Relaxed);
+        for size in &sizes[..delivered] {
+            self.plugin_stats.add_out(*size);
         }
         PipelineStats::add(&self.stats.groups_flushed, delivered);
         match result {
@@ -857,5 +851,25 @@ impl FlusherTask {
                 false
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_ids_are_stable_and_follow_ilogtail_suffixes() {
+        let entry = |t: &str| PluginEntry {
+            plugin_type: t.to_owned(),
+            detail: serde_json::json!({}),
+        };
+        assert_eq!(
+            plugin_id(&entry("processor_regex/3"), 0),
+            "processor_regex/3"
+        );
+        assert_eq!(plugin_id(&entry("flusher_sls/4#100"), 0), "flusher_sls/4");
+        assert_eq!(plugin_id(&entry("flusher_sls#100"), 1), "flusher_sls/2");
+        assert_eq!(plugin_id(&entry("metric_mock"), 0), "metric_mock/1");
     }
 }
