@@ -185,7 +185,9 @@ void StopAllPipelines(GoInt withInputFlag);
 void StopBuiltInModules(void);
 
 /**
- * The counters of every running pipeline, in iLogtail's `PluginMetrics` layout: every piece
+ * The statistics of every running pipeline and plugin (`"direct"`, `"cpp_provided"` as
+ * LoongCollector asks for them; see `runtime::go_metrics`), in iLogtail's `PluginMetrics`
+ * layout: every piece
  * (the struct, its arrays, each key/value and its strings) comes from `malloc`, and the
  * caller frees each. NULL on error.
  */

@@ -12,6 +12,9 @@ pub trait Processor: Send {
 /// A pull input: called once per interval to collect what it has (iLogtail's MetricInput).
 pub trait MetricInput: Send {
     fn collect(&mut self, out: &mut Vec<PipelineEventGroup>);
+    /// Called once when the pipeline stops, after the last `collect`: the place to save a
+    /// checkpoint that the next instance (after a reload or a restart) continues from.
+    fn stop(&mut self) {}
 }
 
 /// Packs processed groups into the batches the flushers send.

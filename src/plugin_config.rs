@@ -120,7 +120,13 @@ fn null_as_empty_object<'de, D: Deserializer<'de>>(d: D) -> Result<Value, D::Err
 pub const BASE_INPUTS: &[&str] = &["metric_mock"];
 /// Every processor of the core registry: the base registers them all.
 pub const BASE_PROCESSORS: &[&str] = &crate::processor::NAMES;
-pub const BASE_AGGREGATORS: &[&str] = &["aggregator_default"];
+pub const BASE_AGGREGATORS: &[&str] = &[
+    "aggregator_default",
+    "aggregator_base",
+    "aggregator_context",
+    "aggregator_content_value_group",
+    "aggregator_metadata_group",
+];
 pub const BASE_FLUSHERS: &[&str] = &["flusher_sls", "flusher_stdout"];
 pub const BASE_EXTENSIONS: &[&str] = &[];
 

@@ -335,21 +335,26 @@ pub extern "C" fn StopBuiltInModules() {
     })
 }
 
-/// The counters of every running pipeline, in iLogtail's `PluginMetrics` layout: every piece
+/// The statistics of every running pipeline and plugin (`"direct"`, `"cpp_provided"` as
+/// LoongCollector asks for them; see `runtime::go_metrics`), in iLogtail's `PluginMetrics`
+/// layout: every piece
 /// (the struct, its arrays, each key/value and its strings) comes from `malloc`, and the
 /// caller frees each. NULL on error.
 #[no_mangle]
 pub extern "C" fn GetGoMetrics(metric_type: GoString) -> *mut PluginMetrics {
     ffi_panic_boundary!("GetGoMetrics", {
         // SAFETY: the caller passes a GoString valid for the duration of the call.
-        if let Err(e) = unsafe { metric_type.as_str("metricType") } {
-            let _ = reject("GetGoMetrics", e.to_string(), 0);
-            return std::ptr::null_mut();
-        }
+        let metric_type = match unsafe { metric_type.as_str("metricType") } {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = reject("GetGoMetrics", e.to_string(), 0);
+                return std::ptr::null_mut();
+            }
+        };
         let Ok(base) = global::get() else {
             return std::ptr::null_mut();
         };
-        malloc_metrics(&base.metrics())
+        malloc_metrics(&base.metrics(metric_type))
     })
 }
 

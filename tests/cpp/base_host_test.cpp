@@ -4,7 +4,9 @@
 // back through SendPb (DESIGN.md §2 and §3).
 //
 // Usage: base_host_test <dir with libPluginAdapter.so and libPluginBase.so> <scenario>
-// Scenarios: mock, feed, bad, panic, holdon-exit-backpressure.
+//        [<dir shared with the next run>]
+// Scenarios: mock, feed, bad, panic, holdon-exit-backpressure, restart-1 then restart-2 (a
+// restart: the second run gets the first one's dir).
 //
 // Prints "PASS <step>" / "FAIL <file:line>: <expression>" lines; exits 0 when
 // every check passed, 1 otherwise, 2 on bad usage.
@@ -43,11 +45,12 @@ using Clock = std::chrono::steady_clock;
 // ---------------------------------------------------------------------------
 
 int g_failures = 0;
-std::string g_tmpdir;  // the base's conf/log/data dirs
+std::string g_tmpdir;        // the base's conf/log/data dirs
+bool g_keep_tmpdir = false;  // given on the command line: shared by the next run
 
 void remove_tmpdir() {
     std::error_code ignored;
-    if (!g_tmpdir.empty()) std::filesystem::remove_all(g_tmpdir, ignored);
+    if (!g_tmpdir.empty() && !g_keep_tmpdir) std::filesystem::remove_all(g_tmpdir, ignored);
 }
 
 // Ends an aborted scenario without running static destructors or atexit
@@ -595,7 +598,16 @@ std::string make_tmpdir() {
     return dir;
 }
 
-void setup(const std::string& lib_dir) {
+// A directory given on the command line (a restart: the previous run's data dir).
+std::string use_dir(const std::string& dir) {
+    std::error_code ec;
+    for (const char* sub : {"/conf", "/log", "/data"})
+        std::filesystem::create_directories(dir + sub, ec);
+    g_keep_tmpdir = true;
+    return dir;
+}
+
+void setup(const std::string& lib_dir, const std::string& shared_dir) {
     Step step("setup: load the adaptor and the base, register callbacks, InitPluginBaseV2");
     std::string adaptor_path = lib_dir + "/libPluginAdapter.so";
     std::string base_path = lib_dir + "/libPluginBase.so";
@@ -621,12 +633,12 @@ void setup(const std::string& lib_dir) {
 #undef LOAD_MEMBER
     REQUIRE(all);
 
-    g_tmpdir = make_tmpdir();
+    g_tmpdir = shared_dir.empty() ? make_tmpdir() : use_dir(shared_dir);
     std::string global = "{\"LoongcollectorConfDir\":\"" + g_tmpdir + "/conf\"," +
                          "\"LoongcollectorLogDir\":\"" + g_tmpdir + "/log\"," +
                          "\"LoongcollectorDataDir\":\"" + g_tmpdir + "/data\"," +
                          "\"HostIP\":\"127.0.0.1\",\"Hostname\":\"test\"," +
-                         "\"AlarmIntervalMs\":200}";
+                         "\"AlarmIntervalMs\":200,\"StatisticsIntervalMs\":200}";
     CHECK_EQ(g_base.InitPluginBaseV2(gs(global)), 0);
 }
 
@@ -1248,6 +1260,174 @@ int scenario_holdon_exit_backpressure() {
 }
 
 // ---------------------------------------------------------------------------
+// Scenarios: restart-1 and restart-2 — the plugin runtime's promises, over two processes that
+// share a data dir (restart-2 is the next start of restart-1's host)
+// ---------------------------------------------------------------------------
+
+// metric_mock every millisecond, straight back to the host.
+std::string fast_mock_config() {
+    return R"({"global":{"InputIntervalMs":1,"AggregatIntervalMs":10,"FlushIntervalMs":10,)"
+           R"("InputMaxFirstCollectDelayMs":0},"inputs":[{"type":"metric_mock","detail":{}}],)"
+           R"("flushers":[{"type":"flusher_sls","detail":{}}]})";
+}
+
+std::string index_file() { return g_tmpdir + "/phase1-last-index"; }
+
+// The Index values received under `config`: how many distinct, how many repeated, the range.
+struct IndexCount {
+    size_t distinct = 0, repeated = 0;
+    long long min = -1, max = -1;
+};
+
+IndexCount count_indexes(const std::vector<Received>& rs, const std::string& config) {
+    std::map<long long, int> seen;
+    long long index;
+    for (const auto& ref : logs_of(rs, config))
+        if (parse_index(*ref.log, index)) seen[index]++;
+    IndexCount c;
+    for (const auto& [i, n] : seen) c.repeated += static_cast<size_t>(n - 1);
+    c.distinct = seen.size();
+    if (!seen.empty()) {
+        c.min = seen.begin()->first;
+        c.max = seen.rbegin()->first;
+    }
+    return c;
+}
+
+// A log of the built-in statistics pipeline for `plugin_type` whose `counter` moved.
+bool statistics_show(const std::vector<Received>& rs, const std::string& plugin_type,
+                     const std::string& counter) {
+    for (const auto& ref : logs_of(rs, "shennong_log_profile")) {
+        const std::string* value = ref.log->get(counter);
+        if (ref.log->has("plugin_type", plugin_type) && value != nullptr && *value != "0")
+            return true;
+    }
+    return false;
+}
+
+int scenario_restart_1() {
+    {
+        Step step("restart-1: 100 reloads under a 1 ms metric_mock stream lose no Index");
+        hold_on(0, 10.0);
+        CHECK_EQ(load_config("ckpt/1", 31, fast_mock_config()), 0);
+        g_base.Resume();
+        REQUIRE(wait_for([](const std::vector<Received>& rs) {
+            return count_indexes(rs, "ckpt").distinct >= 20;
+        }, 10.0));
+        for (int i = 0; i < 100; ++i) {
+            hold_on(0, 10.0);
+            CHECK_EQ(load_config("ckpt/1", 31, fast_mock_config()), 0);
+            g_base.Resume();
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+        // Stop the stream: HoldOn saves the checkpoint, and the pipeline is left out.
+        hold_on(0, 10.0);
+        CHECK_EQ(load_config("down/2", 32, feed_config("[]")), 0);
+        g_base.Resume();
+        IndexCount c = count_indexes(snapshot(), "ckpt");
+        std::printf("   %zu distinct Index values (%lld..%lld), %zu repeated\n", c.distinct,
+                    c.min, c.max, c.repeated);
+        CHECK_EQ(c.min, 1);
+        CHECK_EQ(c.repeated, static_cast<size_t>(0));
+        CHECK_EQ(static_cast<long long>(c.distinct), c.max);  // no gap
+        FILE* f = std::fopen(index_file().c_str(), "w");
+        REQUIRE(f != nullptr);
+        std::fprintf(f, "%lld\n", c.max);
+        std::fclose(f);
+    }
+    {
+        Step step("restart-1: statistics and alarms arrive under the reserved config names");
+        // A plugin type that does not exist: skipped with an alarm, the pipeline loads.
+        hold_on(0, 10.0);
+        CHECK_EQ(load_config("down/2", 32, feed_config("[]")), 0);
+        CHECK_EQ(load_config("alarming/2", 33, feed_config(R"([{"type":"processor_nope"}])")), 0);
+        g_base.Resume();
+        LogGroup group;
+        group.logs.push_back(make_log(1700000000, {{"stat", "one"}}));
+        std::string buffer = pb::encode_log_group(group);
+        CHECK_EQ(g_base.ProcessLogGroup(gs("down/2"), slice(buffer), gs("STATS-0")), 0);
+        CHECK(wait_for_content("down", "stat", "one", 10.0));
+        CHECK(wait_for([](const std::vector<Received>& rs) {
+            for (const auto& ref : logs_of(rs, "logtail_alarm"))
+                if (ref.log->has("alarm_type", "PLUGIN_ALARM") &&
+                    ref.log->get("alarm_message") != nullptr &&
+                    ref.log->get("alarm_message")->find("processor_nope") != std::string::npos)
+                    return true;
+            return false;
+        }, 10.0));
+        CHECK(wait_for([](const std::vector<Received>& rs) {
+            return statistics_show(rs, "flusher_sls", "plugin_out_events_total") &&
+                   statistics_show(rs, "aggregator_context", "plugin_in_events_total");
+        }, 10.0));
+        // The same figures through GetGoMetrics, in LoongCollector's "direct" layout.
+        std::vector<std::map<std::string, std::string>> rows;
+        CHECK(free_metrics(g_base.GetGoMetrics(gs("direct")), &rows) > 0);
+        bool flusher_row = false;
+        for (const auto& row : rows) {
+            CHECK(row.count("labels") == 1 && row.count("counters") == 1 &&
+                  row.count("gauges") == 1);
+            const std::string& labels = row.count("labels") ? row.at("labels") : "";
+            if (labels.find("\"metric_category\":\"plugin\"") != std::string::npos &&
+                labels.find("\"plugin_type\":\"flusher_sls\"") != std::string::npos &&
+                labels.find("\"pipeline_name\":\"down\"") != std::string::npos)
+                flusher_row = row.at("counters").find("\"plugin_out_events_total\":1") !=
+                              std::string::npos;
+        }
+        CHECK(flusher_row);
+        rows.clear();
+        CHECK_EQ(free_metrics(g_base.GetGoMetrics(gs("cpp_provided")), &rows), 1);
+        CHECK(!rows.empty() && rows[0].count("agent_go_routines_total") == 1);
+    }
+    {
+        Step step("restart-1: the host is down; HoldOn(1) keeps what it could not deliver");
+        host().full = true;
+        LogGroup group;
+        group.logs.push_back(make_log(1700000000, {{"marker", "survives"}}));
+        std::string buffer = pb::encode_log_group(group);
+        CHECK_EQ(g_base.ProcessLogGroup(gs("down/2"), slice(buffer), gs("DOWN-0")), 0);
+        auto until = Clock::now() + std::chrono::seconds(5);
+        while (host().refused.load() + host().refused_checks.load() == 0 && Clock::now() < until)
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        CHECK(host().refused.load() + host().refused_checks.load() > 0);
+        hold_on(1, 5.0);
+        CHECK(!wait_for_content("down", "marker", "survives", 0.1));
+        check_no_callback_errors();
+    }
+    return 0;
+}
+
+int scenario_restart_2() {
+    long long last = -1;
+    {
+        Step step("restart-2: read what restart-1 left");
+        FILE* f = std::fopen(index_file().c_str(), "r");
+        REQUIRE(f != nullptr);
+        CHECK_EQ(std::fscanf(f, "%lld", &last), 1);
+        std::fclose(f);
+        std::printf("   restart-1 ended at Index %lld\n", last);
+        CHECK(last > 0);
+    }
+    {
+        Step step("restart-2: the undelivered batch is replayed, metric_mock continues");
+        CHECK_EQ(load_config("down/2", 32, feed_config("[]")), 0);
+        CHECK_EQ(load_config("ckpt/1", 31, fast_mock_config()), 0);
+        g_base.Resume();
+        CHECK(wait_for_content("down", "marker", "survives", 10.0));
+        REQUIRE(wait_for([](const std::vector<Received>& rs) {
+            return count_indexes(rs, "ckpt").distinct >= 5;
+        }, 10.0));
+        IndexCount c = count_indexes(snapshot(), "ckpt");
+        std::printf("   after the restart: Index %lld..%lld\n", c.min, c.max);
+        CHECK_EQ(c.min, last + 1);  // the checkpoint survived HoldOn(1) and the restart
+        CHECK_EQ(c.repeated, static_cast<size_t>(0));
+        check_no_callback_errors();
+    }
+    hold_on_exit();
+    g_keep_tmpdir = false;  // the last run cleans up
+    return 0;
+}
+
+// ---------------------------------------------------------------------------
 
 bool pb_self_test() {
     LogGroup group = feed_group();
@@ -1274,15 +1454,18 @@ int main(int argc, char** argv) {
         {"bad", scenario_bad},
         {"panic", scenario_panic},
         {"holdon-exit-backpressure", scenario_holdon_exit_backpressure},
+        {"restart-1", scenario_restart_1},
+        {"restart-2", scenario_restart_2},
     };
-    if (argc != 3 || scenarios.count(argv[2]) == 0) {
-        std::fprintf(stderr, "usage: %s <lib-dir> <scenario>\nscenarios:", argv[0]);
+    if ((argc != 3 && argc != 4) || scenarios.count(argv[2]) == 0) {
+        std::fprintf(stderr, "usage: %s <lib-dir> <scenario> [<shared dir>]\nscenarios:",
+                     argv[0]);
         for (const auto& s : scenarios) std::fprintf(stderr, " %s", s.first.c_str());
         std::fprintf(stderr, "\n");
         return 2;
     }
     REQUIRE(pb_self_test());
-    setup(argv[1]);
+    setup(argv[1], argc == 4 ? argv[3] : "");
     scenarios.at(argv[2])();
 
     remove_tmpdir();

@@ -13,6 +13,10 @@ pub fn all() -> Vec<(&'static str, PluginFactory)> {
     let mut plugins = vec![
         inputs::metric_mock::PLUGIN,
         aggregators::default::PLUGIN,
+        aggregators::base::PLUGIN,
+        aggregators::context::PLUGIN,
+        aggregators::content_value_group::PLUGIN,
+        aggregators::metadata_group::PLUGIN,
         flushers::sls::PLUGIN,
         flushers::stdout::PLUGIN,
     ];

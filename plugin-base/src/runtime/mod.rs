@@ -13,6 +13,7 @@
 //! translates arguments.
 
 pub mod clock;
+pub mod go_metrics;
 pub mod pipeline;
 pub mod raw_log;
 pub mod raw_tags;
@@ -32,7 +33,7 @@ use tokio::sync::mpsc::error::TrySendError;
 
 use crate::context::alarm::{AlarmScope, ALARM_CONFIG_NAME};
 use crate::context::statistics::STATISTICS_CONFIG_NAME;
-use crate::context::{AlarmLevel, Alarms};
+use crate::context::{AlarmLevel, Alarms, CheckpointStore};
 use crate::host_link::HostLink;
 use pipeline::PipelineInstance;
 use registry::{PluginContext, Registry};
@@ -65,8 +66,10 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// Reads iLogtail's and LoongCollector's global-config names: the data dir from `DataDir`
-    /// (Tailrace), `LoongcollectorDataDir` (3.x) or `LogtailSysConfDir` (1.x);
+    /// Reads iLogtail's and LoongCollector's global-config names: the data dir (undelivered
+    /// data, plugin checkpoints) from `DataDir` (Tailrace), `LoongcollectorDataDir` (3.x),
+    /// `LoongcollectorSysConfDir` (where LoongCollector's Go side keeps its checkpoint
+    /// database) or `LogtailSysConfDir` (1.x);
     /// `AlarmIntervalMs` and `StatisticsIntervalMs` are Tailrace's (defaults 30 s and 60 s, as
     /// iLogtail's built-in alarm and statistics pipelines).
     pub fn from_json(json: &str) -> Result<Settings, String> {
@@ -79,7 +82,12 @@ impl Settings {
             .as_object()
             .ok_or_else(|| "global config: expected a JSON object".to_owned())?;
         let mut settings = Settings::default();
-        for key in ["DataDir", "LoongcollectorDataDir", "LogtailSysConfDir"] {
+        for key in [
+            "DataDir",
+            "LoongcollectorDataDir",
+            "LoongcollectorSysConfDir",
+            "LogtailSysConfDir",
+        ] {
             if let Some(dir) = obj.get(key).and_then(Value::as_str) {
                 if !dir.is_empty() {
                     settings.data_dir = PathBuf::from(dir);
@@ -234,6 +242,8 @@ impl PluginBase {
                     global: config.global.clone(),
                     host: self.host.clone(),
                     alarms: self.alarms.clone(),
+                    plugin_id: String::new(),
+                    checkpoint_store: Arc::new(CheckpointStore::under(&self.settings().data_dir)),
                 };
                 PipelineInstance::build(ctx, &config, &self.registry)
             });
@@ -459,20 +469,16 @@ impl PluginBase {
         }
     }
 
-    /// Counters of every running pipeline (`GetGoMetrics`): one list of key/values each.
-    pub fn metrics(&self) -> Vec<Vec<(String, String)>> {
-        let state = self.state();
-        state
-            .running
-            .iter()
-            .map(|(name, instance)| {
-                let mut row = vec![("config_name".to_owned(), name.clone())];
-                for (k, v) in instance.stats.snapshot() {
-                    row.push((k.to_owned(), v.to_string()));
-                }
-                row
-            })
-            .collect()
+    /// `GetGoMetrics(metric_type)`: the statistics of every running pipeline and plugin, in the
+    /// layout `metric_type` names (see [`go_metrics`]).
+    pub fn metrics(&self, metric_type: &str) -> Vec<go_metrics::Row> {
+        match metric_type {
+            go_metrics::DIRECT => go_metrics::direct(&self.state().running),
+            go_metrics::CPP_PROVIDED => {
+                go_metrics::cpp_provided(self.rt.metrics().num_alive_tasks())
+            }
+            _ => go_metrics::flat(&self.state().running),
+        }
     }
 
     /// Sends pending alarms to the host now; keeps them if it does not take them.
@@ -518,7 +524,8 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// One log per running pipeline with its counters.
+/// One log per running pipeline with its counters, then one per plugin of it (with
+/// `plugin_type`, `plugin_id` and LoongCollector's plugin counter names).
 fn statistics_group(state: &State) -> Option<PipelineEventGroup> {
     if state.running.is_empty() {
         return None;
@@ -526,14 +533,27 @@ fn statistics_group(state: &State) -> Option<PipelineEventGroup> {
     let (secs, _) = clock::now();
     let mut group = PipelineEventGroup::with_capacity(state.running.len());
     for (name, instance) in &state.running {
-        let mut log = tailrace::LogEvent::new(secs, None);
-        log.set_content("config_name", name.clone());
-        log.set_content("project", instance.ctx.project.clone());
-        log.set_content("logstore", instance.ctx.logstore.clone());
+        let labelled = || {
+            let mut log = tailrace::LogEvent::new(secs, None);
+            log.set_content("config_name", name.clone());
+            log.set_content("project", instance.ctx.project.clone());
+            log.set_content("logstore", instance.ctx.logstore.clone());
+            log
+        };
+        let mut log = labelled();
         for (k, v) in instance.stats.snapshot() {
             log.set_content(k, v.to_string());
         }
         group.events.push(tailrace::PipelineEvent::Log(log));
+        for plugin in instance.stats.plugins() {
+            let mut log = labelled();
+            log.set_content("plugin_type", plugin.plugin_type.clone());
+            log.set_content("plugin_id", plugin.plugin_id.clone());
+            for (k, v) in plugin.counters() {
+                log.set_content(k, v.to_string());
+            }
+            group.events.push(tailrace::PipelineEvent::Log(log));
+        }
     }
     Some(group)
 }
@@ -588,16 +608,20 @@ mod tests {
         }
     }
 
+    /// What the host received under `config`.
+    fn sent_to(host: &RecordingHost, config: &str) -> Vec<LogGroup> {
+        host.sent()
+            .into_iter()
+            .filter(|(name, _, _)| name == config)
+            .map(|(_, _, g)| g)
+            .collect()
+    }
+
     /// Waits until `pred` holds for what the host received under `config`.
     fn wait_for(host: &RecordingHost, config: &str, pred: impl Fn(&[LogGroup]) -> bool) {
         let start = Instant::now();
         loop {
-            let groups: Vec<LogGroup> = host
-                .sent()
-                .into_iter()
-                .filter(|(name, _, _)| name == config)
-                .map(|(_, _, g)| g)
-                .collect();
+            let groups = sent_to(host, config);
             if pred(&groups) {
                 return;
             }
@@ -715,6 +739,214 @@ mod tests {
         base.resume();
         wait_for(&host, "fed", |g| values(g, "seq") == vec!["1".to_owned()]);
         base.hold_on(true);
+    }
+
+    #[test]
+    fn go_metrics_in_loongcollector_layout_count_every_plugin() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Arc::new(RecordingHost::default());
+        let base = base_with(host.clone(), dir.path());
+        base.load_config(&req("mock/1", &mock_json("a"))).unwrap();
+        base.resume();
+        wait_for(&host, "mock", |g| values(g, "f").len() >= 3);
+        let direct = base.metrics(go_metrics::DIRECT);
+        let parse = |row: &go_metrics::Row, key: &str| -> Value {
+            let (_, v) = row.iter().find(|(k, _)| k == key).expect(key);
+            serde_json::from_str(v).unwrap()
+        };
+        let plugin_rows: Vec<(Value, Value)> = direct
+            .iter()
+            .map(|r| (parse(r, "labels"), parse(r, "counters")))
+            .filter(|(labels, _)| labels["metric_category"] == "plugin")
+            .collect();
+        let types: Vec<&str> = plugin_rows
+            .iter()
+            .map(|(l, _)| l["plugin_type"].as_str().unwrap())
+            .collect();
+        for expected in [
+            "metric_mock",
+            "processor_add_fields",
+            "aggregator_default",
+            "flusher_sls",
+        ] {
+            assert!(types.contains(&expected), "{types:?}");
+        }
+        for (labels, counters) in &plugin_rows {
+            assert_eq!(labels["pipeline_name"], "mock");
+            assert_eq!(labels["project"], "proj");
+            let moved = if labels["plugin_type"] == "metric_mock" {
+                "plugin_out_events_total"
+            } else {
+                "plugin_in_events_total"
+            };
+            assert!(counters[moved].as_u64().unwrap() > 0, "{labels} {counters}");
+        }
+        let processor = &plugin_rows
+            .iter()
+            .find(|(l, _)| l["plugin_type"] == "processor_add_fields")
+            .unwrap();
+        assert_eq!(processor.0["plugin_id"], "processor_add_fields/2");
+        assert!(direct
+            .iter()
+            .any(|r| parse(r, "labels")["metric_category"] == "pipeline"));
+        let cpp = base.metrics(go_metrics::CPP_PROVIDED);
+        let tasks: usize = cpp[0][0].1.parse().unwrap();
+        assert_eq!(cpp[0][0].0, "agent_go_routines_total");
+        assert!(tasks > 0);
+        base.hold_on(true);
+    }
+
+    /// Every aggregator sends what it holds at each aggregation interval, and at HoldOn even
+    /// when the interval is far away.
+    #[test]
+    fn every_aggregator_flushes_on_its_interval_and_on_hold_on() {
+        let aggregators = [
+            r#"{"type":"aggregator_default","detail":{}}"#,
+            r#"{"type":"aggregator_base","detail":{}}"#,
+            r#"{"type":"aggregator_context","detail":{}}"#,
+            r#"{"type":"aggregator_content_value_group","detail":{"GroupKeys":["seq"]}}"#,
+            r#"{"type":"aggregator_metadata_group","detail":{"GroupMetadataKeys":["m"]}}"#,
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let host = Arc::new(RecordingHost::default());
+        let base = base_with(host.clone(), dir.path());
+        let feed_three = |name: &str, tag: &str| {
+            for seq in 0..3 {
+                let mut group = PipelineEventGroup::default();
+                let mut log = tailrace::LogEvent::new(1, None);
+                log.set_content("seq", seq.to_string());
+                log.set_content("run", tag.to_owned());
+                group.events.push(tailrace::PipelineEvent::Log(log));
+                base.feed(name, group).unwrap();
+            }
+        };
+        for (i, aggregator) in aggregators.iter().enumerate() {
+            let config = |interval_ms: u64| {
+                format!(
+                    r#"{{"global":{{"AggregatIntervalMs":{interval_ms}}},
+                        "aggregators":[{aggregator}],"flushers":[{{"type":"flusher_sls"}}]}}"#
+                )
+            };
+            let name = format!("agg{i}/2");
+            let real = format!("agg{i}");
+            base.hold_on(false);
+            base.load_config(&req(&name, &config(20))).unwrap();
+            base.resume();
+            feed_three(&name, "interval");
+            wait_for(&host, &real, |g| {
+                values(g, "run").iter().filter(|r| *r == "interval").count() == 3
+            });
+
+            base.hold_on(false);
+            base.load_config(&req(&name, &config(3_600_000))).unwrap();
+            base.resume();
+            feed_three(&name, "holdon");
+            std::thread::sleep(Duration::from_millis(100));
+            let held = |host: &RecordingHost| {
+                values(&sent_to(host, &real), "run")
+                    .iter()
+                    .filter(|r| *r == "holdon")
+                    .count()
+            };
+            assert_eq!(held(&host), 0, "{aggregator}: sent before its interval");
+            base.hold_on(false);
+            assert_eq!(held(&host), 3, "{aggregator}: not flushed at HoldOn");
+            base.resume();
+        }
+        base.hold_on(true);
+    }
+
+    #[test]
+    fn a_flusher_drops_only_after_its_retry_limit_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Arc::new(RecordingHost::default());
+        let base = base_with(host.clone(), dir.path());
+        let fed = r#"{"global":{"AggregatIntervalMs":10,"MaxFlushRetryTimes":3},
+            "flushers":[{"type":"flusher_sls"}]}"#;
+        base.load_config(&req("drop/2", fed)).unwrap();
+        base.resume();
+        host.set_code(-1);
+        let mut group = PipelineEventGroup::default();
+        group
+            .events
+            .push(tailrace::PipelineEvent::Log(tailrace::LogEvent::new(
+                1, None,
+            )));
+        base.feed("drop/2", group).unwrap();
+        let dropped = || -> String {
+            let rows = base.metrics("");
+            let row = rows.iter().find(|r| r[0].1 == "drop/2").unwrap();
+            row.iter()
+                .find(|(k, _)| k == "groups_dropped")
+                .unwrap()
+                .1
+                .clone()
+        };
+        let start = Instant::now();
+        while dropped() != "1" {
+            assert!(start.elapsed() < Duration::from_secs(10), "never dropped");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        host.set_code(0);
+        wait_for(&host, ALARM_CONFIG_NAME, |g| {
+            values(g, "alarm_type").contains(&"DISCARD_DATA_ALARM".to_owned())
+        });
+        assert!(sent_to(&host, "drop").is_empty());
+
+        // Without a limit (the default), the batch waits for the host however long it takes.
+        let fed = r#"{"global":{"AggregatIntervalMs":10},"flushers":[{"type":"flusher_sls"}]}"#;
+        base.hold_on(false);
+        base.load_config(&req("keep/2", fed)).unwrap();
+        base.resume();
+        host.set_code(-1);
+        let mut group = PipelineEventGroup::default();
+        let mut log = tailrace::LogEvent::new(1, None);
+        log.set_content("kept", "yes");
+        group.events.push(tailrace::PipelineEvent::Log(log));
+        base.feed("keep/2", group).unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        host.set_code(0);
+        wait_for(&host, "keep", |g| values(g, "kept") == ["yes"]);
+        base.hold_on(true);
+    }
+
+    /// Every Index the host received, in arrival order.
+    fn indexes(host: &RecordingHost, config: &str) -> Vec<i64> {
+        values(&sent_to(host, config), "Index")
+            .iter()
+            .map(|v| v.parse().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn metric_mock_continues_its_index_across_reloads_and_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Arc::new(RecordingHost::default());
+        let json = r#"{"global":{"InputIntervalMs":1,"AggregatIntervalMs":5,
+            "InputMaxFirstCollectDelayMs":0},
+            "inputs":[{"type":"metric_mock","detail":{}}],"flushers":[{"type":"flusher_sls"}]}"#;
+        let base = base_with(host.clone(), dir.path());
+        base.load_config(&req("idx/1", json)).unwrap();
+        base.resume();
+        for _ in 0..10 {
+            wait_for(&host, "idx", |g| !g.is_empty());
+            base.hold_on(false);
+            base.load_config(&req("idx/1", json)).unwrap();
+            base.resume();
+        }
+        base.hold_on(true);
+        drop(base);
+        let before_restart = indexes(&host, "idx").len();
+        let base = base_with(host.clone(), dir.path());
+        base.load_config(&req("idx/1", json)).unwrap();
+        base.resume();
+        wait_for(&host, "idx", |g| {
+            values(g, "Index").len() > before_restart + 5
+        });
+        base.hold_on(true);
+        let got = indexes(&host, "idx");
+        let expected: Vec<i64> = (1..=got.len() as i64).collect();
+        assert_eq!(got, expected, "every Index once, in order");
     }
 
     #[test]

@@ -25,7 +25,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, timeout, Instant};
 
-use crate::context::{AlarmLevel, PipelineStats};
+use crate::context::statistics::GroupSize;
+use crate::context::{AlarmLevel, PipelineStats, PluginStats};
+use crate::plugins::aggregators::context::default_for_host_feed;
 use crate::plugins::aggregators::default::default_aggregator;
 use crate::runtime::registry::{PluginContext, PluginFactory, Registry, ServiceInput};
 
@@ -48,12 +50,31 @@ pub struct Carried {
     pub groups: Vec<PipelineEventGroup>,
 }
 
+/// One plugin of an instance, with its configured `type` and its counters.
+struct Slot<T> {
+    plugin_type: String,
+    plugin: T,
+    stats: Arc<PluginStats>,
+}
+
 struct Plugins {
-    metric_inputs: Vec<(String, Box<dyn MetricInput>)>,
-    service_inputs: Vec<(String, Box<dyn ServiceInput>)>,
-    processors: Vec<(String, Box<dyn Processor>)>,
-    aggregator: Box<dyn Aggregator>,
-    flushers: Vec<(String, Box<dyn Flusher>)>,
+    metric_inputs: Vec<Slot<Box<dyn MetricInput>>>,
+    service_inputs: Vec<Slot<Box<dyn ServiceInput>>>,
+    processors: Vec<Slot<Box<dyn Processor>>>,
+    aggregator: Slot<Box<dyn Aggregator>>,
+    flushers: Vec<Slot<Box<dyn Flusher>>>,
+}
+
+/// A plugin's id in its pipeline: its `type` with iLogtail's `/id` suffix when it has one
+/// (`processor_regex/3`), else the kind and its position in the section (`metric_mock/1`).
+/// Checkpoints are saved under it, so it must not change when the same config is reloaded.
+fn plugin_id(entry: &PluginEntry, position: usize) -> String {
+    let without_priority = entry.plugin_type.split('#').next().unwrap_or_default();
+    if without_priority.contains('/') {
+        without_priority.to_owned()
+    } else {
+        format!("{}/{}", entry.kind(), position + 1)
+    }
 }
 
 struct Running {
@@ -84,11 +105,20 @@ impl PipelineInstance {
         config: &PluginManagerConfig,
         registry: &Registry,
     ) -> Result<PipelineInstance, String> {
+        let stats = Arc::new(PipelineStats::default());
+        let slot = |entry: &PluginEntry, position: usize| {
+            let id = plugin_id(entry, position);
+            (ctx.for_plugin(&id), stats.plugin(entry.kind(), &id))
+        };
         let mut plugins = Plugins {
             metric_inputs: Vec::new(),
             service_inputs: Vec::new(),
             processors: Vec::new(),
-            aggregator: default_aggregator(),
+            aggregator: Slot {
+                plugin_type: "aggregator_default".to_owned(),
+                plugin: default_aggregator(),
+                stats: Arc::new(PluginStats::default()),
+            },
             flushers: Vec::new(),
         };
         let skip = |entry: &PluginEntry, section: &str| {
@@ -101,33 +131,53 @@ impl PipelineInstance {
                 ),
             );
         };
-        for entry in &config.inputs {
+        for (i, entry) in config.inputs.iter().enumerate() {
+            let (plugin_ctx, plugin_stats) = slot(entry, i);
             match registry.get(entry.kind()) {
-                Some(PluginFactory::MetricInput(b)) => plugins
-                    .metric_inputs
-                    .push((entry.plugin_type.clone(), construct(&ctx, entry, b)?)),
-                Some(PluginFactory::ServiceInput(b)) => plugins
-                    .service_inputs
-                    .push((entry.plugin_type.clone(), construct(&ctx, entry, b)?)),
+                Some(PluginFactory::MetricInput(b)) => plugins.metric_inputs.push(Slot {
+                    plugin_type: entry.plugin_type.clone(),
+                    plugin: construct(&plugin_ctx, entry, b)?,
+                    stats: plugin_stats.clone(),
+                }),
+                Some(PluginFactory::ServiceInput(b)) => plugins.service_inputs.push(Slot {
+                    plugin_type: entry.plugin_type.clone(),
+                    plugin: construct(&plugin_ctx, entry, b)?,
+                    stats: plugin_stats.clone(),
+                }),
                 _ => skip(entry, "inputs"),
             }
         }
-        for entry in &config.processors {
-            match registry.get(entry.kind()) {
-                Some(PluginFactory::Processor(b)) => plugins
-                    .processors
-                    .push((entry.plugin_type.clone(), construct(&ctx, entry, b)?)),
-                Some(PluginFactory::CoreProcessor(b)) => plugins.processors.push((
-                    entry.plugin_type.clone(),
-                    construct(&ctx, entry, |_, detail| build_core_processor(b, detail))?,
-                )),
-                _ => skip(entry, "processors"),
-            }
+        for (i, entry) in config.processors.iter().enumerate() {
+            let (plugin_ctx, plugin_stats) = slot(entry, i);
+            let processor = match registry.get(entry.kind()) {
+                Some(PluginFactory::Processor(b)) => construct(&plugin_ctx, entry, b)?,
+                Some(PluginFactory::CoreProcessor(b)) => {
+                    construct(&plugin_ctx, entry, |_, detail| {
+                        build_core_processor(b, detail)
+                    })?
+                }
+                _ => {
+                    skip(entry, "processors");
+                    continue;
+                }
+            };
+            plugins.processors.push(Slot {
+                plugin_type: entry.plugin_type.clone(),
+                plugin: processor,
+                stats: plugin_stats,
+            });
         }
         let mut aggregators = Vec::new();
-        for entry in &config.aggregators {
+        for (i, entry) in config.aggregators.iter().enumerate() {
             match registry.get(entry.kind()) {
-                Some(PluginFactory::Aggregator(b)) => aggregators.push(construct(&ctx, entry, b)?),
+                Some(PluginFactory::Aggregator(b)) => {
+                    let (plugin_ctx, plugin_stats) = slot(entry, i);
+                    aggregators.push(Slot {
+                        plugin_type: entry.plugin_type.clone(),
+                        plugin: construct(&plugin_ctx, entry, b)?,
+                        stats: plugin_stats,
+                    })
+                }
                 _ => skip(entry, "aggregators"),
             }
         }
@@ -140,12 +190,27 @@ impl PipelineInstance {
         }
         if let Some(first) = aggregators.into_iter().next() {
             plugins.aggregator = first;
+        } else if plugins.metric_inputs.is_empty() && plugins.service_inputs.is_empty() {
+            // Fed by the host, whose input is a file input: iLogtail's aggregator after a
+            // file input keeps each file's lines together and in order.
+            plugins.aggregator = Slot {
+                plugin_type: "aggregator_context".to_owned(),
+                plugin: default_for_host_feed(),
+                stats: stats.plugin("aggregator_context", "aggregator_context/1"),
+            };
+        } else {
+            plugins.aggregator.stats = stats.plugin("aggregator_default", "aggregator_default/1");
         }
-        for entry in &config.flushers {
+        for (i, entry) in config.flushers.iter().enumerate() {
             match registry.get(entry.kind()) {
-                Some(PluginFactory::Flusher(b)) => plugins
-                    .flushers
-                    .push((entry.plugin_type.clone(), construct(&ctx, entry, b)?)),
+                Some(PluginFactory::Flusher(b)) => {
+                    let (plugin_ctx, plugin_stats) = slot(entry, i);
+                    plugins.flushers.push(Slot {
+                        plugin_type: entry.plugin_type.clone(),
+                        plugin: construct(&plugin_ctx, entry, b)?,
+                        stats: plugin_stats,
+                    })
+                }
                 _ => {
                     return Err(format!(
                         "flushers: unknown flusher type {:?}",
@@ -167,9 +232,14 @@ impl PipelineInstance {
                 detail: serde_json::json!({}),
             };
             match registry.get("flusher_sls") {
-                Some(PluginFactory::Flusher(b)) => plugins
-                    .flushers
-                    .push((entry.plugin_type.clone(), construct(&ctx, &entry, b)?)),
+                Some(PluginFactory::Flusher(b)) => {
+                    let (plugin_ctx, plugin_stats) = slot(&entry, 0);
+                    plugins.flushers.push(Slot {
+                        plugin_type: entry.plugin_type.clone(),
+                        plugin: construct(&plugin_ctx, &entry, b)?,
+                        stats: plugin_stats,
+                    })
+                }
                 _ => return Err("no flusher, and flusher_sls is not registered".to_owned()),
             }
         }
@@ -177,7 +247,7 @@ impl PipelineInstance {
         Ok(PipelineInstance {
             has_input: !plugins.metric_inputs.is_empty() || !plugins.service_inputs.is_empty(),
             ctx: Arc::new(ctx),
-            stats: Arc::new(PipelineStats::default()),
+            stats,
             plugins: Some(plugins),
             feed: Some(feed),
             process_rx: Some(process_rx),
@@ -244,7 +314,13 @@ impl PipelineInstance {
         let flusher_count = flushers.len();
         let mut flusher_txs = Vec::with_capacity(flusher_count);
         let mut flusher_tasks = Vec::with_capacity(flusher_count);
-        for (i, (flusher_type, flusher)) in flushers.into_iter().enumerate() {
+        let max_retries = max_flush_retries(global);
+        for (i, slot) in flushers.into_iter().enumerate() {
+            let Slot {
+                plugin_type: flusher_type,
+                plugin: flusher,
+                stats: plugin_stats,
+            } = slot;
             let (tx, rx) = mpsc::channel(global.default_log_group_queue_size.max(1));
             let mut pending = Vec::new();
             for c in carried.iter_mut() {
@@ -265,8 +341,11 @@ impl PipelineInstance {
                 pending,
                 deadline: deadline_rx.clone(),
                 queue_cap: global.default_log_group_queue_size.max(1),
+                max_retries,
+                failed_attempts: 0,
                 ctx: self.ctx.clone(),
                 stats: self.stats.clone(),
+                plugin_stats,
             })));
         }
         let processor = rt.spawn(run_processors(ProcessorTask {
@@ -285,9 +364,8 @@ impl PipelineInstance {
             global.input_max_first_collect_delay_ms,
         )));
         let mut inputs = Vec::new();
-        for (input_type, input) in metric_inputs {
+        for input in metric_inputs {
             inputs.push(rt.spawn(run_metric_input(
-                input_type,
                 input,
                 feed.clone(),
                 interval,
@@ -296,8 +374,8 @@ impl PipelineInstance {
                 self.ctx.clone(),
             )));
         }
-        for (_, input) in service_inputs {
-            inputs.push(rt.spawn(input.run(feed.clone(), input_stop_rx.clone())));
+        for input in service_inputs {
+            inputs.push(rt.spawn(input.plugin.run(feed.clone(), input_stop_rx.clone())));
         }
         self.running = Some(Running {
             input_stop,
@@ -422,18 +500,42 @@ fn first_collect_delay(max: Duration) -> Duration {
 }
 
 async fn run_metric_input(
-    input_type: String,
-    mut input: Box<dyn MetricInput>,
+    mut input: Slot<Box<dyn MetricInput>>,
     out: mpsc::Sender<PipelineEventGroup>,
     interval: Duration,
     first_delay: Duration,
     mut stop: watch::Receiver<bool>,
     ctx: Arc<PluginContext>,
 ) {
-    tokio::select! {
-        _ = tokio::time::sleep(first_delay) => {}
-        _ = stop.wait_for(|stopped| *stopped) => return,
+    let started = tokio::select! {
+        _ = tokio::time::sleep(first_delay) => true,
+        _ = stop.wait_for(|stopped| *stopped) => false,
+    };
+    if started {
+        collect_until_stopped(&mut input, &out, interval, &mut stop, &ctx).await;
     }
+    let plugin = &mut input.plugin;
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| plugin.stop())) {
+        input.stats.record_error();
+        ctx.alarm(
+            "PLUGIN_PANIC_ALARM",
+            AlarmLevel::Critical,
+            format!(
+                "input {:?} panicked while stopping: {}",
+                input.plugin_type,
+                panic_message(&*payload)
+            ),
+        );
+    }
+}
+
+async fn collect_until_stopped(
+    input: &mut Slot<Box<dyn MetricInput>>,
+    out: &mpsc::Sender<PipelineEventGroup>,
+    interval: Duration,
+    stop: &mut watch::Receiver<bool>,
+    ctx: &PluginContext,
+) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -442,12 +544,19 @@ async fn run_metric_input(
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
         let mut groups = Vec::new();
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| input.collect(&mut groups))) {
+        let plugin = &mut input.plugin;
+        let began = std::time::Instant::now();
+        let result = catch_unwind(AssertUnwindSafe(|| plugin.collect(&mut groups)));
+        input.stats.record_time(began.elapsed());
+        input.stats.record_out(&groups);
+        if let Err(payload) = result {
+            input.stats.record_error();
             ctx.alarm(
                 "PLUGIN_PANIC_ALARM",
                 AlarmLevel::Critical,
                 format!(
-                    "input {input_type:?} panicked: {}",
+                    "input {:?} panicked: {}",
+                    input.plugin_type,
                     panic_message(&*payload)
                 ),
             );
@@ -463,8 +572,8 @@ async fn run_metric_input(
 
 struct ProcessorTask {
     rx: mpsc::Receiver<PipelineEventGroup>,
-    processors: Vec<(String, Box<dyn Processor>)>,
-    aggregator: Box<dyn Aggregator>,
+    processors: Vec<Slot<Box<dyn Processor>>>,
+    aggregator: Slot<Box<dyn Aggregator>>,
     flushers: Vec<mpsc::Sender<PipelineEventGroup>>,
     interval: Duration,
     ctx: Arc<PluginContext>,
@@ -480,11 +589,12 @@ async fn run_processors(mut task: ProcessorTask) {
                 Some(group) => task.process(group),
                 None => break,
             },
-            _ = tick.tick() => task.aggregator.flush(),
+            _ = tick.tick() => task.flush_aggregator(),
         };
         task.dispatch(ready).await;
     }
-    let rest = task.aggregator.flush();
+    // Stopping (HoldOn, reload, exit): what the aggregator holds goes to the flushers now.
+    let rest = task.flush_aggregator();
     task.dispatch(rest).await;
 }
 
@@ -496,21 +606,46 @@ impl ProcessorTask {
                 group.set_tag(k.clone(), v.clone());
             }
         }
-        for (processor_type, processor) in &mut self.processors {
-            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| processor.process(&mut group))) {
+        // One measure between two stages: what a processor hands on is what the next takes.
+        let mut size = GroupSize::of(&group);
+        for slot in &mut self.processors {
+            slot.stats.add_in(size);
+            let processor = &mut slot.plugin;
+            let began = std::time::Instant::now();
+            let result = catch_unwind(AssertUnwindSafe(|| processor.process(&mut group)));
+            slot.stats.record_time(began.elapsed());
+            size = GroupSize::of(&group);
+            slot.stats.add_out(size);
+            if let Err(payload) = result {
+                slot.stats.record_error();
                 PipelineStats::add(&self.stats.plugin_panics, 1);
                 self.ctx.alarm(
                     "PLUGIN_PANIC_ALARM",
                     AlarmLevel::Critical,
                     format!(
-                        "processor {processor_type:?} panicked: {}; the batch goes on as the \
-                         processor left it",
+                        "processor {:?} panicked: {}; the batch goes on as the processor left it",
+                        slot.plugin_type,
                         panic_message(&*payload)
                     ),
                 );
             }
         }
-        self.aggregator.add(group)
+        let aggregator = &mut self.aggregator;
+        aggregator.stats.add_in(size);
+        let began = std::time::Instant::now();
+        let full = aggregator.plugin.add(group);
+        aggregator.stats.record_time(began.elapsed());
+        aggregator.stats.record_out(&full);
+        full
+    }
+
+    fn flush_aggregator(&mut self) -> Vec<PipelineEventGroup> {
+        let aggregator = &mut self.aggregator;
+        let began = std::time::Instant::now();
+        let out = aggregator.plugin.flush();
+        aggregator.stats.record_time(began.elapsed());
+        aggregator.stats.record_out(&out);
+        out
     }
 
     async fn dispatch(&mut self, groups: Vec<PipelineEventGroup>) {
@@ -540,8 +675,25 @@ struct FlusherTask {
     pending: Vec<PipelineEventGroup>,
     deadline: watch::Receiver<Option<Instant>>,
     queue_cap: usize,
+    /// Failed delivery attempts after which the oldest batch is dropped (with an alarm and a
+    /// count); 0: never drop, retry until delivered or carried over.
+    max_retries: u64,
+    /// Failed attempts in a row at delivering the oldest batch.
+    failed_attempts: u64,
     ctx: Arc<PluginContext>,
     stats: Arc<PipelineStats>,
+    plugin_stats: Arc<PluginStats>,
+}
+
+/// `MaxFlushRetryTimes` in the global block (Tailrace's): how many failed attempts a flusher of
+/// the plugin base makes before it drops a batch. Unset or 0: it never drops one; the batch is
+/// retried with backoff, carried over on a reload and persisted at exit.
+fn max_flush_retries(global: &tailrace::plugin_config::GlobalConfig) -> u64 {
+    global
+        .extra
+        .get("MaxFlushRetryTimes")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0)
 }
 
 async fn run_flusher(mut task: FlusherTask) -> Carried {
@@ -557,6 +709,7 @@ async fn run_flusher(mut task: FlusherTask) -> Carried {
                 backoff = MIN_BACKOFF;
                 retry_at = None;
             } else {
+                task.count_failure(deadline.is_some());
                 retry_at = Some(now + backoff);
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
@@ -567,6 +720,7 @@ async fn run_flusher(mut task: FlusherTask) -> Carried {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             // Take what is still queued, then carry it all over.
             while let Ok(group) = task.rx.try_recv() {
+                task.plugin_stats.record_in(&group);
                 task.pending.push(group);
             }
             break;
@@ -580,7 +734,10 @@ async fn run_flusher(mut task: FlusherTask) -> Carried {
         };
         tokio::select! {
             msg = task.rx.recv(), if accepting => match msg {
-                Some(group) => task.pending.push(group),
+                Some(group) => {
+                    task.plugin_stats.record_in(&group);
+                    task.pending.push(group);
+                }
                 None => closed = true,
             },
             _ = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
@@ -607,6 +764,35 @@ async fn run_flusher(mut task: FlusherTask) -> Carried {
 }
 
 impl FlusherTask {
+    /// After a failed attempt: once the retry limit is reached (and not while stopping, when
+    /// the rest is carried over instead), the oldest batch is dropped, loudly.
+    fn count_failure(&mut self, stopping: bool) {
+        self.failed_attempts += 1;
+        if self.max_retries == 0 || stopping || self.failed_attempts < self.max_retries {
+            return;
+        }
+        self.failed_attempts = 0;
+        if self.pending.is_empty() {
+            return;
+        }
+        let dropped = self.pending.remove(0);
+        // Nobody will deliver it: whoever waits for it must not wait forever.
+        dropped.acks.delivered();
+        PipelineStats::add(&self.stats.groups_dropped, 1);
+        self.plugin_stats.record_error();
+        self.ctx.alarm(
+            "DISCARD_DATA_ALARM",
+            AlarmLevel::Error,
+            format!(
+                "flusher {:?}: a batch of {} events dropped after {} failed attempts \
+                 (MaxFlushRetryTimes)",
+                self.flusher_type,
+                dropped.len(),
+                self.max_retries
+            ),
+        );
+    }
+
     /// One delivery attempt of everything pending; true when all of it was delivered.
     fn deliver(&mut self) -> bool {
         let flusher = &mut self.flusher;
@@ -617,17 +803,27 @@ impl FlusherTask {
         }
         let before = self.pending.len();
         let acks: Vec<_> = self.pending.iter().map(|g| g.acks.clone()).collect();
+        let sizes: Vec<_> = self.pending.iter().map(GroupSize::of).collect();
         let pending = &mut self.pending;
+        let began = std::time::Instant::now();
         let result = catch_unwind(AssertUnwindSafe(|| flusher.flush(pending)));
+        self.plugin_stats.record_time(began.elapsed());
         let delivered = before - self.pending.len();
+        if delivered > 0 {
+            self.failed_attempts = 0;
+        }
         for ack in &acks[..delivered] {
             ack.delivered();
+        }
+        for size in &sizes[..delivered] {
+            self.plugin_stats.add_out(*size);
         }
         PipelineStats::add(&self.stats.groups_flushed, delivered);
         match result {
             Ok(Ok(())) if self.pending.is_empty() => true,
             Ok(Ok(())) => false,
             Ok(Err(reason)) => {
+                self.plugin_stats.record_error();
                 PipelineStats::add(&self.stats.flush_retries, 1);
                 self.ctx.alarm(
                     "FLUSH_DATA_ALARM",
@@ -641,6 +837,7 @@ impl FlusherTask {
                 false
             }
             Err(payload) => {
+                self.plugin_stats.record_error();
                 PipelineStats::add(&self.stats.plugin_panics, 1);
                 self.ctx.alarm(
                     "PLUGIN_PANIC_ALARM",
@@ -654,5 +851,25 @@ impl FlusherTask {
                 false
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_ids_are_stable_and_follow_ilogtail_suffixes() {
+        let entry = |t: &str| PluginEntry {
+            plugin_type: t.to_owned(),
+            detail: serde_json::json!({}),
+        };
+        assert_eq!(
+            plugin_id(&entry("processor_regex/3"), 0),
+            "processor_regex/3"
+        );
+        assert_eq!(plugin_id(&entry("flusher_sls/4#100"), 0), "flusher_sls/4");
+        assert_eq!(plugin_id(&entry("flusher_sls#100"), 1), "flusher_sls/2");
+        assert_eq!(plugin_id(&entry("metric_mock"), 0), "metric_mock/1");
     }
 }

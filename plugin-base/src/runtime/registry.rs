@@ -15,10 +15,13 @@ use tailrace::PipelineEventGroup;
 use tokio::sync::{mpsc, watch};
 
 use crate::context::alarm::AlarmScope;
-use crate::context::{AlarmLevel, Alarms};
+use crate::context::{AlarmLevel, Alarms, CheckpointStore, Checkpoints};
 use crate::host_link::HostLink;
 
-/// What a plugin may know about the pipeline it belongs to, and the services it may use.
+/// What a plugin may know about the pipeline it belongs to, and the services it may use:
+/// alarms, and a checkpoint store of its own (statistics are kept by the runtime around each
+/// call, so a plugin cannot forget them).
+#[derive(Clone)]
 pub struct PluginContext {
     /// The name the pipeline was loaded under (`P/1`, `P/2` or `P`).
     pub config_name: String,
@@ -30,6 +33,9 @@ pub struct PluginContext {
     pub global: GlobalConfig,
     pub host: Arc<dyn HostLink>,
     pub alarms: Arc<Alarms>,
+    /// The plugin's id in its pipeline (`metric_mock/1`); empty in the pipeline's own context.
+    pub plugin_id: String,
+    pub checkpoint_store: Arc<CheckpointStore>,
 }
 
 impl PluginContext {
@@ -39,6 +45,24 @@ impl PluginContext {
             logstore: self.logstore.clone(),
             config: self.real_name.clone(),
         }
+    }
+
+    /// The same context, for the plugin `plugin_id` of the pipeline.
+    pub fn for_plugin(&self, plugin_id: &str) -> PluginContext {
+        PluginContext {
+            plugin_id: plugin_id.to_owned(),
+            ..self.clone()
+        }
+    }
+
+    /// The plugin's checkpoints: namespaced by the pipeline's real name (what survives a
+    /// reload, whatever the suffix) and the plugin's id.
+    pub fn checkpoints(&self) -> Checkpoints {
+        Checkpoints::new(
+            self.checkpoint_store.clone(),
+            &self.real_name,
+            &self.plugin_id,
+        )
     }
 
     /// Raises an alarm about this pipeline.
@@ -188,7 +212,16 @@ pub mod tests_support {
             global: GlobalConfig::default(),
             host,
             alarms: Arc::new(Alarms::default()),
+            plugin_id: String::new(),
+            checkpoint_store: Arc::new(CheckpointStore::under(&fresh_dir())),
         }
+    }
+
+    /// A directory no other test uses (under the system's temp dir).
+    pub fn fresh_dir() -> std::path::PathBuf {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        std::env::temp_dir().join(format!("tailrace-plugin-test-{}-{n}", std::process::id()))
     }
 
     pub fn context(name: &str) -> PluginContext {
