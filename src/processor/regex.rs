@@ -10,7 +10,7 @@ use bytes::Bytes;
 use regex::bytes::{CaptureLocations, Regex};
 use serde::Deserialize;
 
-use super::{native_regex, parse_options, Options, ProcessorError, Registration};
+use super::{go_regex, parse_options, Options, ProcessorError, Registration};
 use crate::plugin::Processor;
 use crate::{PipelineEvent, PipelineEventGroup};
 
@@ -78,7 +78,7 @@ impl ProcessorRegex {
         if config.keys.is_empty() {
             return Err(ProcessorError::new("Keys", "must name at least one field"));
         }
-        let regex = native_regex("Regex", &config.regex, false)?;
+        let regex = go_regex("Regex", &config.regex)?;
         let groups = regex.captures_len() - 1;
         if groups < config.keys.len() {
             // iLogtail would fail on every line.
