@@ -35,8 +35,10 @@ pub enum Anchor {
 
 /// The largest JIT stack a match may grow: a pattern that backtracks a lot over a long
 /// multi-line event needs more than PCRE2's 32 KiB default; past this the match fails (the line
-/// counts as not matching) instead of exhausting memory.
-const MAX_JIT_STACK: usize = 8 << 20;
+/// counts as not matching) instead of exhausting memory. PCRE2 reserves it as address space
+/// per regex and touches only what a match uses, so it stays small: thousands of pipelines
+/// each hold a few regexes.
+const MAX_JIT_STACK: usize = 1 << 20;
 
 /// A compiled pattern with its own match data: one per processor (or per multiline rule).
 pub struct NativeRegex {
@@ -341,6 +343,25 @@ mod tests {
             assert!(e.message.contains(problem), "{}", e.message);
             assert!(!e.message.contains("\\A(?:"), "{}", e.message);
         }
+    }
+
+    #[test]
+    fn a_large_multiline_event_matches_within_the_jit_stack() {
+        let mut event = b"2024-01-02 03:04:05.678 ERROR [main] c.e.App - boom\n".to_vec();
+        while event.len() < 4 << 20 {
+            event.extend_from_slice(b"\tat com.example.pkg.Handler.handle(Handler.java:10)\n");
+        }
+        let mut re = full(r"(\S+ \S+) (\w+) \[([^\]]+)\] (\S+) - (.*)");
+        assert_eq!(
+            groups(&mut re, &event).unwrap()[1].as_deref(),
+            Some("ERROR")
+        );
+        // A group repeated once per character needs a frame each: past the stack it fails
+        // cleanly, as no match.
+        let mut re = full(r"((a|b)*)c");
+        let deep = [b"ab".repeat(2 << 20), b"c".to_vec()].concat();
+        assert!(!re.is_match(&deep));
+        assert_eq!(re.failed_matches(), 1);
     }
 
     #[test]
