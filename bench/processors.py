@@ -23,6 +23,10 @@ Cases:
                       pipeline without the aggregator. A native input's processors always run
                       in the host (DESIGN §5: data crosses only for what the host lacks), so
                       this is the batch path through the base that a file pipeline can take.
+* base ProcessLogGroup  libPluginBase.so driven as iLogtail's core drives it
+                      (bench/base_batches.py: ctypes, this process as the host):
+                      ProcessLogGroup -> processor_regex in the base -> flusher_sls -> SendPb,
+                      batches of 4096 lines. Floor: half of `regex in host`.
 
 Usage: bench/processors.py [--size-mib N] [--binary PATH] [--only CASE...]
 """
@@ -37,6 +41,7 @@ import sys
 import tempfile
 import time
 
+import base_batches
 from file_collection import generate  # same cache of generated logs, same format
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -149,6 +154,8 @@ CASES = {
         "aggregators:",
         "  - Type: aggregator_default",
     ], NGINX_KEYS, "regex in host"),
+    # Run by run_base_case (the base alone, through its C ABI); listed for --only and order.
+    "base ProcessLogGroup": (nginx_line, GO_REGEX, [], NGINX_KEYS, "regex in host"),
 }
 
 
@@ -218,7 +225,36 @@ def check_sample(name, binary, plugin_dir, source, processors, aggregators, keys
         shutil.rmtree(case_dir, ignore_errors=True)
 
 
+def run_base_case(name, args, results):
+    """The `base ProcessLogGroup` case: the base alone, through its C ABI."""
+    size = args.size_mib * 1024 * 1024
+    log_file = os.path.join(WORK, f"nginx_line-{args.size_mib}m.log")
+    generate(log_file, size, nginx_line, seed=len("parse_regex_native"))
+    plugin_dir = os.path.dirname(os.path.abspath(args.binary))
+    processor = {"type": "processor_regex",
+                 "detail": {"SourceKey": "content", "Regex": "^" + NGINX_REGEX + "$", "Keys": NGINX_KEYS}}
+    back, sent, cpu, first = base_batches.run(plugin_dir, log_file, processor)
+    if back != sent:
+        sys.exit(f"{name}: {back} of {sent} lines came back through SendPb")
+    pb, logs = first
+    if pb.count(b"upstream_time") != logs:
+        sys.exit(f"{name}: the first batch that came back is not parsed")
+    mb = os.path.getsize(log_file) / 1e6
+    reference = results.get("regex in host")
+    return {
+        "case": name,
+        "MB": mb,
+        "cpu_s": cpu,
+        "wall_s": float("nan"),
+        "MB/s per CPU-s": mb / cpu,
+        "events/s per CPU-s": sent / cpu,
+        "floor": reference["MB/s per CPU-s"] / 2 if reference else None,
+    }
+
+
 def run_case(name, args, results):
+    if name == "base ProcessLogGroup":
+        return run_base_case(name, args, results)
     make, processors, aggregators, keys, floor = CASES[name]
     size = args.size_mib * 1024 * 1024
     log_file = os.path.join(WORK, f"{make.__name__}-{args.size_mib}m.log")
@@ -294,7 +330,8 @@ def main():
             flag = "  BELOW FLOOR"
             below.append(r["case"])
         floor_text = f"{floor:>6.0f}" if floor is not None else f"{'-':>6}"
-        print(f"{r['case']:<24} {r['MB']:>6.0f} {r['cpu_s']:>7.2f} {r['wall_s']:>7.2f} "
+        wall = f"{r['wall_s']:>7.2f}" if r["wall_s"] == r["wall_s"] else f"{'-':>7}"
+        print(f"{r['case']:<24} {r['MB']:>6.0f} {r['cpu_s']:>7.2f} {wall} "
               f"{r['MB/s per CPU-s']:>11.0f} {r['events/s per CPU-s']:>15.0f} {floor_text}{flag}")
     if below:
         sys.exit(f"below their floor: {', '.join(below)}")
