@@ -41,8 +41,9 @@ import sys
 import tempfile
 import time
 
-import base_batches
-from file_collection import generate  # same cache of generated logs, same format
+sys.dont_write_bytecode = True  # no __pycache__ in bench/ for the sibling modules below
+import base_batches  # noqa: E402
+from file_collection import generate  # noqa: E402 (same cache of generated logs, same format)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORK = os.path.join(ROOT, "target", "bench")
