@@ -45,8 +45,10 @@ run: build
 
 ## File collection: 1 GiB of single-line and of multiline logs through `tailrace --once` into
 ## flusher_blackhole; prints MB/s per CPU-second, MB/s wall, events/s per CPU-second, peak RSS.
+## Then the processors (regex, JSON, delimiter, grok, a batch through the plugin base), each
+## against its floor in MB/s per CPU-second (exit 1 when one is below), and the idle cost.
 bench: build
-	python3 bench/file_collection.py && python3 bench/idle_cost.py
+	python3 bench/file_collection.py && python3 bench/processors.py && python3 bench/idle_cost.py
 
 install: build
 	install -d $(DESTDIR)/usr/local/lib $(DESTDIR)/usr/local/include $(DESTDIR)/usr/local/bin

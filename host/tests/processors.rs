@@ -89,3 +89,60 @@ fn json_then_csv_then_extended_processors_in_the_host() {
         ]
     );
 }
+
+/// iLogtail's native processors take boost's Perl syntax: look-ahead, look-behind and
+/// backreferences in the parse, the filter and the masking regexes of a real config.
+#[test]
+fn perl_syntax_in_native_regexes() {
+    let sandbox = Sandbox::new();
+    fs::write(
+        sandbox.path("logs/app.log"),
+        concat!(
+            "INFO user='alice' took 35ms token=abc123 end\n",
+            "DEBUG user='bob' took 2ms token=zzz end\n",
+            "WARN user=\"carol' took 7ms token=q1 end\n",
+            "ERROR user=\"dave\" took 120ms token=t0k3n end\n",
+        ),
+    )
+    .unwrap();
+    let events = run_once(
+        &sandbox,
+        concat!(
+            "  - Type: processor_parse_regex_native\n",
+            "    SourceKey: content\n",
+            // A backreference closes the quote that opened the name; a look-behind and a
+            // look-ahead take the number without its unit.
+            "    Regex: '(\\w+) user=([''\"])(\\w+)\\2 took (?<=took )(\\d+)(?=ms)ms (.*)'\n",
+            "    Keys: [level, quote, user, ms, rest]\n",
+            "  - Type: processor_filter_regex_native\n",
+            "    FilterKey: [level]\n",
+            "    FilterRegex: ['(?!DEBUG$)[A-Z]+']\n",
+            "  - Type: processor_desensitize_native\n",
+            "    SourceKey: rest\n",
+            "    Method: const\n",
+            "    ReplacingString: '***'\n",
+            "    ContentPatternBeforeReplacedString: 'token='\n",
+            "    ReplacedContentPattern: '\\w+(?= end)'\n",
+        ),
+    );
+    assert_eq!(
+        events,
+        vec![
+            event(&[
+                ("level", "INFO"),
+                ("quote", "'"),
+                ("user", "alice"),
+                ("ms", "35"),
+                ("rest", "token=*** end"),
+            ]),
+            event(&[
+                ("level", "ERROR"),
+                ("quote", "\""),
+                ("user", "dave"),
+                ("ms", "120"),
+                ("rest", "token=*** end"),
+            ]),
+        ],
+        "carol's quotes do not match (backreference), bob's DEBUG line is filtered out"
+    );
+}

@@ -3,16 +3,19 @@
 //! `ReplacedContentPattern`, the second part is replaced: by `ReplacingString` (`Method:
 //! const`) or by the MD5 of what it replaces, in upper-case hex as iLogtail writes it
 //! (`Method: md5`); every occurrence, or only the first with `ReplacingAll: false`. The regexes
-//! are RE2 in iLogtail (the `regex` crate's syntax). A value with nothing to mask is not copied.
+//! are RE2 in iLogtail; here they run on PCRE2's JIT ([`super::native_regex`]), which takes
+//! every RE2 pattern and finds the same leftmost-first matches (with RE2's default, `.` does
+//! not match a newline), and also takes Perl's look-around. A value with nothing to mask is not
+//! copied.
 
 use std::borrow::Cow;
 
 use bytes::Bytes;
 use md5::{Digest, Md5};
-use regex::bytes::{Captures, Regex, RegexBuilder};
 use serde::Deserialize;
 
-use super::{parse_options, regex_problem, Options, ProcessorError, Registration};
+use super::native_regex::{Anchor, NativeRegex};
+use super::{parse_options, Options, ProcessorError, Registration};
 use crate::plugin::Processor;
 use crate::PipelineEventGroup;
 
@@ -62,7 +65,7 @@ fn build(options: &Options) -> Result<Box<dyn Processor>, ProcessorError> {
 pub struct Desensitize {
     source_key: Bytes,
     /// `(before)replaced`: group 1 is kept.
-    regex: Regex,
+    regex: NativeRegex,
     /// `None` for md5.
     replacing: Option<Vec<u8>>,
     replacing_all: bool,
@@ -82,12 +85,8 @@ impl Desensitize {
             if pattern.is_empty() {
                 return Err(ProcessorError::new(field, "required: a regex"));
             }
-            if let Err(e) = Regex::new(pattern) {
-                return Err(ProcessorError::new(
-                    field,
-                    format!("{pattern:?} is not a valid regex: {}", regex_problem(&e)),
-                ));
-            }
+            // Each part alone, so that an error names the option at fault.
+            NativeRegex::new(field, pattern, Anchor::Search)?;
         }
         let replacing = match (config.method, config.replacing_string) {
             (Method::Const, Some(s)) => Some(s.into_bytes()),
@@ -99,13 +98,12 @@ impl Desensitize {
             }
             (Method::Md5, _) => None,
         };
+        // `(?-s)`: RE2's default, `.` does not match a newline.
         let pattern = format!(
-            "({}){}",
+            "(?-s)({}){}",
             config.content_pattern_before_replaced_string, config.replaced_content_pattern
         );
-        let regex = RegexBuilder::new(&pattern)
-            .build()
-            .map_err(|e| ProcessorError::new("ReplacedContentPattern", regex_problem(&e)))?;
+        let regex = NativeRegex::new("ReplacedContentPattern", &pattern, Anchor::Search)?;
         Ok(Desensitize {
             source_key: Bytes::from(config.source_key),
             regex,
@@ -115,28 +113,62 @@ impl Desensitize {
         })
     }
 
-    fn mask<'v>(&self, value: &'v [u8]) -> Cow<'v, [u8]> {
-        let replace = |caps: &Captures| -> Vec<u8> {
-            let whole = caps.get(0).map_or(&[][..], |m| m.as_bytes());
-            let kept = caps.get(1).map_or(&[][..], |m| m.as_bytes());
-            let mut out = kept.to_vec();
+    /// `value` with its sensitive parts replaced; borrowed when there was none.
+    fn mask<'v>(&mut self, value: &'v [u8]) -> Cow<'v, [u8]> {
+        let mut out: Vec<u8> = Vec::new();
+        // Copied up to here.
+        let mut copied = 0;
+        let mut at = 0;
+        let mut replaced = false;
+        while at <= value.len() {
+            let Some((start, end)) = self.regex.find_at(value, at) else {
+                break;
+            };
+            if start == end && replaced && start == copied {
+                at = next_char(value, at, self.regex.is_unicode());
+                continue;
+            }
+            replaced = true;
+            let kept_end = self.regex.group(1).map_or(start, |(_, e)| e);
+            out.extend_from_slice(&value[copied..kept_end]);
             match &self.replacing {
                 Some(constant) => out.extend_from_slice(constant),
                 None => {
-                    let digest = Md5::digest(&whole[kept.len()..]);
-                    for byte in digest.iter() {
-                        out.extend_from_slice(format!("{byte:02X}").as_bytes());
+                    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                    for byte in Md5::digest(&value[kept_end..end]).iter() {
+                        out.extend_from_slice(&[
+                            HEX[usize::from(byte >> 4)],
+                            HEX[usize::from(byte & 15)],
+                        ]);
                     }
                 }
             }
-            out
-        };
-        if self.replacing_all {
-            self.regex.replace_all(value, replace)
-        } else {
-            self.regex.replace(value, replace)
+            copied = end;
+            if !self.replacing_all {
+                break;
+            }
+            // An empty match moves on by one character, as RE2's GlobalReplace does.
+            at = if end > start {
+                end
+            } else {
+                next_char(value, end, self.regex.is_unicode())
+            };
         }
+        if !replaced {
+            return Cow::Borrowed(value);
+        }
+        out.extend_from_slice(&value[copied..]);
+        Cow::Owned(out)
     }
+}
+
+/// The offset after the character at `at`: one byte, or a whole UTF-8 sequence in Unicode mode.
+fn next_char(value: &[u8], at: usize, unicode: bool) -> usize {
+    let mut next = at + 1;
+    while unicode && next < value.len() && value[next] & 0xC0 == 0x80 {
+        next += 1;
+    }
+    next
 }
 
 impl Processor for Desensitize {
@@ -235,6 +267,39 @@ mod tests {
         .err()
         .unwrap();
         assert_eq!(err.field, "Method");
+    }
+
+    #[test]
+    fn perl_look_around_and_empty_matches() {
+        // Look-ahead in the sensitive part: only digits followed by a space are masked.
+        let mut p = processor(json!({
+            "Method": "const", "ReplacingString": "*",
+            "ContentPatternBeforeReplacedString": "id=", "ReplacedContentPattern": r"\d+(?= )",
+        }));
+        let mut group = lines(&[b"id=12 id=34", b"id=56 x"]);
+        p.process(&mut group);
+        assert_eq!(contents(&group, 0), pairs(&[("content", "id=* id=34")]));
+        assert_eq!(contents(&group, 1), pairs(&[("content", "id=* x")]));
+        // A pattern that can match empty moves on and ends; as in RE2's GlobalReplace, no
+        // empty match right where the previous match ended.
+        let mut p = processor(json!({
+            "Method": "const", "ReplacingString": "#",
+            "ContentPatternBeforeReplacedString": "(?:)", "ReplacedContentPattern": "x*",
+        }));
+        let mut group = lines(&[b"axxb"]);
+        p.process(&mut group);
+        assert_eq!(contents(&group, 0), pairs(&[("content", "#a#b#")]));
+        // `.` stops at a newline, as in RE2.
+        let mut p = processor(json!({
+            "Method": "const", "ReplacingString": "***",
+            "ContentPatternBeforeReplacedString": "pw=", "ReplacedContentPattern": ".+",
+        }));
+        let mut group = lines(&[b"pw=abc\nnext line"]);
+        p.process(&mut group);
+        assert_eq!(
+            contents(&group, 0),
+            pairs(&[("content", "pw=***\nnext line")])
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `processor_filter_regex_native`: keeps only the logs whose fields match, as iLogtail's native
-//! filter. Regexes must match the whole value (boost's `regex_match`).
+//! filter. Regexes must match the whole value (boost's `regex_match`), in boost's Perl syntax
+//! (look-around, backreferences: [`super::native_regex`]).
 //!
 //! * `FilterKey` + `FilterRegex` (iLogtail 2.0's documented form): two lists of the same
 //!   length; a log is kept when every named field exists and matches its regex.
@@ -16,10 +17,10 @@ use crate::processor::retain_logs;
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use regex::bytes::Regex;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::native_regex::NativeRegex;
 use super::{native_regex, parse_options, Options, ProcessorError, Registration};
 use crate::plugin::Processor;
 use crate::{LogEvent, PipelineEventGroup};
@@ -49,8 +50,8 @@ fn build(options: &Options) -> Result<Box<dyn Processor>, ProcessorError> {
 }
 
 pub struct FilterRegex {
-    include: Vec<(Bytes, Regex)>,
-    exclude: Vec<(Bytes, Regex)>,
+    include: Vec<(Bytes, NativeRegex)>,
+    exclude: Vec<(Bytes, NativeRegex)>,
     /// Logs dropped.
     pub filtered: u64,
 }
@@ -73,11 +74,13 @@ impl FilterRegex {
                 ),
             ));
         }
-        let compile =
-            |field: String, key: String, pattern: &str| -> Result<(Bytes, Regex), ProcessorError> {
-                Ok((Bytes::from(key), native_regex(&field, pattern, true)?))
-            };
-        let include: Vec<(Bytes, Regex)> = if !config.filter_key.is_empty() {
+        let compile = |field: String,
+                       key: String,
+                       pattern: &str|
+         -> Result<(Bytes, NativeRegex), ProcessorError> {
+            Ok((Bytes::from(key), native_regex(&field, pattern, true)?))
+        };
+        let include: Vec<(Bytes, NativeRegex)> = if !config.filter_key.is_empty() {
             config
                 .filter_key
                 .into_iter()
@@ -92,7 +95,7 @@ impl FilterRegex {
                 .map(|(key, pattern)| compile(format!("Include.{key}"), key, &pattern))
                 .collect::<Result<_, _>>()?
         };
-        let exclude: Vec<(Bytes, Regex)> = config
+        let exclude: Vec<(Bytes, NativeRegex)> = config
             .exclude
             .into_iter()
             .map(|(key, pattern)| compile(format!("Exclude.{key}"), key, &pattern))
@@ -110,25 +113,21 @@ impl FilterRegex {
         })
     }
 
-    fn keeps(&self, log: &LogEvent) -> bool {
+    fn keeps(&mut self, log: &LogEvent) -> bool {
         if log.contents.is_empty() {
             return false;
         }
-        let included = self
-            .include
-            .iter()
-            .all(|(key, regex)| log.content(key).is_some_and(|value| regex.is_match(value)));
-        included
-            && !self
-                .exclude
-                .iter()
-                .any(|(key, regex)| log.content(key).is_some_and(|value| regex.is_match(value)))
+        let matches = |(key, regex): &mut (Bytes, NativeRegex)| {
+            log.content(key).is_some_and(|value| regex.is_match(value))
+        };
+        self.include.iter_mut().all(matches) && !self.exclude.iter_mut().any(matches)
     }
 }
 
 impl Processor for FilterRegex {
     fn process(&mut self, group: &mut PipelineEventGroup) {
-        self.filtered += retain_logs(group, |log| self.keeps(log));
+        let filtered = retain_logs(group, |log| self.keeps(log));
+        self.filtered += filtered;
     }
 }
 
@@ -213,6 +212,29 @@ mod tests {
     }
 
     #[test]
+    fn perl_syntax_as_boost() {
+        // Negative look-ahead: every method but GET; a backreference: repeated digit pairs.
+        let mut p = filter(json!({
+            "FilterKey": ["method", "status"],
+            "FilterRegex": ["(?!GET$)[A-Z]+", r"(\d)\1\d"],
+        }));
+        let out = kept(
+            &mut p,
+            vec![
+                access_log("POST", "200"),
+                access_log("GET", "200"),
+                access_log("PUT", "404"),
+                access_log("GETX", "550"),
+            ],
+        );
+        assert_eq!(
+            out,
+            vec![access_log("GETX", "550")],
+            "POST 200 has no repeated digit, GET is excluded, 404 neither"
+        );
+    }
+
+    #[test]
     fn bad_options_name_the_field() {
         let err = build(&options(json!({"FilterKey": ["a"], "FilterRegex": []})))
             .err()
@@ -228,6 +250,14 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(err.field, "Include.level");
+        assert!(
+            err.message.starts_with("\"[a-\" is not a valid regex"),
+            "{err}"
+        );
+        let err = build(&options(json!({"Exclude": {"path": r"(?<=\w*)x"}})))
+            .err()
+            .unwrap();
+        assert_eq!(err.field, "Exclude.path");
         let err = build(&options(json!({}))).err().unwrap();
         assert!(err.message.contains("no condition"), "{err}");
         let err = build(&options(json!({"ConditionExp": {}}))).err().unwrap();

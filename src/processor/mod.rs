@@ -18,6 +18,7 @@ pub mod default;
 pub mod desensitize_native;
 pub mod dict_map;
 pub mod drop;
+pub mod field_names;
 pub mod fields_with_condition;
 pub mod filter_key_regex;
 pub mod filter_regex;
@@ -26,6 +27,7 @@ pub mod gotime;
 pub mod grok;
 pub mod json;
 pub mod md5;
+pub mod native_regex;
 pub mod packjson;
 pub mod parse_delimiter_native;
 pub mod parse_json_native;
@@ -183,23 +185,29 @@ fn parse_options<T: DeserializeOwned>(options: &Options) -> Result<T, ProcessorE
     plugin_options::parse(options)
 }
 
-/// Compiles a regex option with the byte semantics of iLogtail's native processors (boost on
-/// bytes): `.` matches any byte, a newline too, so a multi-line event and a line that is not
-/// valid UTF-8 both match as iLogtail matches them. A pattern that needs Unicode classes
-/// (`\p{Han}`) is compiled with Unicode on instead. `anchored` makes it a full match
-/// (boost's `regex_match`).
+/// Compiles a regex option of a native processor (boost's Perl syntax and byte semantics in
+/// iLogtail, PCRE2 here: see [`native_regex`]); `anchored` makes it a full match (boost's
+/// `regex_match`), else it is searched for.
 fn native_regex(
     field: &str,
     pattern: &str,
     anchored: bool,
-) -> Result<::regex::bytes::Regex, ProcessorError> {
-    let full = if anchored {
-        format!("^(?:{pattern})$")
+) -> Result<native_regex::NativeRegex, ProcessorError> {
+    let anchor = if anchored {
+        native_regex::Anchor::Full
     } else {
-        pattern.to_owned()
+        native_regex::Anchor::Search
     };
+    native_regex::NativeRegex::new(field, pattern, anchor)
+}
+
+/// Compiles a regex option of an extended (Go-side) processor: Go's RE2 syntax, which is the
+/// `regex` crate's, with iLogtail's `(?s)` (`.` matches a newline) and byte semantics (a value
+/// that is not UTF-8 is matched byte-wise); a pattern that needs Unicode classes (`\p{Han}`)
+/// is compiled with Unicode on instead.
+fn go_regex(field: &str, pattern: &str) -> Result<::regex::bytes::Regex, ProcessorError> {
     let build = |unicode: bool| {
-        ::regex::bytes::RegexBuilder::new(&full)
+        ::regex::bytes::RegexBuilder::new(pattern)
             .unicode(unicode)
             .dot_matches_new_line(true)
             .build()
@@ -218,9 +226,9 @@ fn keyed_regex(
     pattern: &str,
     keys: usize,
     anchored: bool,
-) -> Result<::regex::bytes::Regex, ProcessorError> {
+) -> Result<native_regex::NativeRegex, ProcessorError> {
     let regex = native_regex("Regex", pattern, anchored)?;
-    let groups = regex.captures_len() - 1;
+    let groups = regex.groups();
     if groups < keys {
         return Err(ProcessorError::new(
             "Keys",
@@ -466,7 +474,15 @@ mod tests {
     fn regex_errors_are_one_line_about_the_users_pattern() {
         let e = native_regex("Regex", "(a", true).err().unwrap();
         assert_eq!(e.field, "Regex");
+        assert_eq!(
+            e.message,
+            "\"(a\" is not a valid regex: missing closing parenthesis (at byte 2)"
+        );
+        let e = go_regex("Regex", "(a").err().unwrap();
         assert_eq!(e.message, "\"(a\" is not a valid regex: unclosed group");
+        // Go's RE2 has no look-around: the Go-side processors reject it, as iLogtail's do.
+        assert!(go_regex("Regex", "a(?=b)").is_err());
+        assert!(native_regex("Regex", "a(?=b)b", true).is_ok());
     }
 
     #[test]

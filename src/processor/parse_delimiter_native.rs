@@ -17,6 +17,7 @@ use memchr::memmem;
 use serde::Deserialize;
 
 use super::common_parser_options::CommonParserOptions;
+use super::field_names::field_name;
 use super::{parse_options, Options, ProcessorError, Registration};
 use crate::plugin::Processor;
 use crate::{PipelineEvent, PipelineEventGroup};
@@ -142,10 +143,11 @@ impl ParseDelimiter {
             &config.renamed_source_key,
             config.coping_raw_log,
         );
-        let keys: Vec<Bytes> = config.keys.into_iter().map(Bytes::from).collect();
+        // Static names: no atomic count per field and log (see `field_names`).
+        let keys: Vec<Bytes> = config.keys.iter().map(|k| field_name(k)).collect();
         Ok(ParseDelimiter {
             overwritten: keys.iter().any(|k| k == config.source_key.as_bytes()),
-            source_key: Bytes::from(config.source_key),
+            source_key: field_name(&config.source_key),
             finder: memmem::Finder::new(separator.as_bytes()).into_owned(),
             separator: separator.into_bytes(),
             quote,

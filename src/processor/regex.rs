@@ -10,7 +10,7 @@ use bytes::Bytes;
 use regex::bytes::{CaptureLocations, Regex};
 use serde::Deserialize;
 
-use super::{parse_options, Options, ProcessorError, Registration};
+use super::{go_regex, parse_options, Options, ProcessorError, Registration};
 use crate::plugin::Processor;
 use crate::{PipelineEvent, PipelineEventGroup};
 
@@ -78,7 +78,18 @@ impl ProcessorRegex {
         if config.keys.is_empty() {
             return Err(ProcessorError::new("Keys", "must name at least one field"));
         }
-        let regex = super::keyed_regex(&config.regex, config.keys.len(), false)?;
+        let regex = go_regex("Regex", &config.regex)?;
+        let groups = regex.captures_len() - 1;
+        if groups < config.keys.len() {
+            // iLogtail would fail on every line.
+            return Err(ProcessorError::new(
+                "Keys",
+                format!(
+                    "{} keys for a regex with {groups} capture groups",
+                    config.keys.len()
+                ),
+            ));
+        }
         Ok(ProcessorRegex {
             locations: regex.capture_locations(),
             regex,

@@ -18,7 +18,6 @@
 use std::ops::Range;
 
 use bytes::Bytes;
-use regex::bytes::{CaptureLocations, Regex};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -26,6 +25,7 @@ use super::common_parser_options::LEGACY_UNMATCHED_RAW_LOG_KEY;
 use super::filter_regex_native::{FilterRegex, FilterRegexConfig};
 use super::parse_timestamp_native::{ParseTimestamp, ParseTimestampConfig};
 use super::whole_block::{BlockRule, LineMatcher};
+use super::native_regex::NativeRegex;
 use super::{keyed_regex, parse_options, Options, ProcessorError, Registration};
 use crate::plugin::Processor;
 use crate::{LogEvent, PipelineEvent, PipelineEventGroup};
@@ -123,7 +123,7 @@ fn begin_matcher(pattern: &str) -> Result<Option<LineMatcher>, ProcessorError> {
 pub struct RegexAccelerate {
     starts: Option<LineMatcher>,
     /// None in whole-event mode (`(.*)`).
-    regex: Option<(Regex, CaptureLocations)>,
+    regex: Option<NativeRegex>,
     keys: Vec<Bytes>,
     discard_unmatch: bool,
     raw_log_tag: Option<Bytes>,
@@ -160,9 +160,7 @@ impl RegexAccelerate {
         let regex = if config.regex == "(.*)" {
             None
         } else {
-            let regex = keyed_regex(&config.regex, config.keys.len(), true)?;
-            let locations = regex.capture_locations();
-            Some((regex, locations))
+            Some(keyed_regex(&config.regex, config.keys.len(), true)?)
         };
         let filter = if config.filter_key.is_empty() && config.filter_regex.is_empty() {
             None
@@ -266,12 +264,12 @@ impl RegexAccelerate {
                 log.contents.push((self.keys[0].clone(), text.clone()));
                 true
             }
-            Some((regex, locations)) => {
-                let matched = regex.captures_read(locations, &text).is_some();
+            Some(regex) => {
+                let matched = regex.find_at(&text, 0).is_some();
                 if matched {
                     for (i, key) in self.keys.iter().enumerate() {
-                        let value = locations
-                            .get(i + 1)
+                        let value = regex
+                            .group(i + 1)
                             .map_or_else(Bytes::new, |(s, e)| text.slice(s..e));
                         log.contents.push((key.clone(), value));
                     }

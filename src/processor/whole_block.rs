@@ -70,10 +70,15 @@ impl LineMatcher {
         })
     }
 
-    /// The native processors' semantics (a full match on bytes).
+    /// The native processors' semantics (a full match on bytes). On the `regex` crate, not
+    /// PCRE2 like the native parsers: a block rule is cloned into every reader and matched
+    /// through `&self`, which PCRE2's per-matcher match data does not allow; look-around in
+    /// `LogBeginRegex` is therefore not supported yet.
     pub fn native(field: &str, pattern: &str) -> Result<LineMatcher, ProcessorError> {
+        // Checked as written, so that an error quotes the user's pattern.
+        super::go_regex(field, pattern)?;
         Ok(LineMatcher {
-            regex: super::native_regex(field, pattern, true)?,
+            regex: super::go_regex(field, &format!("^(?:{pattern})$"))?,
             anchored: true,
         })
     }

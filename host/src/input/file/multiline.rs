@@ -11,7 +11,9 @@
 use std::ops::Range;
 
 use bytes::Bytes;
-use regex::bytes::{Regex, RegexBuilder};
+// The engine of iLogtail's native processors (PCRE2, boost's Perl syntax), for the same reason:
+// iLogtail's multiline patterns are boost regexes too.
+use tailrace::processor::native_regex::{Anchor, NativeRegex as Regex};
 
 /// Largest pending event before it is forced out as if the file had timed out. iLogtail has the
 /// same kind of limit through its 512 KiB read buffer ("log is too long and forced to be
@@ -438,54 +440,27 @@ impl State {
 /// Compiles a pattern so that it has to match a whole line. None for a pattern that iLogtail
 /// treats as unset: empty, or nothing but `.*` (which every line matches).
 ///
-/// Patterns are byte-oriented first (Unicode off), like iLogtail's boost::regex on `char`: `.`
-/// then matches any byte, so a line that is not valid UTF-8 can still match `\d{4}.*`, and
-/// `\d`, `\w`, `\s` are ASCII. A pattern that only compiles with Unicode (`\p{Han}`, a
-/// non-ASCII character class) gets Unicode semantics instead.
+/// Patterns have boost's Perl syntax and byte semantics, as iLogtail's (see
+/// [`tailrace::processor::native_regex`]): `.` matches any byte, so a line that is not valid
+/// UTF-8 can still match `\d{4}.*`, and `\d`, `\w`, `\s` are ASCII; a pattern that asks for
+/// Unicode (`\p{Han}`, a non-ASCII character) gets Unicode semantics instead.
 fn compile(option: &str, pattern: &str) -> Result<Option<Regex>, (String, String)> {
     let body = strip_match_all_suffix(pattern);
     if body.is_empty() {
         return Ok(None);
     }
-    let invalid = |e: regex::Error| {
-        (
-            option.to_string(),
-            format!("{pattern:?} is not a valid regex: {e}"),
-        )
-    };
-    // Checked as written, so that an error shows the user's pattern and not the wrapping.
-    let unicode = match build(pattern, false) {
-        Ok(_) => false,
-        Err(_) => {
-            build(pattern, true).map_err(invalid)?;
-            true
-        }
-    };
-    let mut forms = Vec::with_capacity(3);
+    let invalid = |e: tailrace::processor::ProcessorError| (option.to_string(), e.message);
     // `X.*` matching a whole line is `X` matching at its start, which stops at the end of `X`
     // instead of scanning a long line to its end (iLogtail makes the same rewrite). Only
-    // without `|`: `a|b.*` is not `a|b` followed by `.*`.
+    // without `|`: `a|b.*` is not `a|b` followed by `.*`. The pattern as written is checked
+    // first, so that an invalid one is reported as the user wrote it.
+    let full = Regex::new(option, pattern, Anchor::Full).map_err(invalid)?;
     if body.len() < pattern.len() && !pattern.contains('|') {
-        forms.push(format!("^(?:{body})"));
-    }
-    forms.push(format!("^(?:{pattern})$"));
-    // A pattern in `(?x)` mode ending with a `#` comment would swallow the closing `)`.
-    forms.push(format!("^(?:{pattern}\n)$"));
-    let mut error = None;
-    for form in &forms {
-        match build(form, unicode) {
-            Ok(re) => return Ok(Some(re)),
-            Err(e) => error = Some(e),
+        if let Ok(start) = Regex::new(option, body, Anchor::Start) {
+            return Ok(Some(start));
         }
     }
-    match error {
-        Some(e) => Err(invalid(e)),
-        None => Ok(None),
-    }
-}
-
-fn build(pattern: &str, unicode: bool) -> Result<Regex, regex::Error> {
-    RegexBuilder::new(pattern).unicode(unicode).build()
+    Ok(Some(full))
 }
 
 /// `pattern` without its trailing `.*`s; an escaped `\.*` is kept.
@@ -926,46 +901,73 @@ mod tests {
 
     #[test]
     fn patterns_match_whole_lines() {
-        let re = compile("StartPattern", r"\d+").unwrap().unwrap();
+        let mut re = compile("StartPattern", r"\d+").unwrap().unwrap();
         assert!(re.is_match(b"123"));
         assert!(!re.is_match(b"123a"));
         assert!(!re.is_match(b"a123"));
-        let re = compile("StartPattern", "abc.*").unwrap().unwrap();
+        let mut re = compile("StartPattern", "abc.*").unwrap().unwrap();
         assert!(re.is_match(b"abc") && re.is_match(b"abcdef"));
         assert!(!re.is_match(b"xabc"));
         // Alternation keeps its meaning: "a", or anything starting with "b".
-        let re = compile("StartPattern", "a|b.*").unwrap().unwrap();
+        let mut re = compile("StartPattern", "a|b.*").unwrap().unwrap();
         assert!(re.is_match(b"a") && re.is_match(b"bxyz"));
         assert!(!re.is_match(b"ax"));
         // An escaped dot is not "match anything".
-        let re = compile("StartPattern", r"a\.*").unwrap().unwrap();
+        let mut re = compile("StartPattern", r"a\.*").unwrap().unwrap();
         assert!(re.is_match(b"a...") && !re.is_match(b"ab"));
-        let re = compile("StartPattern", r"a\\.*").unwrap().unwrap();
+        let mut re = compile("StartPattern", r"a\\.*").unwrap().unwrap();
         assert!(re.is_match(br"a\anything") && !re.is_match(b"a"));
         // A verbose pattern ending in a comment.
-        let re = compile("StartPattern", "(?x) a b  # comment")
+        let mut re = compile("StartPattern", "(?x) a b  # comment")
             .unwrap()
             .unwrap();
         assert!(re.is_match(b"ab") && !re.is_match(b"abc"));
-        let re = compile("StartPattern", "(?x) a b  # comment .*")
+        let mut re = compile("StartPattern", "(?x) a b  # comment .*")
             .unwrap()
             .unwrap();
         assert!(re.is_match(b"ab"));
     }
 
+    /// iLogtail's patterns are boost (Perl) regexes: look-around and backreferences work.
+    #[test]
+    fn perl_syntax_in_patterns() {
+        // A start line is a date not followed by " DEBUG".
+        let mut a = assembler(r"\d{4}-\d\d-\d\d(?! DEBUG).*", "", "", "");
+        let (_, out) = push(
+            &mut a,
+            &[
+                "2024-01-02 ERROR a",
+                "  at x",
+                "2024-01-02 DEBUG b",
+                "2024-01-03 INFO c",
+            ],
+        );
+        assert_eq!(
+            strings(&out),
+            ["2024-01-02 ERROR a\n  at x\n2024-01-02 DEBUG b"]
+        );
+        let mut re = compile("EndPattern", r"(?<=\})(\w)\1").unwrap().unwrap();
+        assert!(
+            !re.is_match(b"}xx"),
+            "a whole-line match cannot start inside a look-behind"
+        );
+        let mut re = compile("EndPattern", r".*(?<=\})(\w)\1").unwrap().unwrap();
+        assert!(re.is_match(b"end}xx") && !re.is_match(b"end}xy"));
+    }
+
     #[test]
     fn lines_that_are_not_utf8() {
-        let re = compile("StartPattern", DATE).unwrap().unwrap();
+        let mut re = compile("StartPattern", DATE).unwrap().unwrap();
         assert!(re.is_match(b"2024-01-01 \xff\xfe\xc3"));
-        let re = compile("StartPattern", ".*ERROR.*").unwrap().unwrap();
+        let mut re = compile("StartPattern", ".*ERROR.*").unwrap().unwrap();
         assert!(re.is_match(b"\xff\xfe ERROR \x80"));
-        let re = compile("StartPattern", r"\d+ \w+").unwrap().unwrap();
+        let mut re = compile("StartPattern", r"\d+ \w+").unwrap().unwrap();
         assert!(!re.is_match("12 é".as_bytes()), "\\w is ASCII, as in boost");
         // Non-ASCII literals still match their UTF-8 bytes.
-        let re = compile("StartPattern", "错误.*").unwrap().unwrap();
+        let mut re = compile("StartPattern", "错误.*").unwrap().unwrap();
         assert!(re.is_match("错误: x".as_bytes()) && !re.is_match(b"x"));
         // Only valid with Unicode: falls back to it.
-        let re = compile("StartPattern", r"\p{Han}+.*").unwrap().unwrap();
+        let mut re = compile("StartPattern", r"\p{Han}+.*").unwrap().unwrap();
         assert!(re.is_match("日志 \u{1}".as_bytes()));
         assert!(re.is_match(b"\xe6\x97\xa5 \xff"));
 
