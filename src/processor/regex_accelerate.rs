@@ -23,9 +23,9 @@ use serde_json::Value;
 
 use super::common_parser_options::LEGACY_UNMATCHED_RAW_LOG_KEY;
 use super::filter_regex_native::{FilterRegex, FilterRegexConfig};
+use super::native_regex::NativeRegex;
 use super::parse_timestamp_native::{ParseTimestamp, ParseTimestampConfig};
 use super::whole_block::{BlockRule, LineMatcher};
-use super::native_regex::NativeRegex;
 use super::{keyed_regex, parse_options, Options, ProcessorError, Registration};
 use crate::plugin::Processor;
 use crate::{LogEvent, PipelineEvent, PipelineEventGroup};
