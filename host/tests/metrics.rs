@@ -271,3 +271,48 @@ fn read_lag_and_bytes_lost_unread() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = drain.join();
 }
+
+/// The plugin base's own statistics (its `GetGoMetrics`) show on /metrics, per plugin.
+#[test]
+fn plugin_base_statistics_per_plugin() {
+    let libs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release");
+    assert!(
+        libs.join("libPluginBase.so").exists(),
+        "run `make build` first: {} has no libPluginBase.so",
+        libs.display()
+    );
+    let sandbox = Sandbox::new();
+    sandbox.write_config(
+        "mock.yaml",
+        "global: {InputIntervalMs: 20, AggregatIntervalMs: 100, FlushIntervalMs: 100}\n\
+         inputs: [{Type: metric_mock, Fields: {f1: a}}]\n\
+         flushers: [{Type: flusher_stdout, OnlyStdout: true}]\n",
+    );
+    let daemon = Daemon::start_with_args(
+        &sandbox,
+        Some(&libs),
+        &[],
+        &["--metrics-addr", "127.0.0.1:0"],
+    );
+    let addr = daemon.metrics_addr();
+    let mock = [("pipeline", "mock"), ("plugin_type", "metric_mock")];
+    let events = wait_for("metric_mock's events on /metrics", &daemon, || {
+        let s = scrape(&addr);
+        sample(&s, "tailrace_base_plugin_out_events_total", &mock).filter(|n| *n >= 5.0)
+    });
+    // The stdout lines the daemon printed meanwhile: at least as many as counted a moment ago.
+    let printed = daemon
+        .lines()
+        .iter()
+        .filter(|l| l.get("f1") == Some("a"))
+        .count();
+    assert!(
+        events >= 5.0 && printed > 0,
+        "{events} counted, {printed} printed"
+    );
+    let s = scrape(&addr);
+    assert_eq!(
+        sample(&s, "tailrace_plugin_base", &[("state", "loaded")]),
+        Some(1.0)
+    );
+}

@@ -211,6 +211,7 @@ pub fn render(monitor: &Monitor) -> String {
     );
 
     file_metrics(monitor, &mut registry);
+    base_metrics(monitor, &mut registry);
 
     let alarms = Family::<KindLabel, Counter>::default();
     for (kind, n) in crate::monitor::alarms::counts() {
@@ -287,6 +288,100 @@ fn file_metrics(monitor: &Monitor, registry: &mut Registry) {
         "Bytes files lost before they were read to their end (rotated away while closed, truncated, unreadable)",
         lost,
     );
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BaseLabels {
+    pipeline: String,
+    /// The base's config name (`P/1`, `P/2`).
+    config: String,
+    plugin_type: String,
+    plugin_id: String,
+}
+
+/// Distinct series names taken from the base per scrape: a third-party base could send any
+/// number of them.
+const MAX_BASE_NAMES: usize = 64;
+
+/// The plugin base's own statistics (its `GetGoMetrics("direct")`), per pipeline and per
+/// plugin instance: `tailrace_base_<counter>` with the counter names the base gives
+/// (`plugin_in_events_total` → `tailrace_base_plugin_in_events_total`).
+fn base_metrics(monitor: &Monitor, registry: &mut Registry) {
+    type F64Counter = Counter<f64, std::sync::atomic::AtomicU64>;
+    type F64Gauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+    let mut families: std::collections::BTreeMap<String, Family<BaseLabels, F64Counter>> =
+        std::collections::BTreeMap::new();
+    let mut gauges: std::collections::BTreeMap<String, Family<BaseLabels, F64Gauge>> =
+        std::collections::BTreeMap::new();
+    for row in monitor.base_rows() {
+        let text = |key: &str| {
+            row.labels
+                .get(key)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let labels = BaseLabels {
+            pipeline: text("pipeline_name"),
+            config: text("config_name"),
+            plugin_type: text("plugin_type"),
+            plugin_id: text("plugin_id"),
+        };
+        for (name, value) in &row.counters {
+            let name = series_name(name.strip_suffix("_total").unwrap_or(name));
+            if name.is_empty()
+                || (!families.contains_key(&name) && families.len() >= MAX_BASE_NAMES)
+            {
+                continue;
+            }
+            families
+                .entry(name)
+                .or_default()
+                .get_or_create(&labels)
+                .inc_by(value.max(0.0));
+        }
+        for (name, value) in &row.gauges {
+            let name = series_name(name);
+            if name.is_empty()
+                || families.contains_key(&name)
+                || (!gauges.contains_key(&name) && families.len() + gauges.len() >= MAX_BASE_NAMES)
+            {
+                continue;
+            }
+            gauges
+                .entry(name)
+                .or_default()
+                .get_or_create(&labels)
+                .set(*value);
+        }
+    }
+    for (name, family) in gauges {
+        registry.register(
+            format!("base_{name}"),
+            "The plugin base's statistics (GetGoMetrics \"direct\")",
+            family,
+        );
+    }
+    for (name, family) in families {
+        registry.register(
+            format!("base_{name}"),
+            "The plugin base's statistics (GetGoMetrics \"direct\")",
+            family,
+        );
+    }
+}
+
+/// `name` with what Prometheus does not allow in a name replaced by `_`.
+fn series_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// The daemon process: CPU seconds, resident memory, open descriptors (from /proc/self).

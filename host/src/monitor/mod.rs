@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::input::file::stats::{FileStatsHandle, InputStats};
+use crate::plugin::go_metrics::GetGoMetricsFn;
 use crate::queue::{ProcessQueues, SenderQueue};
 
 /// A pipeline's counters, updated by the processor runner.
@@ -84,6 +85,8 @@ struct State {
     /// Config files that do not parse or validate, and why.
     invalid_configs: BTreeMap<String, String>,
     base: Option<BaseStatus>,
+    /// The loaded base's `GetGoMetrics`.
+    base_metrics: Option<GetGoMetricsFn>,
 }
 
 /// The shared views; cheap to clone.
@@ -138,6 +141,22 @@ impl Monitor {
 
     pub fn base(&self, status: Option<BaseStatus>) {
         self.state().base = status;
+    }
+
+    /// The loaded base's statistics come from its `GetGoMetrics`.
+    pub fn base_metrics(&self, get: Option<GetGoMetricsFn>) {
+        self.state().base_metrics = get;
+    }
+
+    /// The plugin base's `direct` statistics (none without a base that has them).
+    pub fn base_rows(&self) -> Vec<crate::plugin::go_metrics::DirectRow> {
+        let get = self.state().base_metrics;
+        match get {
+            Some(get) => crate::plugin::go_metrics::direct_rows(crate::plugin::go_metrics::read(
+                get, "direct",
+            )),
+            None => Vec::new(),
+        }
     }
 
     /// Why the daemon is not healthy (empty: every pipeline runs as configured).

@@ -220,6 +220,8 @@ impl PipelineManager {
     pub fn poll_base(&mut self) {
         if self.base.poll() {
             self.monitor.base(Some(base_status(&self.base)));
+            self.monitor
+                .base_metrics(self.base.client().and_then(|b| b.go_metrics()));
             // The libraries loaded (or failed to): the pipelines that waited for them start
             // now (or are reported).
             for (_, config) in std::mem::take(&mut self.waiting) {

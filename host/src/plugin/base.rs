@@ -122,6 +122,11 @@ const STALL_WARNING: Duration = Duration::from_secs(5);
 const FEED_REFUSED_REPORT: Duration = Duration::from_secs(30);
 
 impl BaseClient {
+    /// The base's `GetGoMetrics`, if it has one.
+    pub fn go_metrics(&self) -> Option<crate::plugin::go_metrics::GetGoMetricsFn> {
+        self.api.get_go_metrics
+    }
+
     /// Whether a config window (HoldOn → LoadConfig → Resume) has been waiting on the base
     /// for longer than [`STALL_WARNING`]: the base looks hung.
     pub fn is_stalled(&self) -> bool {

@@ -44,6 +44,8 @@ pub struct BaseApi {
     pub process_log_group: unsafe extern "C" fn(GoString, GoSlice, GoString) -> GoInt,
     /// The base is Tailrace's own (it exports `TailraceBaseVersion`): it reports deliveries.
     pub reports_delivery: bool,
+    /// `GetGoMetrics`, when the base has it (generation 2): its statistics for /metrics.
+    pub get_go_metrics: Option<crate::plugin::go_metrics::GetGoMetricsFn>,
 }
 
 /// Every generation-1 export; iLogtail's core gives up on a base that lacks one, and so do we.
@@ -117,6 +119,10 @@ pub fn load(dir: &Path) -> Result<BaseApi, LoadError> {
             resume: symbol(&base, &base_path, "Resume")?,
             process_log_group: symbol(&base, &base_path, "ProcessLogGroup")?,
             reports_delivery: tailrace_base_version(&base) >= 1,
+            get_go_metrics: base
+                .get::<crate::plugin::go_metrics::GetGoMetricsFn>(b"GetGoMetrics")
+                .ok()
+                .map(|f| *f),
         }
     };
     if !api.reports_delivery {

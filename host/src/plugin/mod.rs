@@ -5,6 +5,7 @@
 pub mod base;
 pub mod delivery;
 pub mod ffi;
+pub mod go_metrics;
 pub mod loader;
 pub mod router;
 

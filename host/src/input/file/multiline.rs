@@ -291,8 +291,8 @@ impl MultilineAssembler {
 
     /// Whether `line` (without its newline) begins an event by the StartPattern; None without a
     /// StartPattern. Where a tail start moves to (see `resume.rs`).
-    pub fn starts_event(&self, line: &[u8]) -> Option<bool> {
-        match &self.rules {
+    pub fn starts_event(&mut self, line: &[u8]) -> Option<bool> {
+        match &mut self.rules {
             Rules::Start { start }
             | Rules::StartContinue { start, .. }
             | Rules::StartEnd { start, .. } => Some(start.is_match(line)),

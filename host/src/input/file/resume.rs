@@ -35,8 +35,8 @@ pub(super) fn start_offset(
         let start = input.spec.config.start_of_existing(size, once);
         let line = line_start_from(path, start).unwrap_or(start);
         match input.spec.multiline() {
-            Some(multiline) if start > 0 && line < size => event_start_from(path, line, &multiline)
-                .unwrap_or_else(|| {
+            Some(mut multiline) if start > 0 && line < size => {
+                event_start_from(path, line, &mut multiline).unwrap_or_else(|| {
                     tracing::warn!(
                         pipeline = %input.pipeline,
                         path = %path.display(),
@@ -46,7 +46,8 @@ pub(super) fn start_offset(
                         WINDOW / 1024
                     );
                     line
-                }),
+                })
+            }
             _ => line,
         }
     } else {
@@ -87,7 +88,7 @@ fn line_start_from(path: &Path, offset: u64) -> Option<u64> {
 /// trace. `offset` itself without a StartPattern. None when no such line comes within
 /// [`WINDOW`] (iLogtail then keeps the tail start as it was and warns; here it stays on the
 /// line start, which is never worse).
-fn event_start_from(path: &Path, offset: u64, multiline: &MultilineAssembler) -> Option<u64> {
+fn event_start_from(path: &Path, offset: u64, multiline: &mut MultilineAssembler) -> Option<u64> {
     if multiline.starts_event(b"").is_none() {
         return Some(offset);
     }
@@ -209,18 +210,18 @@ mod line_start_tests {
         let path = dir.path().join("a.log");
         let text = "2024-01-01 one\n  at a\r\n  at b\n2024-01-02 two\r\n  at c\n";
         std::fs::write(&path, text).unwrap();
-        let start = assembler(serde_json::json!({"StartPattern": "\\d{4}-.*"}));
+        let mut start = assembler(serde_json::json!({"StartPattern": "\\d{4}-.*"}));
         let second = text.find("2024-01-02").unwrap() as u64;
         // From a continuation line: on to the next event's first line (`\r\n` or not).
-        assert_eq!(event_start_from(&path, 15, &start), Some(second));
+        assert_eq!(event_start_from(&path, 15, &mut start), Some(second));
         // Already on an event's first line: stays.
-        assert_eq!(event_start_from(&path, 0, &start), Some(0));
-        assert_eq!(event_start_from(&path, second, &start), Some(second));
+        assert_eq!(event_start_from(&path, 0, &mut start), Some(0));
+        assert_eq!(event_start_from(&path, second, &mut start), Some(second));
         // No event starts after it: left to the caller.
         let last = text.find("  at c").unwrap() as u64;
-        assert_eq!(event_start_from(&path, last, &start), None);
+        assert_eq!(event_start_from(&path, last, &mut start), None);
         // Without a StartPattern, the line start is the event start.
-        let end_only = assembler(serde_json::json!({"EndPattern": "  at c"}));
-        assert_eq!(event_start_from(&path, 15, &end_only), Some(15));
+        let mut end_only = assembler(serde_json::json!({"EndPattern": "  at c"}));
+        assert_eq!(event_start_from(&path, 15, &mut end_only), Some(15));
     }
 }
