@@ -7,6 +7,10 @@ use crate::event::PipelineEventGroup;
 /// Turns a group into another group in place (parse, add fields, filter, ...).
 pub trait Processor: Send {
     fn process(&mut self, group: &mut PipelineEventGroup);
+    /// Values it failed to parse so far (statistics; 0 for a processor that does not parse).
+    fn parse_failures(&self) -> u64 {
+        0
+    }
 }
 
 /// A pull input: called once per interval to collect what it has (iLogtail's MetricInput).

@@ -61,6 +61,7 @@ fn metrics_and_health_over_http() {
         &format!(
             "inputs:\n  - Type: input_file\n    FilePaths: [{}]\n\
              processors:\n  - Type: processor_filter_regex_native\n    Include: {{content: 'keep.*'}}\n\
+             \x20 - Type: processor_parse_regex_native\n    Regex: 'keep line (\\d*[02468])'\n    Keys: [n]\n    KeepingSourceWhenParseFail: true\n\
              flushers:\n  - Type: flusher_file\n    FilePath: {}\n",
             sandbox.path("logs/*.log").display(),
             out.display()
@@ -90,6 +91,27 @@ fn metrics_and_health_over_http() {
     assert_eq!(
         sample(&scraped, "tailrace_pipeline_events_out_total", &pipeline),
         Some(200.0)
+    );
+    // The kept lines with an odd number do not parse (and keep their source).
+    let odd_kept = (0..300).filter(|i| i % 3 != 0 && i % 2 == 1).count() as f64;
+    assert_eq!(
+        sample(
+            &scraped,
+            "tailrace_processor_parse_failures_total",
+            &[
+                ("pipeline", "web"),
+                ("processor", "processor_parse_regex_native")
+            ]
+        ),
+        Some(odd_kept)
+    );
+    assert_eq!(
+        sample(
+            &scraped,
+            "tailrace_processor_parse_failures_total",
+            &[("processor", "processor_filter_regex_native")]
+        ),
+        Some(0.0)
     );
     let content_bytes = 300.0 * ("content".len() + "keep line 00000".len()) as f64;
     assert_eq!(

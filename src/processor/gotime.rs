@@ -144,6 +144,10 @@ impl Gotime {
 }
 
 impl Processor for Gotime {
+    fn parse_failures(&self) -> u64 {
+        self.parse_failures
+    }
+
     fn process(&mut self, group: &mut PipelineEventGroup) {
         for event in &mut group.events {
             let PipelineEvent::Log(log) = event else {

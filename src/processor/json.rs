@@ -96,6 +96,10 @@ impl ProcessorJson {
 }
 
 impl Processor for ProcessorJson {
+    fn parse_failures(&self) -> u64 {
+        self.parse_failures
+    }
+
     fn process(&mut self, group: &mut PipelineEventGroup) {
         let mut fields = Vec::new();
         for event in &mut group.events {

@@ -312,6 +312,10 @@ impl ParseDelimiter {
 }
 
 impl Processor for ParseDelimiter {
+    fn parse_failures(&self) -> u64 {
+        self.parse_failures
+    }
+
     fn process(&mut self, group: &mut PipelineEventGroup) {
         let before = group.events.len();
         let mut columns = Columns::with_capacity(self.keys.len() + 1);

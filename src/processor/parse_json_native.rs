@@ -83,6 +83,10 @@ impl ParseJson {
 type Members = SmallVec<[(Bytes, Bytes); 16]>;
 
 impl Processor for ParseJson {
+    fn parse_failures(&self) -> u64 {
+        self.parse_failures
+    }
+
     fn process(&mut self, group: &mut PipelineEventGroup) {
         let before = group.events.len();
         let mut members = Members::new();

@@ -111,6 +111,10 @@ impl ParseRegex {
 }
 
 impl Processor for ParseRegex {
+    fn parse_failures(&self) -> u64 {
+        self.parse_failures
+    }
+
     fn process(&mut self, group: &mut PipelineEventGroup) {
         let before = group.events.len();
         group.events.retain_mut(|event| {

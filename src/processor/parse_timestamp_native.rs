@@ -112,6 +112,10 @@ impl ParseTimestamp {
 }
 
 impl Processor for ParseTimestamp {
+    fn parse_failures(&self) -> u64 {
+        self.parse_failures
+    }
+
     fn process(&mut self, group: &mut PipelineEventGroup) {
         let before = group.events.len();
         let current_year = self.year.unwrap_or_else(current_year);

@@ -106,6 +106,10 @@ impl ProcessorRegex {
 }
 
 impl Processor for ProcessorRegex {
+    fn parse_failures(&self) -> u64 {
+        self.parse_failures
+    }
+
     fn process(&mut self, group: &mut PipelineEventGroup) {
         for event in &mut group.events {
             let PipelineEvent::Log(log) = event else {

@@ -294,6 +294,10 @@ impl RegexAccelerate {
 }
 
 impl Processor for RegexAccelerate {
+    fn parse_failures(&self) -> u64 {
+        self.parse_failures
+    }
+
     fn process(&mut self, group: &mut PipelineEventGroup) {
         let mut out = Vec::with_capacity(group.events.len());
         let mut ranges = Vec::new();

@@ -129,6 +129,10 @@ impl Strptime {
 }
 
 impl Processor for Strptime {
+    fn parse_failures(&self) -> u64 {
+        self.parse_failures
+    }
+
     fn process(&mut self, group: &mut PipelineEventGroup) {
         let year = current_year();
         for event in &mut group.events {

@@ -32,6 +32,15 @@ struct KindLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProcessorLabels {
+    pipeline: String,
+    /// The processor's `Type`.
+    processor: String,
+    /// Its place among the processors the host runs.
+    index: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabel {
     state: String,
 }
@@ -60,6 +69,7 @@ pub fn render(monitor: &Monitor) -> String {
     let restarts = FlusherCounters::default();
     let sender_depth = FlusherGauges::default();
     let sender_capacity = FlusherGauges::default();
+    let parse_failures = Family::<ProcessorLabels, Counter>::default();
 
     for (name, view) in &snapshot.pipelines {
         let label = PipelineLabel {
@@ -78,6 +88,20 @@ pub fn render(monitor: &Monitor) -> String {
         processor_panics
             .get_or_create(&label)
             .inc_by(stats.processor_panics.load(Ordering::Relaxed));
+        let failures = stats
+            .parse_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for (index, processor) in stats.processor_types.iter().enumerate() {
+            parse_failures
+                .get_or_create(&ProcessorLabels {
+                    pipeline: name.clone(),
+                    processor: processor.clone(),
+                    index: index.to_string(),
+                })
+                .inc_by(failures.get(index).copied().unwrap_or(0));
+        }
         let mut is_blocked = view.outputs.iter().any(|q| !q.has_room());
         if let Some((depth, capacity)) = view.process_queue.and_then(|id| monitor.process_queue(id))
         {
@@ -128,6 +152,11 @@ pub fn render(monitor: &Monitor) -> String {
         "pipeline_processor_panics",
         "Batches dropped because a processor panicked (file data is read again after a restart)",
         processor_panics,
+    );
+    registry.register(
+        "processor_parse_failures",
+        "Values a processor the host runs failed to parse (the Keep* options say what became of them)",
+        parse_failures,
     );
     registry.register(
         "process_queue_depth",

@@ -30,9 +30,34 @@ pub struct PipelineStats {
     pub events_out: AtomicU64,
     /// Batches dropped because a processor panicked.
     pub processor_panics: AtomicU64,
+    /// The `Type`s of the processors the host runs for it, in order.
+    pub processor_types: Vec<String>,
+    /// Each one's parse failures so far, in the same order.
+    pub parse_failures: Mutex<Vec<u64>>,
 }
 
 impl PipelineStats {
+    pub fn with_processors(processor_types: Vec<String>) -> PipelineStats {
+        PipelineStats {
+            processor_types,
+            ..PipelineStats::default()
+        }
+    }
+
+    /// Takes the processors' failure counts after a batch (in their order).
+    pub fn note_parse_failures(&self, counts: impl Iterator<Item = u64>) {
+        let mut kept = self
+            .parse_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for (i, n) in counts.enumerate() {
+            match kept.get_mut(i) {
+                Some(slot) => *slot = n,
+                None => kept.push(n),
+            }
+        }
+    }
+
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }

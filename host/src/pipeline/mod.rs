@@ -233,6 +233,13 @@ impl Pipeline {
             );
         }
         let level = priority(&built.config);
+        let processor_types = built
+            .config
+            .processors
+            .iter()
+            .filter(|p| p.placement == Placement::Native)
+            .map(|p| p.plugin_type.clone())
+            .collect();
         let mut pipeline = Pipeline {
             config: built.config,
             base: built.base,
@@ -240,7 +247,7 @@ impl Pipeline {
             input: None,
             process_queue: None,
             outputs: flushers.clone(),
-            stats: Arc::default(),
+            stats: Arc::new(PipelineStats::with_processors(processor_types)),
         };
         if let Some(spec) = built.input {
             let destinations = match (&pipeline.base, base) {

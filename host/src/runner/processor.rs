@@ -62,6 +62,8 @@ fn run(job: Job, panics: &AtomicU64) {
         for processor in processors.iter_mut() {
             processor.process(&mut group);
         }
+        work.stats
+            .note_parse_failures(processors.iter().map(|p| p.parse_failures()));
         group
     }));
     let mut group = match processed {

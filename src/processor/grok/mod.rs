@@ -276,6 +276,10 @@ fn grok(
 }
 
 impl Processor for ProcessorGrok {
+    fn parse_failures(&self) -> u64 {
+        self.parse_failures
+    }
+
     fn process(&mut self, group: &mut PipelineEventGroup) {
         for event in &mut group.events {
             let PipelineEvent::Log(log) = event else {
