@@ -146,3 +146,39 @@ fn perl_syntax_in_native_regexes() {
         "carol's quotes do not match (backreference), bob's DEBUG line is filtered out"
     );
 }
+
+/// The same native processors with an input that runs in the plugin base (`metric_mock`): the
+/// whole pipeline runs there, with the same processor code, and gives the same fields.
+#[test]
+fn the_same_processors_run_in_the_plugin_base_when_the_input_is_there() {
+    let libs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release");
+    assert!(
+        libs.join("libPluginBase.so").exists(),
+        "run `make build` first: {} has no libPluginBase.so",
+        libs.display()
+    );
+    let sandbox = Sandbox::new();
+    sandbox.write_config(
+        "mock.yaml",
+        "global: {InputIntervalMs: 50, AggregatIntervalMs: 100, FlushIntervalMs: 100}\n\
+         inputs:\n  - Type: metric_mock\n    Fields: {content: '10.0.0.7 \"POST /PutData\" 200'}\n\
+         processors:\n\
+         \x20 - Type: processor_parse_regex_native\n    Regex: '(\\S+) \"(\\w+) ([^\"]*)\" (\\d+)'\n    Keys: [ip, method, url, status]\n\
+         \x20 - Type: processor_filter_regex_native\n    FilterKey: [method, status]\n    FilterRegex: ['^(POST|PUT)$', '^200$']\n\
+         flushers:\n  - Type: flusher_stdout\n    OnlyStdout: true\n",
+    );
+    let mut daemon = common::Daemon::start(&sandbox, Some(&libs), &[]);
+    let line = daemon.wait_line("a parsed metric_mock event", |l| l.get("ip").is_some());
+    assert_eq!(line.get("ip"), Some("10.0.0.7"), "{}", line.text);
+    assert_eq!(line.get("method"), Some("POST"));
+    assert_eq!(line.get("url"), Some("/PutData"));
+    assert_eq!(line.get("status"), Some("200"));
+    assert_eq!(
+        line.get("content"),
+        None,
+        "the source is not kept once parsed"
+    );
+    assert!(line.get("Index").is_some(), "metric_mock's own field stays");
+    let (status, _) = daemon.terminate();
+    assert!(status.success(), "{status}");
+}
