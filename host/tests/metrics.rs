@@ -297,12 +297,7 @@ fn read_lag_and_bytes_lost_unread() {
 /// The plugin base's own statistics (its `GetGoMetrics`) show on /metrics, per plugin.
 #[test]
 fn plugin_base_statistics_per_plugin() {
-    let libs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release");
-    assert!(
-        libs.join("libPluginBase.so").exists(),
-        "run `make build` first: {} has no libPluginBase.so",
-        libs.display()
-    );
+    let libs = common::release_plugin_libs();
     let sandbox = Sandbox::new();
     sandbox.write_config(
         "mock.yaml",

@@ -151,12 +151,7 @@ fn perl_syntax_in_native_regexes() {
 /// whole pipeline runs there, with the same processor code, and gives the same fields.
 #[test]
 fn the_same_processors_run_in_the_plugin_base_when_the_input_is_there() {
-    let libs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release");
-    assert!(
-        libs.join("libPluginBase.so").exists(),
-        "run `make build` first: {} has no libPluginBase.so",
-        libs.display()
-    );
+    let libs = common::release_plugin_libs();
     let sandbox = Sandbox::new();
     sandbox.write_config(
         "mock.yaml",

@@ -20,6 +20,17 @@ pub const WAIT: Duration = Duration::from_secs(15);
 /// How long the daemon may take to exit after SIGTERM.
 pub const EXIT_LIMIT: Duration = Duration::from_secs(15);
 
+/// The release build's dir, holding the real plugin libraries (`make build`).
+pub fn release_plugin_libs() -> PathBuf {
+    let libs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release");
+    assert!(
+        libs.join("libPluginBase.so").exists(),
+        "run `make build` first: {} has no libPluginBase.so",
+        libs.display()
+    );
+    libs
+}
+
 pub fn tailrace_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_tailrace"))
 }
