@@ -8,6 +8,11 @@
 // moved, not copied, and boxing it would cost an allocation per batch on the hot path.
 #![allow(clippy::result_large_err)]
 
+/// Parsing churns through short-lived batches on several threads; glibc's per-thread arenas
+/// give the pages back and fault them in again for every batch, mimalloc keeps them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod config;
 mod flusher;
 mod input;

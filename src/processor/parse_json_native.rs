@@ -82,6 +82,15 @@ impl ParseJson {
 /// on the stack.
 type Members = SmallVec<[(Bytes, Bytes); 16]>;
 
+/// Whether no two members share a key and none is `source`. Keys of different lengths or first
+/// bytes differ without a call to `memcmp`.
+fn distinct_and_not(members: &Members, source: &[u8]) -> bool {
+    let same = |a: &[u8], b: &[u8]| a.len() == b.len() && a.first() == b.first() && a == b;
+    members.iter().enumerate().all(|(i, (key, _))| {
+        !same(key, source) && members[..i].iter().all(|(other, _)| !same(key, other))
+    })
+}
+
 impl Processor for ParseJson {
     fn parse_failures(&self) -> u64 {
         self.parse_failures
@@ -102,10 +111,21 @@ impl Processor for ParseJson {
             let success = parse_object(&raw, &mut members);
             let mut overwritten = false;
             if success {
-                log.contents.reserve(members.len());
-                for (key, value) in members.drain(..) {
-                    overwritten |= key == self.source_key;
-                    log.set_content(key, value);
+                // A line as read from a file holds only its source: when the object's keys are
+                // distinct and none is the source's, they make the new contents, appended
+                // without a search per field (`finish` puts a kept source back at the end).
+                let only_source =
+                    matches!(log.contents.as_slice(), [(key, _)] if *key == self.source_key)
+                        && distinct_and_not(&members, &self.source_key);
+                if only_source {
+                    log.contents.clear();
+                    log.contents.extend(members.drain(..));
+                } else {
+                    log.contents.reserve(members.len());
+                    for (key, value) in members.drain(..) {
+                        overwritten |= key == self.source_key;
+                        log.set_content(key, value);
+                    }
                 }
             } else {
                 self.parse_failures += 1;
@@ -299,6 +319,25 @@ mod tests {
             ])
         );
         assert_eq!((p.parse_failures, p.discarded), (0, 0));
+    }
+
+    #[test]
+    fn a_repeated_key_keeps_its_last_value_and_the_source_key_its_place() {
+        let mut p = processor(json!({"KeepingSourceWhenParseSucceed": true}));
+        let mut group = lines(&[
+            br#"{"a":"1","b":"2","a":"3"}"#,
+            br#"{"x":"1","content":"y"}"#,
+        ]);
+        p.process(&mut group);
+        assert_eq!(
+            contents(&group, 0),
+            pairs(&[
+                ("a", "3"),
+                ("b", "2"),
+                ("content", r#"{"a":"1","b":"2","a":"3"}"#)
+            ])
+        );
+        assert_eq!(contents(&group, 1), pairs(&[("content", "y"), ("x", "1")]));
     }
 
     #[test]
