@@ -9,7 +9,9 @@
 #![allow(clippy::result_large_err)]
 
 /// Parsing churns through short-lived batches on several threads; glibc's per-thread arenas
-/// give the pages back and fault them in again for every batch, mimalloc keeps them.
+/// give the pages back and fault them in again for every batch, mimalloc keeps them. (Unit
+/// tests count allocations with an allocator of their own.)
+#[cfg(not(test))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
