@@ -157,17 +157,8 @@ impl LogGroup {
 /// same as `LogGroup::from_event_group(group).encode_to_vec()` (a test checks it); this is the
 /// serializer of the hot path. Anchor: LoongCollector's direct serialization.
 pub fn encode_group(group: &PipelineEventGroup, out: &mut Vec<u8>) {
-    // First the exact size of every log, so that the logs are then written into a buffer of
-    // the right length with no capacity check per byte (the hot loop of every flusher).
-    let logs_len: usize = group
-        .events
-        .iter()
-        .map(|event| match event {
-            PipelineEvent::Log(log) => field_len(log_len(log)),
-            _ => 0,
-        })
-        .sum();
-    out.reserve(logs_len);
+    // Each log's exact size first, so that it is then written into a slice of the right
+    // length with no capacity check per byte (the hot loop of every flusher).
     for event in &group.events {
         match event {
             PipelineEvent::Log(log) => {
