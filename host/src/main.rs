@@ -174,6 +174,10 @@ fn run(cli: Cli) -> Result<(), String> {
             checkpoint::dir_of(&cli.data_dir).display()
         )
     })?;
+    // Processors keep their checkpoints where the plugin base keeps its plugins'.
+    processor::services::set_data_dir(
+        &std::fs::canonicalize(&cli.data_dir).unwrap_or_else(|_| cli.data_dir.clone()),
+    );
     let signals = Signals::register()?;
 
     let plugin_dir = cli

@@ -137,6 +137,16 @@ fn metrics_and_health_over_http() {
         let seconds = sample(&scraped, "tailrace_processor_seconds_total", labels).unwrap();
         assert!(seconds > 0.0 && seconds < 10.0, "{labels:?}: {seconds}");
     }
+    // The parser reports its failures through its services, rate-limited: the first at once,
+    // the rest within 30 s only counted.
+    assert_eq!(
+        sample(
+            &scraped,
+            "tailrace_alarms_total",
+            &[("kind", "REGEX_MATCH_ALARM")]
+        ),
+        Some(1.0)
+    );
     let content_bytes = 300.0 * ("content".len() + "keep line 00000".len()) as f64;
     assert_eq!(
         sample(&scraped, "tailrace_pipeline_bytes_in_total", &pipeline),
@@ -391,4 +401,47 @@ fn a_plugin_base_alarm_shows_on_metrics() {
         sample(&s, "tailrace_alarms_total", &[("kind", "CHECKPOINT_ALARM")])
     });
     assert_eq!(count, 1.0, "one unreadable checkpoint, one alarm");
+}
+
+/// The same processor raises the same alarm through the same API when the plugin base runs it:
+/// `processor_parse_regex_native` after a `metric_mock` whose content never matches.
+#[test]
+fn a_processor_in_the_plugin_base_raises_its_alarm_through_the_same_services() {
+    let libs = common::release_plugin_libs();
+    let sandbox = Sandbox::new();
+    sandbox.write_config(
+        "mock.yaml",
+        "global: {InputIntervalMs: 50, AggregatIntervalMs: 100, FlushIntervalMs: 100}\n\
+         inputs: [{Type: metric_mock, Fields: {content: no digits}}]\n\
+         processors: [{Type: processor_parse_regex_native, SourceKey: content, Regex: '(\\d+)', Keys: [n], KeepingSourceWhenParseFail: true}]\n\
+         flushers: [{Type: flusher_stdout, OnlyStdout: true}]\n",
+    );
+    let daemon = Daemon::start_with_args(
+        &sandbox,
+        Some(&libs),
+        &[],
+        &[
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--base-report-interval-ms",
+            "200",
+        ],
+    );
+    let addr = daemon.metrics_addr();
+    daemon.wait_lines(3, "unparsed metric_mock lines", |l| {
+        l.get("content") == Some("no digits")
+    });
+    let count = wait_for(
+        "REGEX_MATCH_ALARM from the base on /metrics",
+        &daemon,
+        || {
+            let s = scrape(&addr);
+            sample(
+                &s,
+                "tailrace_alarms_total",
+                &[("kind", "REGEX_MATCH_ALARM")],
+            )
+        },
+    );
+    assert_eq!(count, 1.0, "rate-limited to one per 30 s");
 }

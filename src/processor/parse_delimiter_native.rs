@@ -103,6 +103,8 @@ pub struct ParseDelimiter {
     common: CommonParserOptions,
     /// Lines that could not be split into the keys.
     pub parse_failures: u64,
+    /// Reports failures (rate-limited) through the services of the side that runs it.
+    failure_alarm: crate::context::FailureAlarm,
     /// Logs dropped because nothing was left of them.
     pub discarded: u64,
 }
@@ -167,6 +169,10 @@ impl ParseDelimiter {
             overflow: config.overflowed_fields_treatment,
             common,
             parse_failures: 0,
+            failure_alarm: crate::context::FailureAlarm::new(
+                "PARSE_LOG_FAIL_ALARM",
+                "delimiter parse",
+            ),
             discarded: 0,
         })
     }
@@ -331,6 +337,10 @@ impl ParseDelimiter {
 }
 
 impl Processor for ParseDelimiter {
+    fn init(&mut self, services: std::sync::Arc<dyn crate::context::Services>) {
+        self.failure_alarm.attach(services);
+    }
+
     fn parse_failures(&self) -> u64 {
         self.parse_failures
     }
@@ -368,6 +378,7 @@ impl Processor for ParseDelimiter {
             let success = self.parse(log, &raw, begin, end, &mut columns, only_source);
             if !success {
                 self.parse_failures += 1;
+                self.failure_alarm.failed(&raw);
             }
             self.common
                 .finish(log, &self.source_key, raw, success, self.overwritten)

@@ -57,6 +57,8 @@ pub struct ParseJson {
     common: CommonParserOptions,
     /// Values that were not a JSON object.
     pub parse_failures: u64,
+    /// Reports failures (rate-limited) through the services of the side that runs it.
+    failure_alarm: crate::context::FailureAlarm,
     /// Logs dropped because nothing was left of them.
     pub discarded: u64,
 }
@@ -73,6 +75,7 @@ impl ParseJson {
             ),
             source_key: Bytes::from(config.source_key),
             parse_failures: 0,
+            failure_alarm: crate::context::FailureAlarm::new("PARSE_LOG_FAIL_ALARM", "JSON parse"),
             discarded: 0,
         }
     }
@@ -92,6 +95,10 @@ fn distinct_and_not(members: &Members, source: &[u8]) -> bool {
 }
 
 impl Processor for ParseJson {
+    fn init(&mut self, services: std::sync::Arc<dyn crate::context::Services>) {
+        self.failure_alarm.attach(services);
+    }
+
     fn parse_failures(&self) -> u64 {
         self.parse_failures
     }
@@ -129,6 +136,7 @@ impl Processor for ParseJson {
                 }
             } else {
                 self.parse_failures += 1;
+                self.failure_alarm.failed(&raw);
             }
             self.common
                 .finish(log, &self.source_key, raw, success, overwritten)
