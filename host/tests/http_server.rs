@@ -179,6 +179,13 @@ fn every_format_is_decoded_and_each_request_answered_as_ilogtail_does() {
             "    Address: http://127.0.0.1:{sls}\n    Format: sls\n    Tags: {{via: sls}}\n"
         )),
     );
+    sandbox.write_config(
+        "unix.yaml",
+        &pipeline(&format!(
+            "    Address: unix://{}\n    Format: lines\n",
+            sandbox.path("http.sock").display()
+        )),
+    );
     let mut daemon = Daemon::start(&sandbox, Some(&libs), &[]);
     for port in &ports {
         wait_listening(&daemon, *port);
@@ -262,6 +269,21 @@ fn every_format_is_decoded_and_each_request_answered_as_ilogtail_does() {
             "{refused} reached the output"
         );
     }
+
+    // A gzip body is uncompressed (as iLogtail does); an encoding it does not know is 415.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(br#"{"msg":"gzipped"}"#).unwrap();
+    let r = send(
+        json,
+        "POST",
+        "/logs",
+        &[("Content-Encoding", "gzip")],
+        &gz.finish().unwrap(),
+    );
+    assert_eq!(r.status, 204, "{r:?}");
+    daemon.wait_line("the gzipped event", |l| l.get("msg") == Some("gzipped"));
+    let r = send(json, "POST", "/logs", &[("Content-Encoding", "br")], b"{}");
+    assert_eq!(r.status, 415, "{r:?}");
 
     // lines: one event per line, CRLF or LF, empty lines skipped.
     assert_eq!(post(lines, "first line\r\n\nsecond line\n").status, 204);
@@ -359,6 +381,45 @@ fn every_format_is_decoded_and_each_request_answered_as_ilogtail_does() {
         ])
     );
     assert_eq!(post(sls, "not protobuf \u{7f}").status, 400);
+    // SLS clients compress with lz4 and say so in headers.
+    let mut group = group;
+    group.logs[0].contents[0].value = "lz4 compressed".into();
+    let plain = group.encode_to_bytes();
+    let raw_size = plain.len().to_string();
+    let r = send(
+        sls,
+        "POST",
+        "/",
+        &[
+            ("x-log-compresstype", "lz4"),
+            ("x-log-bodyrawsize", &raw_size),
+        ],
+        &lz4_flex::block::compress(&plain),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    daemon.wait_line("the lz4 sls event", |l| {
+        l.get("k") == Some("lz4 compressed")
+    });
+
+    // A unix socket address.
+    let sock = sandbox.path("http.sock");
+    let deadline = Instant::now() + WAIT;
+    let unix = loop {
+        if let Ok(stream) = std::os::unix::net::UnixStream::connect(&sock) {
+            break stream;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no unix socket\n{}",
+            daemon.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let r = exchange(unix, &request("POST", "/", &[], b"over a unix socket\n")).unwrap();
+    assert_eq!(r.status, 204, "{r:?}");
+    daemon.wait_line("the unix socket event", |l| {
+        l.get("content") == Some("over a unix socket")
+    });
 
     // A removed pipeline stops its server: the port is free again.
     sandbox.remove_config("json.yaml");
@@ -615,6 +676,21 @@ fn tls_and_basic_auth_refuse_a_wrong_ca_and_a_wrong_password() {
             dir.display()
         )),
     );
+    // Mutual TLS: CAFile makes a client certificate signed by that CA required.
+    let client_key = rcgen::KeyPair::generate().unwrap();
+    let client_cert = rcgen::CertificateParams::new(vec!["client".to_owned()])
+        .unwrap()
+        .signed_by(&client_key, &ca)
+        .unwrap();
+    let mtls_port = free_port();
+    sandbox.write_config(
+        "mtls.yaml",
+        &pipeline(&format!(
+            "    Address: 127.0.0.1:{mtls_port}\n    Format: lines\n    \
+             TLS: {{CertFile: {0}/server.pem, KeyFile: {0}/server.key, CAFile: {0}/ca.pem}}\n",
+            dir.display()
+        )),
+    );
     let bad_port = free_port();
     sandbox.write_config(
         "badcert.yaml",
@@ -683,6 +759,33 @@ fn tls_and_basic_auth_refuse_a_wrong_ca_and_a_wrong_password() {
         String::from_utf8_lossy(&raw)
     );
 
+    // Mutual TLS: with the client certificate the body goes through, without it no answer.
+    wait_listening(&daemon, mtls_port);
+    let with_cert = Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates({
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(ca.der().clone()).unwrap();
+            roots
+        })
+        .with_client_auth_cert(
+            vec![client_cert.der().clone()],
+            rustls::pki_types::PrivatePkcs8KeyDer::from(client_key.serialize_der()).into(),
+        )
+        .unwrap(),
+    );
+    let r = tls_send(&with_cert, mtls_port, &[], "with a client certificate\n").unwrap();
+    assert_eq!(r.status, 204, "{r:?}");
+    daemon.wait_line("the mutual TLS event", |l| {
+        l.get("content") == Some("with a client certificate")
+    });
+    let refused = tls_send(&trusted, mtls_port, &[], "no client certificate\n");
+    assert!(refused.is_err(), "{refused:?}");
+
     // Only the accepted body came out; a bad certificate file is an error naming the field.
     let err = daemon.wait_stderr("the bad certificate file named", |l| {
         l.contains("TLS.CertFile") && l.contains("missing.pem")
@@ -692,7 +795,12 @@ fn tls_and_basic_auth_refuse_a_wrong_ca_and_a_wrong_password() {
     let r = tls_send(&trusted, port, &[("Authorization", &after)], "last\n").unwrap();
     assert_eq!(r.status, 204, "{r:?}");
     daemon.wait_line("the last event", |l| l.get("content") == Some("last"));
-    for refused in ["wrong password", "no credentials", "plain"] {
+    for refused in [
+        "wrong password",
+        "no credentials",
+        "plain",
+        "no client certificate",
+    ] {
         assert!(
             !daemon
                 .lines()

@@ -4,7 +4,8 @@
 //! A request is answered only once the pipeline took its events, so a success is an
 //! acknowledgement: 200 (`sls`, with iLogtail's `x-log-requestid`) or 204 (the others, as
 //! iLogtail). When the pipeline's queue stays full for [`FULL_WAIT`], the answer is 503 with
-//! `Retry-After`: backpressure, never a silent drop. A body over `MaxBodySize` is 413 and is
+//! `Retry-After`: backpressure, never a silent drop. Bodies may be gzip (`Content-Encoding`) or,
+//! as SLS clients send them, lz4 blocks (`x-log-compresstype: lz4`). A body over `MaxBodySize` is 413 and is
 //! never buffered past the limit; a malformed one 400 with the reason; anything but POST 405;
 //! a path other than `Endpoint` (when set) 404.
 //!
@@ -484,6 +485,52 @@ impl ConnSetup {
     }
 }
 
+/// Why a body is refused before it is decoded.
+#[derive(Debug, PartialEq)]
+enum Refusal {
+    TooLarge,
+    Bad(String),
+}
+
+/// Uncompresses a gzip body (`Content-Encoding`) or an SLS lz4 block (`x-log-compresstype`,
+/// `x-log-bodyrawsize`), as iLogtail does; the uncompressed size is held to `max` too, so a
+/// small bomb cannot take more memory than a plain body could.
+fn decompress(
+    body: Bytes,
+    gzip: bool,
+    lz4_raw_size: Option<u64>,
+    max: u64,
+) -> Result<Bytes, Refusal> {
+    use std::io::Read;
+    let mut body = body;
+    if gzip {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&body[..])
+            .take(max + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| Refusal::Bad(format!("invalid gzip body: {e}")))?;
+        if out.len() as u64 > max {
+            return Err(Refusal::TooLarge);
+        }
+        body = Bytes::from(out);
+    }
+    if let Some(raw_size) = lz4_raw_size {
+        if raw_size > max {
+            return Err(Refusal::TooLarge);
+        }
+        let out = lz4_flex::block::decompress(&body, raw_size as usize)
+            .map_err(|e| Refusal::Bad(format!("invalid lz4 body: {e}")))?;
+        if out.len() as u64 != raw_size {
+            return Err(Refusal::Bad(format!(
+                "lz4 body is {} bytes uncompressed, x-log-bodyrawsize says {raw_size}",
+                out.len()
+            )));
+        }
+        body = Bytes::from(out);
+    }
+    Ok(body)
+}
+
 /// Answers one request.
 struct Handler {
     format: Format,
@@ -517,7 +564,7 @@ fn respond(status: StatusCode, error: Option<&str>) -> Response<Full<Bytes>> {
     resp
 }
 
-fn header_str(req: &Request<Incoming>, name: header::HeaderName) -> &str {
+fn header_str(req: &Request<Incoming>, name: impl header::AsHeaderName) -> &str {
     req.headers()
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -587,10 +634,12 @@ impl Handler {
             return too_large();
         }
         let encoding = header_str(&req, header::CONTENT_ENCODING).to_owned();
+        let gzip = encoding.eq_ignore_ascii_case("gzip");
         let snappy_remote_write =
             self.format == Format::Prometheus && encoding.eq_ignore_ascii_case("snappy");
         if !encoding.is_empty()
             && !encoding.eq_ignore_ascii_case("identity")
+            && !gzip
             && !snappy_remote_write
         {
             return respond(
@@ -598,6 +647,27 @@ impl Handler {
                 Some(&format!("Content-Encoding {encoding:?} is not supported")),
             );
         }
+        let lz4_raw_size = match header_str(&req, "x-log-compresstype") {
+            "" => None,
+            t if t.eq_ignore_ascii_case("lz4") => {
+                let raw = header_str(&req, "x-log-bodyrawsize");
+                match raw.parse::<u64>() {
+                    Ok(n) if n > 0 => Some(n),
+                    _ => {
+                        return respond(
+                            StatusCode::BAD_REQUEST,
+                            Some(&format!("invalid x-log-bodyrawsize {raw:?}")),
+                        )
+                    }
+                }
+            }
+            other => {
+                return respond(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    Some(&format!("x-log-compresstype {other:?} is not supported")),
+                )
+            }
+        };
         let query = req.uri().query().unwrap_or_default().to_owned();
         let content_type = header_str(&req, header::CONTENT_TYPE).to_owned();
         let metadata = self.request_params(&req, &query);
@@ -623,6 +693,11 @@ impl Handler {
                     Some("http: reading the body timed out"),
                 )
             }
+        };
+        let body = match decompress(body, gzip, lz4_raw_size, self.max_body_size) {
+            Ok(body) => body,
+            Err(Refusal::TooLarge) => return too_large(),
+            Err(Refusal::Bad(reason)) => return respond(StatusCode::BAD_REQUEST, Some(&reason)),
         };
         let info = RequestInfo {
             query: &query,
@@ -766,6 +841,40 @@ mod tests {
         let err = build_err(serde_json::json!({"Format": "json", "Address": ":1",
             "TLS": {"KeyFile": junk}}));
         assert_eq!(err, "TLS.CertFile: required when TLS is set");
+    }
+
+    #[test]
+    fn gzip_and_lz4_bodies_are_uncompressed_within_the_limit() {
+        use std::io::Write;
+        let text = b"hello hello hello hello hello hello";
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(text).unwrap();
+        let gz = Bytes::from(gz.finish().unwrap());
+        assert_eq!(decompress(gz.clone(), true, None, 100).unwrap(), &text[..]);
+        assert_eq!(decompress(gz, true, None, 10), Err(Refusal::TooLarge));
+        let bad = decompress(Bytes::from_static(b"not gzip"), true, None, 100).unwrap_err();
+        assert!(
+            matches!(bad, Refusal::Bad(ref r) if r.starts_with("invalid gzip body")),
+            "{bad:?}"
+        );
+
+        let lz4 = Bytes::from(lz4_flex::block::compress(text));
+        let n = text.len() as u64;
+        assert_eq!(
+            decompress(lz4.clone(), false, Some(n), 100).unwrap(),
+            &text[..]
+        );
+        assert_eq!(
+            decompress(lz4.clone(), false, Some(n), 10),
+            Err(Refusal::TooLarge)
+        );
+        let bad = decompress(lz4, false, Some(n + 5), 100).unwrap_err();
+        assert!(matches!(bad, Refusal::Bad(_)), "{bad:?}");
+        // Uncompressed bodies pass as they are.
+        assert_eq!(
+            decompress(Bytes::from_static(b"x"), false, None, 1).unwrap(),
+            "x"
+        );
     }
 
     #[test]
