@@ -158,7 +158,8 @@ fn every_format_is_decoded_and_each_request_answered_as_ilogtail_does() {
     sandbox.write_config(
         "raw.yaml",
         &pipeline(&format!(
-            "    Address: 127.0.0.1:{raw}\n    Format: raw\n    Tags: {{via: raw}}\n"
+            "    Address: 127.0.0.1:{raw}\n    Format: raw\n    Tags: {{via: raw}}\n    \
+             ReadTimeoutSec: 1\n"
         )),
     );
     sandbox.write_config(
@@ -301,6 +302,25 @@ fn every_format_is_decoded_and_each_request_answered_as_ilogtail_does() {
     assert_eq!(post(raw, "a\nb c\n").status, 204);
     let got = daemon.wait_line("the raw event", via("raw"));
     assert_eq!(got.get("content"), Some("a\nb c\n"));
+
+    // A body that stops coming is answered 408 after ReadTimeoutSec, and nothing of it kept.
+    let started = Instant::now();
+    let head = "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\nConnection: close\r\n\r\nslow";
+    let r = exchange(connect(raw), head.as_bytes()).unwrap();
+    assert_eq!(r.status, 408, "{r:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(post(raw, "after the slow one").status, 204);
+    daemon.wait_line("the raw event after the slow one", |l| {
+        l.get("content") == Some("after the slow one")
+    });
+    assert!(!daemon
+        .lines()
+        .iter()
+        .any(|l| l.get("content") == Some("slow")));
 
     // influx: iLogtail's metric logs, one per numeric field; string fields left out.
     let r = post(

@@ -26,7 +26,6 @@ use std::time::Duration;
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -190,6 +189,10 @@ fn parse_address(address: &str) -> Result<Bind, String> {
 }
 
 fn build(ctx: &PluginContext, detail: &Value) -> Result<Box<dyn ServiceInput>, String> {
+    Ok(Box::new(build_server(ctx, detail)?))
+}
+
+fn build_server(ctx: &PluginContext, detail: &Value) -> Result<HttpServer, String> {
     let mut config: HttpServerConfig = parse_detail(detail)?;
     let format = Format::parse(&config.format)?;
     let bind = parse_address(&config.address)?;
@@ -221,7 +224,7 @@ fn build(ctx: &PluginContext, detail: &Value) -> Result<Box<dyn ServiceInput>, S
             .tags
             .insert("cluster".to_owned(), config.cluster.clone());
     }
-    Ok(Box::new(HttpServer {
+    Ok(HttpServer {
         bind,
         unlink_unix_sock: config.unlink_unix_sock,
         read_timeout: Duration::from_secs(config.read_timeout_sec),
@@ -243,7 +246,7 @@ fn build(ctx: &PluginContext, detail: &Value) -> Result<Box<dyn ServiceInput>, S
             header_param_prefix: config.header_param_prefix,
             ctx: ctx.clone(),
         },
-    }))
+    })
 }
 
 /// The server's TLS setup from its files; every error names the field and the file.
@@ -564,7 +567,7 @@ fn respond(status: StatusCode, error: Option<&str>) -> Response<Full<Bytes>> {
     resp
 }
 
-fn header_str(req: &Request<Incoming>, name: impl header::AsHeaderName) -> &str {
+fn header_str<B>(req: &Request<B>, name: impl header::AsHeaderName) -> &str {
     req.headers()
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -577,7 +580,7 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 }
 
 impl Handler {
-    fn authorized(&self, req: &Request<Incoming>) -> bool {
+    fn authorized<B>(&self, req: &Request<B>) -> bool {
         let Some(expected) = &self.basic_auth else {
             return true;
         };
@@ -594,11 +597,16 @@ impl Handler {
         }
     }
 
-    async fn handle(
+    /// Generic over the body so that tests can call it without a socket.
+    async fn handle<B>(
         &self,
-        req: Request<Incoming>,
+        req: Request<B>,
         out: &mpsc::Sender<PipelineEventGroup>,
-    ) -> Response<Full<Bytes>> {
+    ) -> Response<Full<Bytes>>
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         if !self.authorized(&req) {
             let mut resp = respond(StatusCode::UNAUTHORIZED, Some("unauthorized"));
             resp.headers_mut().insert(
@@ -749,7 +757,7 @@ impl Handler {
     }
 
     /// `QueryParams` and `HeaderParams` of the request, prefixed, for the group's metadata.
-    fn request_params(&self, req: &Request<Incoming>, query: &str) -> Vec<(String, String)> {
+    fn request_params<B>(&self, req: &Request<B>, query: &str) -> Vec<(String, String)> {
         let mut params = Vec::new();
         for key in &self.query_params {
             if let Some(v) = decode::query_param(query, key).filter(|v| !v.is_empty()) {
@@ -874,6 +882,107 @@ mod tests {
         assert_eq!(
             decompress(Bytes::from_static(b"x"), false, None, 1).unwrap(),
             "x"
+        );
+    }
+
+    fn handler(detail: Value) -> Handler {
+        let mut detail = detail;
+        detail["Address"] = ":1".into();
+        let server = build_server(&context("c/1"), &detail).unwrap();
+        server.handler
+    }
+
+    fn status_of(
+        handler: &Handler,
+        req: Request<Full<Bytes>>,
+        out: &mpsc::Sender<PipelineEventGroup>,
+    ) -> (StatusCode, String) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let resp = rt.block_on(handler.handle(req, out));
+        let status = resp.status();
+        let body = rt.block_on(resp.into_body().collect()).unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[test]
+    fn tags_and_request_params_reach_the_group() {
+        let h = handler(serde_json::json!({
+            "Format": "lines", "Tags": {"t": "1"}, "Cluster": "c1",
+            "QueryParams": ["app"], "QueryParamPrefix": "q_",
+            "HeaderParams": ["X-Env"], "HeaderParamPrefix": "h_"
+        }));
+        let (tx, mut rx) = mpsc::channel(1);
+        let req = Request::post("/any?app=web%201&other=x")
+            .header("X-Env", "prod")
+            .body(Full::new(Bytes::from_static(b"one\ntwo\n")))
+            .unwrap();
+        assert_eq!(status_of(&h, req, &tx).0, StatusCode::NO_CONTENT);
+        let group = rx.try_recv().unwrap();
+        assert_eq!(group.events.len(), 2);
+        assert_eq!(&group.tag(b"t").unwrap()[..], b"1");
+        assert_eq!(&group.tag(b"cluster").unwrap()[..], b"c1");
+        assert_eq!(group.metadata("q_app"), Some("web 1"));
+        assert_eq!(group.metadata("h_X-Env"), Some("prod"));
+        assert_eq!(group.metadata("q_other"), None);
+    }
+
+    #[test]
+    fn a_full_queue_is_503_and_keeps_nothing() {
+        let h = handler(serde_json::json!({"Format": "lines"}));
+        let (tx, mut rx) = mpsc::channel(1);
+        tx.try_send(PipelineEventGroup::default()).unwrap();
+        let req = Request::post("/")
+            .body(Full::new(Bytes::from_static(b"refused\n")))
+            .unwrap();
+        let (status, body) = status_of(&h, req, &tx);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("the pipeline is full"), "{body}");
+        assert!(
+            rx.try_recv().unwrap().events.is_empty(),
+            "the group that was there"
+        );
+        assert!(rx.try_recv().is_err(), "the refused body was not queued");
+    }
+
+    #[test]
+    fn basic_auth_method_and_endpoint() {
+        let h = handler(serde_json::json!({"Format": "lines", "Endpoint": "/in",
+            "BasicAuth": {"Username": "u", "Password": "p"}}));
+        let (tx, _rx) = mpsc::channel(4);
+        let req = |method: &str, path: &str, auth: Option<&str>| {
+            let mut b = Request::builder().method(method).uri(path);
+            if let Some(a) = auth {
+                b = b.header("Authorization", a);
+            }
+            b.body(Full::new(Bytes::from_static(b"x\n"))).unwrap()
+        };
+        let good = "Basic dTpw"; // u:p
+        assert_eq!(
+            status_of(&h, req("POST", "/in", Some(good)), &tx).0,
+            StatusCode::NO_CONTENT
+        );
+        assert_eq!(
+            status_of(&h, req("POST", "/in", Some("basic dTpw")), &tx).0,
+            StatusCode::NO_CONTENT
+        );
+        assert_eq!(
+            status_of(&h, req("POST", "/in", Some("Basic dTpx")), &tx).0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            status_of(&h, req("POST", "/in", None), &tx).0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            status_of(&h, req("POST", "/out", Some(good)), &tx).0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            status_of(&h, req("PUT", "/in", Some(good)), &tx).0,
+            StatusCode::METHOD_NOT_ALLOWED
         );
     }
 
