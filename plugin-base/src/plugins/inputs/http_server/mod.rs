@@ -339,7 +339,8 @@ impl HttpServer {
 
     async fn serve(self, out: mpsc::Sender<PipelineEventGroup>, mut stop: watch::Receiver<bool>) {
         let ctx = self.handler.ctx.clone();
-        // Bind; a busy port is retried until it frees or the pipeline stops.
+        // Bind; a busy port is retried until it frees or the pipeline stops (one alarm).
+        let mut failures = 0u32;
         let listener = loop {
             if *stop.borrow() {
                 return;
@@ -347,17 +348,24 @@ impl HttpServer {
             match self.bind().await {
                 Ok(listener) => break listener,
                 Err(e) => {
-                    ctx.alarm(
-                        "SERVICE_HTTP_SERVER_ALARM",
-                        AlarmLevel::Error,
-                        format!(
-                            "service_http_server: cannot listen on {:?}: {e}; retrying",
-                            self.bind
-                        ),
-                    );
+                    if failures == 0 {
+                        ctx.alarm(
+                            "SERVICE_HTTP_SERVER_ALARM",
+                            AlarmLevel::Error,
+                            format!(
+                                "service_http_server: cannot listen on {:?}: {e}; retrying \
+                                 every {BIND_RETRY:?}",
+                                self.bind
+                            ),
+                        );
+                    }
+                    failures += 1;
+                    tracing::debug!(address = ?self.bind, error = %e, failures, "http server: bind failed");
                     tokio::select! {
                         _ = tokio::time::sleep(BIND_RETRY) => {}
-                        _ = stop.changed() => {}
+                        changed = stop.changed() => if changed.is_err() {
+                            return;
+                        },
                     }
                 }
             }
