@@ -445,3 +445,49 @@ fn a_processor_in_the_plugin_base_raises_its_alarm_through_the_same_services() {
     );
     assert_eq!(count, 1.0, "rate-limited to one per 30 s");
 }
+
+/// Without `--metrics-addr` the daemon listens nowhere: none of its sockets is a TCP socket
+/// in the LISTEN state (its fds against /proc/net/tcp and tcp6), while it runs a pipeline.
+#[test]
+fn without_a_metrics_address_nothing_listens() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(
+        "web.yaml",
+        &format!(
+            "inputs: [{{Type: input_file, FilePaths: ['{}']}}]\nflushers: [{{Type: flusher_stdout}}]\n",
+            sandbox.path("logs/*.log").display()
+        ),
+    );
+    let daemon = Daemon::start(&sandbox, Some(&common::release_plugin_libs()), &[]);
+    fs::write(sandbox.path("logs/a.log"), "one\n").unwrap();
+    daemon.wait_line("the line", |l| l.get("content") == Some("one"));
+    let sockets: Vec<String> = fs::read_dir(format!("/proc/{}/fd", daemon.pid()))
+        .unwrap()
+        .filter_map(|fd| fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| {
+            let t = target.to_string_lossy().into_owned();
+            t.strip_prefix("socket:[")?
+                .strip_suffix(']')
+                .map(str::to_owned)
+        })
+        .collect();
+    let mut listening = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(mut file) = fs::File::open(table) else {
+            continue;
+        };
+        let mut text = String::new();
+        file.read_to_string(&mut text).unwrap();
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            // local_address rem_address st ... inode (10th column)
+            if cols.len() > 9 && cols[3] == "0A" && sockets.iter().any(|s| s == cols[9]) {
+                listening.push(cols[1].to_owned());
+            }
+        }
+    }
+    assert!(
+        listening.is_empty(),
+        "listening on {listening:?} without --metrics-addr"
+    );
+}
