@@ -831,3 +831,42 @@ fn tls_and_basic_auth_refuse_a_wrong_ca_and_a_wrong_password() {
     }
     assert!(TcpStream::connect(("127.0.0.1", bad_port)).is_err());
 }
+
+/// `MaxConnections` bounds the connections served at once: past it, a new connection waits in
+/// the kernel's backlog and is answered once another closes.
+#[test]
+fn connections_past_max_connections_wait_until_one_closes() {
+    let sandbox = Sandbox::new();
+    let port = free_port();
+    sandbox.write_config(
+        "http.yaml",
+        &pipeline(&format!(
+            "    Address: 127.0.0.1:{port}\n    Format: lines\n    MaxConnections: 1\n"
+        )),
+    );
+    let daemon = Daemon::start(&sandbox, Some(&common::release_plugin_libs()), &[]);
+    wait_listening(&daemon, port);
+    assert_eq!(post(port, "warm").status, 204);
+    // One idle connection takes the only place (accepted first: the backlog is in order).
+    let first = connect(port);
+    let mut second = connect(port);
+    second
+        .write_all(&request("POST", "/", &[], b"second"))
+        .unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    match second.read(&mut buf) {
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+        other => panic!("answered while the only connection was taken: {other:?}"),
+    }
+    drop(first);
+    second
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut raw = Vec::new();
+    second.read_to_end(&mut raw).unwrap();
+    assert_eq!(Response::parse(&raw).status, 204);
+    daemon.wait_line("the second body", |l| l.get("content") == Some("second"));
+}

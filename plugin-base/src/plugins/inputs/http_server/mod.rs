@@ -65,6 +65,10 @@ pub struct HttpServerConfig {
     pub shutdown_timeout_sec: u64,
     /// The largest body accepted, in bytes (64 MiB).
     pub max_body_size: i64,
+    /// Connections served at once (Tailrace's; 256, as `service_syslog`'s option): past it,
+    /// new ones wait in the kernel's backlog. With `MaxBodySize` it bounds what requests in
+    /// flight can hold.
+    pub max_connections: usize,
     /// Remove a stale socket file before binding a `unix://` address (true).
     pub unlink_unix_sock: bool,
     /// influx: keep string fields and add `__type__`, `__field__`, `__tag__:db`.
@@ -96,6 +100,7 @@ impl Default for HttpServerConfig {
             read_timeout_sec: 10,
             shutdown_timeout_sec: 5,
             max_body_size: 64 * 1024 * 1024,
+            max_connections: 256,
             unlink_unix_sock: true,
             fields_extend: false,
             tags: BTreeMap::new(),
@@ -205,6 +210,9 @@ fn build_server(ctx: &PluginContext, detail: &Value) -> Result<HttpServer, Strin
     if config.read_timeout_sec == 0 {
         return Err("ReadTimeoutSec: must be positive, got 0".into());
     }
+    if config.max_connections == 0 {
+        return Err("MaxConnections: must be positive, got 0".into());
+    }
     if !config.endpoint.is_empty() && !config.endpoint.starts_with('/') {
         return Err(format!(
             "Endpoint: {:?} must be a path starting with '/'",
@@ -226,6 +234,7 @@ fn build_server(ctx: &PluginContext, detail: &Value) -> Result<HttpServer, Strin
     }
     Ok(HttpServer {
         bind,
+        max_connections: config.max_connections,
         unlink_unix_sock: config.unlink_unix_sock,
         read_timeout: Duration::from_secs(config.read_timeout_sec),
         shutdown_timeout: Duration::from_secs(config.shutdown_timeout_sec).min(MAX_SHUTDOWN),
@@ -302,6 +311,7 @@ fn read_certs(field: &str, path: &str) -> Result<Vec<CertificateDer<'static>>, S
 
 struct HttpServer {
     bind: Bind,
+    max_connections: usize,
     unlink_unix_sock: bool,
     read_timeout: Duration,
     shutdown_timeout: Duration,
@@ -388,7 +398,7 @@ impl HttpServer {
                         break;
                     }
                 }
-                accepted = accept(&listener) => match accepted {
+                accepted = accept(&listener), if conns.len() < self.max_connections => match accepted {
                     Ok(Accepted::Tcp(stream)) => {
                         let _ = stream.set_nodelay(true);
                         conns.spawn(conn.clone().serve(stream));
