@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{
@@ -30,12 +30,20 @@ const REPORT_GRACE: Duration = Duration::from_secs(5);
 /// The librdkafka settings of a config (already validated).
 pub fn client_config(config: &KafkaV2Config) -> Result<ClientConfig, String> {
     let mut c = ClientConfig::new();
+    // rdkafka takes the level from the `log` crate, which is not set up here: warnings and worse
+    // reach `ClientContext::log`.
+    c.set_log_level(RDKafkaLogLevel::Warning);
     c.set("bootstrap.servers", config.brokers.join(","))
         .set("client.id", &config.client_id)
         .set("message.timeout.ms", millis(config.timeout))
         .set(
             "socket.timeout.ms",
             millis(config.timeout.max(Duration::from_secs(10))),
+        )
+        // iLogtail's Timeout is also the dial timeout: connecting, TLS handshake and login.
+        .set(
+            "socket.connection.setup.timeout.ms",
+            millis(config.timeout.max(Duration::from_secs(1))),
         )
         .set(
             "request.timeout.ms",
@@ -151,7 +159,8 @@ struct Inflight {
     pending: BTreeSet<(u32, u32)>,
     /// (group, event) → why it was not delivered.
     failed: BTreeMap<(u32, u32), KafkaError>,
-    /// The last error of the client itself (a broker down, a refused login, a bad certificate).
+    /// The last error of the client itself (a broker down, a refused login, a failed TLS
+    /// handshake) since the last delivery.
     client_error: Option<(RDKafkaErrorCode, String)>,
 }
 
@@ -170,6 +179,25 @@ impl Reports {
 }
 
 impl ClientContext for Reports {
+    /// librdkafka's own log: a failed connection, TLS handshake or login is told here (often
+    /// only here), so it is kept as the client's last error.
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        if (level as i32) > (RDKafkaLogLevel::Warning as i32) {
+            tracing::debug!(config = %self.config_name, "librdkafka {fac}: {message}");
+            return;
+        }
+        tracing::warn!(config = %self.config_name, "librdkafka {fac}: {message}");
+        let code = if message.contains("SSL") {
+            RDKafkaErrorCode::SSL
+        } else if message.contains("SASL") || message.contains("uthenticat") {
+            RDKafkaErrorCode::Authentication
+        } else {
+            RDKafkaErrorCode::BrokerTransportFailure
+        };
+        self.lock().client_error = Some((code, format!("{fac}: {message}")));
+        self.changed.notify_all();
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::warn!(config = %self.config_name, "flusher_kafka_v2: {error}: {reason}");
         if let Some(code) = error.rdkafka_error_code() {
@@ -194,10 +222,13 @@ impl ProducerContext for Reports {
             return;
         }
         state.pending.remove(&(token.group, token.event));
-        if let Err((error, _)) = result {
-            state
-                .failed
-                .insert((token.group, token.event), error.clone());
+        match result {
+            Ok(_) => state.client_error = None,
+            Err((error, _)) => {
+                state
+                    .failed
+                    .insert((token.group, token.event), error.clone());
+            }
         }
         if state.pending.is_empty() {
             self.changed.notify_all();
@@ -485,7 +516,6 @@ impl KafkaFlusher {
             state.batch = self.batch;
             state.pending.clear();
             state.failed.clear();
-            state.client_error = None;
         }
         let total: usize = groups.iter().map(PipelineEventGroup::len).sum();
         let deadline = Instant::now() + self.timeout + REPORT_GRACE;
