@@ -8,6 +8,8 @@
 //! `Metadata.RefreshFrequency`, milliseconds for `BulkFlushFrequency` and
 //! `Metadata.Retry.Backoff` — or Go-style strings (`"30s"`, `"250ms"`).
 
+// Without the `kafka` feature only the config is checked: the conversion goes unused.
+#[cfg_attr(not(feature = "kafka"), allow(dead_code))]
 mod convert;
 #[cfg(feature = "kafka")]
 mod producer;
