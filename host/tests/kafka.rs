@@ -621,3 +621,56 @@ fn tls_never_falls_back_to_plain_text_and_a_bad_ca_file_is_a_start_error() {
     let got = consume(&cc, "tls_on", 3, Duration::from_secs(2), |g| !g.is_empty());
     assert!(got.is_empty(), "TLS fell back to plain text: {got:?}");
 }
+
+/// Files read by the host's input_file, delivered by flusher_kafka_v2 in the plugin base with
+/// `HashKeys: [tag.__path__]`: each file's lines reach one partition, in the order they were
+/// written, each once, and name their file in `tags."log.file.path"`.
+#[test]
+fn a_files_lines_reach_one_partition_in_the_order_written() {
+    let sandbox = Sandbox::new();
+    let broker = Broker::start(&sandbox.path(""), &[]);
+    let cc = client(&broker.addr, &[]);
+    create_topics(&broker, &cc, &["files"], 3);
+    let logs = sandbox.path("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let names = ["a", "b", "c", "d"];
+    const LINES: usize = 300;
+    for name in names {
+        let text: String = (1..=LINES).map(|i| format!("{name} {i}\n")).collect();
+        std::fs::write(logs.join(format!("{name}.log")), text).unwrap();
+    }
+    sandbox.write_config(
+        "files.yaml",
+        &format!(
+            "inputs:\n  - Type: input_file\n    FilePaths: ['{}/*.log']\nflushers:\n  \
+             - Type: flusher_kafka_v2\n    Brokers: ['{}']\n    Topic: files\n    \
+             PartitionerType: hash\n    HashKeys: [tag.__path__]\n    RequiredAcks: -1\n",
+            logs.display(),
+            broker.addr
+        ),
+    );
+    let daemon = start_daemon(&sandbox);
+    let total = names.len() * LINES;
+    let all = consume(&cc, "files", 3, common::WAIT, |g| g.len() >= total);
+    assert_eq!(all.len(), total, "{}", daemon.diagnostics());
+    let mut per_file: BTreeMap<String, Vec<&Received>> = BTreeMap::new();
+    for r in &all {
+        let path = r.body["tags"]["log.file.path"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no tags.\"log.file.path\" in {}", r.body))
+            .to_owned();
+        per_file.entry(path).or_default().push(r);
+    }
+    assert_eq!(per_file.len(), names.len(), "{:?}", per_file.keys());
+    for (path, messages) in per_file {
+        let partitions: BTreeSet<i32> = messages.iter().map(|r| r.partition).collect();
+        assert_eq!(partitions.len(), 1, "{path} spread over {partitions:?}");
+        let name = Path::new(&path).file_stem().unwrap().to_str().unwrap();
+        let lines: Vec<String> = messages
+            .iter()
+            .map(|r| r.content("content").to_owned())
+            .collect();
+        let expected: Vec<String> = (1..=LINES).map(|i| format!("{name} {i}")).collect();
+        assert_eq!(lines, expected, "{path}: lost, doubled or out of order");
+    }
+}
