@@ -18,6 +18,7 @@ pub fn all() -> Vec<(&'static str, PluginFactory)> {
         aggregators::context::PLUGIN,
         aggregators::content_value_group::PLUGIN,
         aggregators::metadata_group::PLUGIN,
+        flushers::kafka_v2::PLUGIN,
         flushers::sls::PLUGIN,
         flushers::stdout::PLUGIN,
     ];

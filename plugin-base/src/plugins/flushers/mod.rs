@@ -1,2 +1,3 @@
+pub mod kafka_v2;
 pub mod sls;
 pub mod stdout;
