@@ -37,8 +37,9 @@ pub trait Flusher: Send {
         true
     }
     /// Delivers `groups`, in order. On return `groups` holds what was *not* delivered (empty
-    /// after `Ok`), and the runner retries it later: nothing is dropped, and a flusher that
-    /// panics half-way leaves the rest in place too.
+    /// after `Ok`), in order, and the runner retries it later: nothing is dropped, and a flusher
+    /// that panics half-way leaves the rest in place too. A flusher that sends several groups
+    /// at once may leave any of them, not only a tail.
     fn flush(&mut self, groups: &mut Vec<PipelineEventGroup>) -> Result<(), String>;
     /// Called once when the pipeline stops, after the last flush.
     fn stop(&mut self) {}

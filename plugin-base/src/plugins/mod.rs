@@ -17,6 +17,7 @@ pub fn all() -> Vec<(&'static str, PluginFactory)> {
         aggregators::context::PLUGIN,
         aggregators::content_value_group::PLUGIN,
         aggregators::metadata_group::PLUGIN,
+        flushers::http::PLUGIN,
         flushers::sls::PLUGIN,
         flushers::stdout::PLUGIN,
     ];

@@ -108,7 +108,10 @@ impl PipelineInstance {
         let stats = Arc::new(PipelineStats::default());
         let slot = |entry: &PluginEntry, position: usize| {
             let id = plugin_id(entry, position);
-            (ctx.for_plugin(&id), stats.plugin(entry.kind(), &id))
+            let plugin_stats = stats.plugin(entry.kind(), &id);
+            let mut plugin_ctx = ctx.for_plugin(&id);
+            plugin_ctx.plugin_stats = plugin_stats.clone();
+            (plugin_ctx, plugin_stats)
         };
         let mut plugins = Plugins {
             metric_inputs: Vec::new(),
@@ -812,11 +815,26 @@ impl FlusherTask {
         if delivered > 0 {
             self.failed_attempts = 0;
         }
-        for ack in &acks[..delivered] {
-            ack.delivered();
+        // What is left need not be a tail (a flusher may send groups concurrently): a group
+        // counts as delivered when it is no longer pending.
+        for ack in &acks {
+            if !ack.is_empty() && !self.pending.iter().any(|g| g.acks.same_hooks(ack)) {
+                ack.delivered();
+            }
         }
-        for size in &sizes[..delivered] {
-            self.plugin_stats.add_out(*size);
+        if delivered > 0 {
+            let left: Vec<GroupSize> = self.pending.iter().map(GroupSize::of).collect();
+            let sum = |s: &[GroupSize]| {
+                s.iter().fold(GroupSize::default(), |a, b| GroupSize {
+                    events: a.events + b.events,
+                    bytes: a.bytes + b.bytes,
+                })
+            };
+            let (all, kept) = (sum(&sizes), sum(&left));
+            self.plugin_stats.add_out(GroupSize {
+                events: all.events.saturating_sub(kept.events),
+                bytes: all.bytes.saturating_sub(kept.bytes),
+            });
         }
         PipelineStats::add(&self.stats.groups_flushed, delivered);
         match result {
