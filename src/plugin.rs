@@ -16,6 +16,11 @@ pub trait Processor: Send {
 /// A pull input: called once per interval to collect what it has (iLogtail's MetricInput).
 pub trait MetricInput: Send {
     fn collect(&mut self, out: &mut Vec<PipelineEventGroup>);
+    /// The input's own collect interval; None: the pipeline's `InputIntervalMs` (iLogtail's
+    /// MetricInput returns it from `Init`, 0 meaning the global one).
+    fn interval(&self) -> Option<std::time::Duration> {
+        None
+    }
     /// Called once when the pipeline stops, after the last `collect`: the place to save a
     /// checkpoint that the next instance (after a reload or a restart) continues from.
     fn stop(&mut self) {}

@@ -368,6 +368,11 @@ impl PipelineInstance {
         )));
         let mut inputs = Vec::new();
         for input in metric_inputs {
+            let interval = input
+                .plugin
+                .interval()
+                .unwrap_or(interval)
+                .max(Duration::from_millis(1));
             inputs.push(rt.spawn(run_metric_input(
                 input,
                 feed.clone(),

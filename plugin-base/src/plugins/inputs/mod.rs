@@ -1,2 +1,3 @@
 pub mod metric_mock;
+pub mod metric_system_v2;
 pub mod syslog;
