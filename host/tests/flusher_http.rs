@@ -548,3 +548,80 @@ fn a_bad_ca_file_is_a_clear_error_at_start() {
     });
     assert!(line.contains("no PEM certificate"), "{line}");
 }
+
+#[test]
+fn concurrency_bounds_the_requests_in_flight_and_loses_nothing() {
+    // Each answer takes 150 ms: batches pile up, and up to Concurrency go at once.
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (now, peak) = (in_flight.clone(), most.clone());
+    let server = Server::start(
+        None,
+        Box::new(move |_| {
+            let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(n, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(150));
+            now.fetch_sub(1, Ordering::SeqCst);
+            (200, vec![])
+        }),
+    );
+    let sandbox = Sandbox::new();
+    sandbox.write_config(
+        "http.yaml",
+        &format!(
+            "global: {{InputIntervalMs: 5, AggregatIntervalMs: 20, FlushIntervalMs: 20}}\n\
+             inputs: [{{Type: metric_mock, Fields: {{f1: a}}}}]\n\
+             flushers:\n  - Type: flusher_http\n    RemoteURL: http://{}/\n    Concurrency: 3\n",
+            server.addr
+        ),
+    );
+    let (mut daemon, _) = start(&sandbox);
+    server.wait("200 events", &daemon, |r| delivered_indexes(r).len() >= 200);
+    let peak = most.load(Ordering::SeqCst);
+    assert!((2..=3).contains(&peak), "{peak} requests in flight at most");
+    assert_contiguous_once(&delivered_indexes(&server.received()));
+    let (status, _) = daemon.terminate();
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn a_429_waits_for_its_retry_after() {
+    let times = Arc::new(Mutex::new(Vec::new()));
+    let seen = times.clone();
+    let server = Server::start(
+        None,
+        Box::new(move |n| {
+            seen.lock().unwrap().push(Instant::now());
+            if n == 0 {
+                (429, vec![("Retry-After", "1".to_owned())])
+            } else {
+                (200, vec![])
+            }
+        }),
+    );
+    let sandbox = Sandbox::new();
+    sandbox.write_config(
+        "http.yaml",
+        &pipeline(&format!(
+            "    RemoteURL: http://{}/\n    Retry: {{InitialDelay: 10ms, MaxDelay: 5s}}\n",
+            server.addr
+        )),
+    );
+    let (mut daemon, metrics) = start(&sandbox);
+    server.wait("the retry", &daemon, |r| r.len() >= 2);
+    let times = times.lock().unwrap().clone();
+    let waited = times[1] - times[0];
+    assert!(
+        waited >= Duration::from_millis(950),
+        "retried after {waited:?}"
+    );
+    assert_eq!(server.received()[0].body, server.received()[1].body);
+    wait_metric(
+        &daemon,
+        &metrics,
+        "tailrace_base_flusher_http_status_429_total",
+        &[("pipeline", "http")],
+    );
+    let (status, _) = daemon.terminate();
+    assert!(status.success(), "{status}");
+}
