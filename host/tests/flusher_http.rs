@@ -489,7 +489,7 @@ fn tls_detail(server: &Server, ca: &str, cert: &str, key: &str) -> String {
 }
 
 #[test]
-fn https_with_the_right_ca_delivers_and_with_a_wrong_ca_is_refused() {
+fn https_with_the_right_ca_delivers_a_wrong_ca_is_refused_unless_insecure_skip_verify() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let pki = Pki::new("tailrace test CA");
     let dir = tempfile::tempdir().unwrap();
@@ -535,6 +535,19 @@ fn https_with_the_right_ca_delivers_and_with_a_wrong_ca_is_refused() {
     assert!(alarm.contains("UnknownIssuer"), "{alarm}");
     assert!(server.connections.load(Ordering::SeqCst) > 0);
     assert!(server.received().is_empty(), "a request got through");
+    let (status, _) = daemon.terminate();
+    assert!(status.success(), "{status}");
+
+    // InsecureSkipVerify: the same wrong CA, and the data goes (unverified).
+    let server = Server::start(Some(pki.server_config()), Box::new(|_| (200, vec![])));
+    let sandbox = Sandbox::new();
+    let detail = tls_detail(&server, &wrong_ca, &cert, &key)
+        .replace("Enabled: true,", "Enabled: true, InsecureSkipVerify: true,");
+    sandbox.write_config("http.yaml", &pipeline(&detail));
+    let (mut daemon, _) = start(&sandbox);
+    server.wait("events without verification", &daemon, |r| {
+        delivered_indexes(r).len() >= 5
+    });
     let (status, _) = daemon.terminate();
     assert!(status.success(), "{status}");
 }
