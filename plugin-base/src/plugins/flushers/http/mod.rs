@@ -1,10 +1,15 @@
 //! `flusher_http`: iLogtail's HTTP flusher. Each batch (group) is converted with
 //! `Convert` (see [`convert`]), compressed with `Compression` and POSTed to `RemoteURL` with
-//! `Headers` and `Query`, retried with backoff on network errors and on 5xx, 429, 401 and 403
-//! (`Retry`; iLogtail's retryable answers, plus 429 whose `Retry-After` is respected). Any other
+//! `Headers` and `Query`. Network errors and 5xx, 429, 401 and 403 answers (iLogtail's
+//! retryable ones, plus 429) leave the batch with the runtime, which retries it; any other
 //! status is final: the batch is dropped with a `FLUSHER_FLUSH_ALARM` and counted, as iLogtail
-//! does. A batch still failing after `Retry.MaxRetryTimes` is *not* dropped (unlike iLogtail):
-//! it stays with the runtime, which retries it, carries it over a reload and persists it at exit.
+//! does. Unlike iLogtail, a batch is never dropped after `Retry.MaxRetryTimes`: it is retried
+//! until delivered, carried over a reload and persisted at exit.
+//!
+//! Retries follow iLogtail's `Retry` backoff (`InitialDelay` doubled up to `MaxDelay`, jitter in
+//! the upper half, the cycle starting again after `MaxRetryTimes`) and a server's
+//! `Retry-After`. The flusher never sleeps: it says it is not ready until the delay is over
+//! (`is_ready`), so a stopping pipeline is never held by a retry.
 //!
 //! The client is ureq (blocking, rustls), the one the host uses: `Flusher::flush` is synchronous
 //! and must say what was delivered before it returns, which a blocking client does directly.
@@ -23,7 +28,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
@@ -108,7 +113,8 @@ impl Default for HttpConfig {
 #[serde(default, rename_all = "PascalCase")]
 pub struct RetryConfig {
     pub enable: bool,
-    /// Retries after the first attempt, within one flush.
+    /// Retries per backoff cycle: after this many the delay starts again at `InitialDelay`
+    /// (iLogtail drops the batch there; here it is kept and retried).
     pub max_retry_times: u32,
     /// Delay before the first retry, doubled each time up to `MaxDelay` (with jitter in its
     /// upper half, as iLogtail).
@@ -321,6 +327,8 @@ fn build(ctx: &PluginContext, detail: &Value) -> Result<Box<dyn Flusher>, String
         concurrency,
         ctx: ctx.clone(),
         stats: ctx.plugin_stats.clone(),
+        failures: 0,
+        not_before: None,
     }))
 }
 
@@ -335,6 +343,9 @@ struct HttpFlusher {
     concurrency: usize,
     ctx: PluginContext,
     stats: Arc<PluginStats>,
+    /// Failed flushes in a row, and when the next attempt may start.
+    failures: u32,
+    not_before: Option<Instant>,
 }
 
 /// One request: a compressed body and the variables its query and headers use.
@@ -350,8 +361,9 @@ enum Outcome {
     Delivered,
     /// Refused for good (a 4xx other than 401, 403, 429): dropped, as iLogtail does.
     Rejected,
-    /// Still failing after the retries: kept for the runtime to retry.
-    Failed(String),
+    /// Failed (a network error, 5xx, 429, 401, 403): kept for the runtime to retry, not
+    /// before the server's `Retry-After` if it gave one.
+    Failed(String, Option<Duration>),
 }
 
 /// What became of one attempt.
@@ -459,38 +471,25 @@ impl HttpFlusher {
         half + half.mul_f64(f64::from(nanos % 1000) / 1000.0)
     }
 
-    fn send_with_retry(&self, request: &Request) -> Outcome {
-        let mut retries = 0;
-        loop {
-            match self.send_once(request) {
-                Attempt::Ok => return Outcome::Delivered,
-                Attempt::Final(reason) => {
-                    self.stats
-                        .add_counter("flusher_http_dropped_events_total", request.events as u64);
-                    self.ctx.alarm(
-                        "FLUSHER_FLUSH_ALARM",
-                        AlarmLevel::Error,
-                        format!(
-                            "flusher_http: {reason}; not retryable, {} events dropped",
-                            request.events
-                        ),
-                    );
-                    tracing::warn!(url = %self.url, "flusher_http: {reason}; data dropped");
-                    return Outcome::Rejected;
-                }
-                Attempt::Retry { reason, after } => {
-                    if !self.retry.enable || retries >= self.retry.max_retry_times {
-                        return Outcome::Failed(reason);
-                    }
-                    // A server's Retry-After is respected, up to MaxDelay.
-                    let wait = self
-                        .delay(retries)
-                        .max(after.unwrap_or_default().min(self.retry.max_delay));
-                    tracing::debug!(url = %self.url, ?wait, "flusher_http: {reason}; retrying");
-                    std::thread::sleep(wait);
-                    retries += 1;
-                }
+    /// One attempt at one request.
+    fn send(&self, request: &Request) -> Outcome {
+        match self.send_once(request) {
+            Attempt::Ok => Outcome::Delivered,
+            Attempt::Final(reason) => {
+                self.stats
+                    .add_counter("flusher_http_dropped_events_total", request.events as u64);
+                self.ctx.alarm(
+                    "FLUSHER_FLUSH_ALARM",
+                    AlarmLevel::Error,
+                    format!(
+                        "flusher_http: {reason}; not retryable, {} events dropped",
+                        request.events
+                    ),
+                );
+                tracing::warn!(url = %self.url, "flusher_http: {reason}; data dropped");
+                Outcome::Rejected
             }
+            Attempt::Retry { reason, after } => Outcome::Failed(reason, after),
         }
     }
 
@@ -499,25 +498,30 @@ impl HttpFlusher {
     fn send_batch(&self, requests: &[Request]) -> Outcome {
         let mut outcome = Outcome::Delivered;
         for request in requests {
-            match self.send_with_retry(request) {
+            match self.send(request) {
                 Outcome::Delivered => {}
                 Outcome::Rejected => outcome = Outcome::Rejected,
-                failed @ Outcome::Failed(_) => return failed,
+                failed @ Outcome::Failed(..) => return failed,
             }
         }
         outcome
     }
 
-    fn deliver(&self, groups: &mut Vec<PipelineEventGroup>) -> Result<(), String> {
+    /// Sends the batches (up to `Concurrency` at once); leaves in `groups` those that failed
+    /// or were not tried, and returns the first failure.
+    fn deliver(
+        &self,
+        groups: &mut Vec<PipelineEventGroup>,
+    ) -> Result<(), (String, Option<Duration>)> {
         let mut batches = Vec::with_capacity(groups.len());
         for group in groups.iter() {
-            batches.push(self.requests(group)?);
+            batches.push(self.requests(group).map_err(|e| (e, None))?);
         }
         let outcomes: Vec<Option<Outcome>> = if self.concurrency <= 1 || batches.len() <= 1 {
             let mut outcomes = Vec::with_capacity(batches.len());
             for batch in &batches {
                 let outcome = self.send_batch(batch);
-                let failed = matches!(outcome, Outcome::Failed(_));
+                let failed = matches!(outcome, Outcome::Failed(..));
                 outcomes.push(Some(outcome));
                 if failed {
                     break;
@@ -541,7 +545,7 @@ impl HttpFlusher {
                             return;
                         };
                         let outcome = self.send_batch(batch);
-                        if matches!(outcome, Outcome::Failed(_)) {
+                        if matches!(outcome, Outcome::Failed(..)) {
                             failed.store(true, Ordering::SeqCst);
                         }
                         outcomes.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(outcome);
@@ -557,30 +561,56 @@ impl HttpFlusher {
             i += 1;
             match outcome {
                 Some(Outcome::Delivered | Outcome::Rejected) => false,
-                Some(Outcome::Failed(reason)) => {
-                    error.get_or_insert_with(|| reason.clone());
+                Some(Outcome::Failed(reason, after)) => {
+                    error.get_or_insert_with(|| (reason.clone(), *after));
                     true
                 }
                 None => true,
             }
         });
         match error {
-            Some(reason) => Err(reason),
+            Some(e) => Err(e),
             None => Ok(()),
         }
     }
 }
 
 impl Flusher for HttpFlusher {
+    /// False while a retry waits for its delay (`Retry` backoff, or a server's `Retry-After`):
+    /// the runtime asks again later, and never blocks on a sleeping flusher.
+    fn is_ready(&mut self) -> bool {
+        self.not_before.is_none_or(|t| Instant::now() >= t)
+    }
+
     fn flush(&mut self, groups: &mut Vec<PipelineEventGroup>) -> Result<(), String> {
         let this = &*self;
         let mut run = || this.deliver(groups);
         // Blocking I/O on a tokio worker: tell the runtime, so its other tasks move on.
-        match tokio::runtime::Handle::try_current() {
+        let result = match tokio::runtime::Handle::try_current() {
             Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
                 tokio::task::block_in_place(run)
             }
             _ => run(),
+        };
+        match result {
+            Ok(()) => {
+                self.failures = 0;
+                self.not_before = None;
+                Ok(())
+            }
+            Err((reason, after)) => {
+                // iLogtail's backoff between retries; a server's Retry-After is respected (up
+                // to MaxDelay) even with retries disabled.
+                let backoff = if self.retry.enable {
+                    self.delay(self.failures % self.retry.max_retry_times.saturating_add(1))
+                } else {
+                    Duration::ZERO
+                };
+                self.failures = self.failures.saturating_add(1);
+                let wait = backoff.max(after.unwrap_or_default().min(self.retry.max_delay));
+                self.not_before = Some(Instant::now() + wait);
+                Err(reason)
+            }
         }
     }
 }
@@ -641,6 +671,38 @@ mod tests {
         let e = build_err(serde_json::json!({"RemoteURL": "https://x/",
             "Authentication": {"TLS": {"Enabled": true, "CAFile": path}}}));
         assert!(e.contains("no PEM certificate"), "{e}");
+    }
+
+    #[test]
+    fn a_failure_makes_it_not_ready_for_the_backoff_without_sleeping() {
+        // Nothing listens on a port just released.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let detail = serde_json::json!({"RemoteURL": format!("http://127.0.0.1:{port}/"),
+            "Retry": {"InitialDelay": "400ms", "MaxDelay": "400ms"}});
+        let ctx = context("c");
+        let mut flusher = build(&ctx, &detail).unwrap();
+        let mut group = PipelineEventGroup::default();
+        group
+            .events
+            .push(tailrace::PipelineEvent::Log(tailrace::LogEvent::new(
+                1, None,
+            )));
+        let mut groups = vec![group];
+        let began = std::time::Instant::now();
+        assert!(flusher.is_ready());
+        let err = flusher.flush(&mut groups).unwrap_err();
+        assert!(err.contains("failed"), "{err}");
+        assert_eq!(groups.len(), 1, "the batch stays");
+        assert!(began.elapsed() < Duration::from_millis(150), "it slept");
+        assert!(!flusher.is_ready());
+        std::thread::sleep(Duration::from_millis(450));
+        assert!(flusher.is_ready());
+        let errors: Vec<_> = ctx.plugin_stats.extra_counters();
+        assert_eq!(errors, [("flusher_http_send_errors_total".to_owned(), 1)]);
     }
 
     #[test]
