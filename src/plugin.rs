@@ -21,6 +21,11 @@ pub trait Processor: Send {
 /// A pull input: called once per interval to collect what it has (iLogtail's MetricInput).
 pub trait MetricInput: Send {
     fn collect(&mut self, out: &mut Vec<PipelineEventGroup>);
+    /// The input's own collect interval; None: the pipeline's `InputIntervalMs` (iLogtail's
+    /// MetricInput returns it from `Init`, 0 meaning the global one).
+    fn interval(&self) -> Option<std::time::Duration> {
+        None
+    }
     /// Called once when the pipeline stops, after the last `collect`: the place to save a
     /// checkpoint that the next instance (after a reload or a restart) continues from.
     fn stop(&mut self) {}
@@ -42,8 +47,9 @@ pub trait Flusher: Send {
         true
     }
     /// Delivers `groups`, in order. On return `groups` holds what was *not* delivered (empty
-    /// after `Ok`), and the runner retries it later: nothing is dropped, and a flusher that
-    /// panics half-way leaves the rest in place too.
+    /// after `Ok`), in order, and the runner retries it later: nothing is dropped, and a flusher
+    /// that panics half-way leaves the rest in place too. A flusher that sends several groups
+    /// at once may leave any of them, not only a tail.
     fn flush(&mut self, groups: &mut Vec<PipelineEventGroup>) -> Result<(), String>;
     /// Called once when the pipeline stops, after the last flush.
     fn stop(&mut self) {}

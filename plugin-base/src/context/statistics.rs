@@ -86,6 +86,9 @@ pub struct PluginStats {
     pub errors: AtomicU64,
     /// Time spent in the plugin's own code.
     pub process_time_ns: AtomicU64,
+    /// Counters a plugin keeps itself (`flusher_http_status_200_total`, ...), by name, in the
+    /// order they were first counted.
+    extra: Mutex<Vec<(String, u64)>>,
 }
 
 impl PluginStats {
@@ -119,6 +122,20 @@ impl PluginStats {
     pub fn record_time(&self, spent: Duration) {
         self.process_time_ns
             .fetch_add(spent.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Adds `n` to the plugin's own counter `name` (created at 0 the first time).
+    pub fn add_counter(&self, name: &str, n: u64) {
+        let mut extra = self.extra.lock().unwrap_or_else(|e| e.into_inner());
+        match extra.iter_mut().find(|(k, _)| k == name) {
+            Some((_, v)) => *v += n,
+            None => extra.push((name.to_owned(), n)),
+        }
+    }
+
+    /// The plugin's own counters, reported after [`PluginStats::counters`].
+    pub fn extra_counters(&self) -> Vec<(String, u64)> {
+        self.extra.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Counter name/value pairs with LoongCollector's plugin metric names.

@@ -13,12 +13,14 @@ pub fn all() -> Vec<(&'static str, PluginFactory)> {
     let mut plugins = vec![
         inputs::metric_mock::PLUGIN,
         inputs::http_server::PLUGIN,
+        inputs::metric_system_v2::PLUGIN,
         aggregators::default::PLUGIN,
         aggregators::base::PLUGIN,
         aggregators::context::PLUGIN,
         aggregators::content_value_group::PLUGIN,
         aggregators::metadata_group::PLUGIN,
         flushers::kafka_v2::PLUGIN,
+        flushers::http::PLUGIN,
         flushers::sls::PLUGIN,
         flushers::stdout::PLUGIN,
     ];

@@ -51,6 +51,12 @@ pub fn direct<'a>(
                 .counters()
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), json!(v)))
+                .chain(
+                    plugin
+                        .extra_counters()
+                        .into_iter()
+                        .map(|(k, v)| (k, json!(v))),
+                )
                 .collect();
             rows.push(row("plugin", plugin_labels, counters));
         }

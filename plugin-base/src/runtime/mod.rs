@@ -243,6 +243,7 @@ impl PluginBase {
                     host: self.host.clone(),
                     alarms: self.alarms.clone(),
                     plugin_id: String::new(),
+                    plugin_stats: Arc::default(),
                     checkpoint_store: Arc::new(CheckpointStore::under(&self.settings().data_dir)),
                 };
                 PipelineInstance::build(ctx, &config, &self.registry)
@@ -550,6 +551,9 @@ fn statistics_group(state: &State) -> Option<PipelineEventGroup> {
             log.set_content("plugin_type", plugin.plugin_type.clone());
             log.set_content("plugin_id", plugin.plugin_id.clone());
             for (k, v) in plugin.counters() {
+                log.set_content(k, v.to_string());
+            }
+            for (k, v) in plugin.extra_counters() {
                 log.set_content(k, v.to_string());
             }
             group.events.push(tailrace::PipelineEvent::Log(log));

@@ -103,7 +103,10 @@ impl PipelineInstance {
         let stats = Arc::new(PipelineStats::default());
         let slot = |entry: &PluginEntry, position: usize| {
             let id = plugin_id(entry, position);
-            (ctx.for_plugin(&id), stats.plugin(entry.kind(), &id))
+            let plugin_stats = stats.plugin(entry.kind(), &id);
+            let mut plugin_ctx = ctx.for_plugin(&id);
+            plugin_ctx.plugin_stats = plugin_stats.clone();
+            (plugin_ctx, plugin_stats)
         };
         let mut plugins = Plugins {
             metric_inputs: Vec::new(),
@@ -362,6 +365,11 @@ impl PipelineInstance {
         )));
         let mut inputs = Vec::new();
         for input in metric_inputs {
+            let interval = input
+                .plugin
+                .interval()
+                .unwrap_or(interval)
+                .max(Duration::from_millis(1));
             inputs.push(rt.spawn(run_metric_input(
                 input,
                 feed.clone(),
@@ -734,6 +742,15 @@ async fn run_flusher(mut task: FlusherTask) -> Carried {
                 Some(group) => {
                     task.plugin_stats.record_in(&group);
                     task.pending.push(group);
+                    // And whatever else is queued already (up to a queue's worth): one flush
+                    // call gets them all, so that a flusher can send them together.
+                    while task.pending.len() < task.queue_cap {
+                        let Ok(group) = task.rx.try_recv() else {
+                            break;
+                        };
+                        task.plugin_stats.record_in(&group);
+                        task.pending.push(group);
+                    }
                 }
                 None => closed = true,
             },
@@ -809,11 +826,26 @@ impl FlusherTask {
         if delivered > 0 {
             self.failed_attempts = 0;
         }
-        for ack in &acks[..delivered] {
-            ack.delivered();
+        // What is left need not be a tail (a flusher may send groups concurrently): a group
+        // counts as delivered when it is no longer pending.
+        for ack in &acks {
+            if !ack.is_empty() && !self.pending.iter().any(|g| g.acks.same_hooks(ack)) {
+                ack.delivered();
+            }
         }
-        for size in &sizes[..delivered] {
-            self.plugin_stats.add_out(*size);
+        if delivered > 0 {
+            let left: Vec<GroupSize> = self.pending.iter().map(GroupSize::of).collect();
+            let sum = |s: &[GroupSize]| {
+                s.iter().fold(GroupSize::default(), |a, b| GroupSize {
+                    events: a.events + b.events,
+                    bytes: a.bytes + b.bytes,
+                })
+            };
+            let (all, kept) = (sum(&sizes), sum(&left));
+            self.plugin_stats.add_out(GroupSize {
+                events: all.events.saturating_sub(kept.events),
+                bytes: all.bytes.saturating_sub(kept.bytes),
+            });
         }
         PipelineStats::add(&self.stats.groups_flushed, delivered);
         match result {
@@ -868,5 +900,73 @@ mod tests {
         assert_eq!(plugin_id(&entry("flusher_sls/4#100"), 0), "flusher_sls/4");
         assert_eq!(plugin_id(&entry("flusher_sls#100"), 1), "flusher_sls/2");
         assert_eq!(plugin_id(&entry("metric_mock"), 0), "metric_mock/1");
+    }
+
+    /// A flusher that delivers every group but the second.
+    struct KeepsTheSecond;
+
+    impl Flusher for KeepsTheSecond {
+        fn flush(&mut self, groups: &mut Vec<PipelineEventGroup>) -> Result<(), String> {
+            let second = groups.remove(1);
+            groups.clear();
+            groups.push(second);
+            Err("the second failed".to_owned())
+        }
+    }
+
+    #[derive(Default)]
+    struct Hook(std::sync::atomic::AtomicUsize);
+
+    impl tailrace::DeliveryHook for Hook {
+        fn delivered(&self) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_flusher_may_leave_a_group_that_is_not_the_tail() {
+        let hooks: Vec<Arc<Hook>> = (0..3).map(|_| Arc::new(Hook::default())).collect();
+        let pending = hooks
+            .iter()
+            .map(|hook| {
+                let mut group = PipelineEventGroup::default();
+                group.acks.push(hook.clone());
+                group
+                    .events
+                    .push(tailrace::PipelineEvent::Log(tailrace::LogEvent::new(
+                        1, None,
+                    )));
+                group
+            })
+            .collect();
+        let (_tx, rx) = mpsc::channel(1);
+        let (_deadline_tx, deadline) = watch::channel(None);
+        let plugin_stats = Arc::new(PluginStats::default());
+        let mut task = FlusherTask {
+            flusher_type: "flusher_test".to_owned(),
+            flusher: Box::new(KeepsTheSecond),
+            rx,
+            pending,
+            deadline,
+            queue_cap: 10,
+            max_retries: 0,
+            failed_attempts: 0,
+            ctx: Arc::new(crate::runtime::registry::tests_support::context("c")),
+            stats: Arc::new(PipelineStats::default()),
+            plugin_stats: plugin_stats.clone(),
+        };
+        assert!(!task.deliver());
+        let counts: Vec<usize> = hooks
+            .iter()
+            .map(|h| h.0.load(std::sync::atomic::Ordering::SeqCst))
+            .collect();
+        assert_eq!(counts, [1, 0, 1], "the first and third were delivered");
+        assert_eq!(task.pending.len(), 1);
+        assert_eq!(
+            plugin_stats
+                .events_out
+                .load(std::sync::atomic::Ordering::SeqCst),
+            2
+        );
     }
 }

@@ -15,6 +15,7 @@ use tailrace::PipelineEventGroup;
 use tokio::sync::{mpsc, watch};
 
 use crate::context::alarm::AlarmScope;
+use crate::context::statistics::PluginStats;
 use crate::context::{AlarmLevel, Alarms, CheckpointStore, Checkpoints};
 use crate::host_link::HostLink;
 
@@ -35,6 +36,9 @@ pub struct PluginContext {
     pub alarms: Arc<Alarms>,
     /// The plugin's id in its pipeline (`metric_mock/1`); empty in the pipeline's own context.
     pub plugin_id: String,
+    /// The plugin's statistics, for the counters a plugin keeps itself
+    /// ([`PluginStats::add_counter`]); the pipeline's own context has a detached one.
+    pub plugin_stats: Arc<PluginStats>,
     pub checkpoint_store: Arc<CheckpointStore>,
 }
 
@@ -248,6 +252,7 @@ pub mod tests_support {
             host,
             alarms: Arc::new(Alarms::default()),
             plugin_id: String::new(),
+            plugin_stats: Arc::default(),
             checkpoint_store: Arc::new(CheckpointStore::under(&fresh_dir())),
         }
     }
