@@ -127,7 +127,12 @@ pub const BASE_AGGREGATORS: &[&str] = &[
     "aggregator_content_value_group",
     "aggregator_metadata_group",
 ];
-pub const BASE_FLUSHERS: &[&str] = &["flusher_http", "flusher_kafka_v2", "flusher_sls", "flusher_stdout"];
+pub const BASE_FLUSHERS: &[&str] = &[
+    "flusher_http",
+    "flusher_kafka_v2",
+    "flusher_sls",
+    "flusher_stdout",
+];
 pub const BASE_EXTENSIONS: &[&str] = &[];
 
 #[cfg(test)]

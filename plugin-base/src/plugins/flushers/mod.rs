@@ -1,4 +1,4 @@
-pub mod kafka_v2;
 pub mod http;
+pub mod kafka_v2;
 pub mod sls;
 pub mod stdout;
