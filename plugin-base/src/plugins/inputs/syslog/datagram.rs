@@ -11,10 +11,10 @@ use bytes::Bytes;
 use tailrace::PipelineEventGroup;
 use tokio::net::{UdpSocket, UnixDatagram};
 use tokio::sync::{mpsc, watch};
-use tokio::time::{sleep_until, Instant};
+use tokio::time::{sleep_until, timeout_at, Instant};
 
 use super::batch::Batch;
-use super::{bind_until_stopped, send, stopped, Shared};
+use super::{bind_until_stopped, send, stopped, Shared, DRAIN_QUIET, DRAIN_TIME};
 
 enum Socket {
     Udp(UdpSocket),
@@ -30,17 +30,6 @@ impl Socket {
                 Ok((n, Bytes::from(peer.ip().to_canonical().to_string())))
             }
             Socket::Unix(socket) => Ok((socket.recv(buf).await?, Bytes::new())),
-        }
-    }
-
-    /// [`Socket::recv`] of a datagram already received, without waiting for one.
-    fn try_recv(&self, buf: &mut [u8]) -> io::Result<(usize, Bytes)> {
-        match self {
-            Socket::Udp(socket) => {
-                let (n, peer) = socket.try_recv_from(buf)?;
-                Ok((n, Bytes::from(peer.ip().to_canonical().to_string())))
-            }
-            Socket::Unix(socket) => Ok((socket.try_recv(buf)?, Bytes::new())),
         }
     }
 }
@@ -112,8 +101,11 @@ async fn receive(
             biased;
             _ = stopped(&mut stop) => {
                 // What has already arrived is taken, without waiting for more.
+                let deadline = Instant::now() + DRAIN_TIME;
                 for _ in 0..DRAIN_LIMIT {
-                    let Ok((n, client_ip)) = socket.try_recv(&mut buf) else {
+                    let quiet = (Instant::now() + DRAIN_QUIET).min(deadline);
+                    let Ok(Ok((n, client_ip))) = timeout_at(quiet, socket.recv(&mut buf)).await
+                    else {
                         break;
                     };
                     for line in lines(&buf[..n]) {

@@ -38,6 +38,13 @@ use self::tls::TlsConfig;
 use crate::context::AlarmLevel;
 use crate::runtime::registry::{parse_detail, PluginContext, PluginFactory, ServiceInput};
 
+/// When the input stops, each listener and connection still takes what has already arrived:
+/// for this long at most...
+const DRAIN_TIME: Duration = Duration::from_millis(1000);
+/// ... and it has all arrived once nothing came for this long. (An instant check would not
+/// do: the runtime learns that a socket is readable only when its event loop turns.)
+const DRAIN_QUIET: Duration = Duration::from_millis(50);
+
 /// iLogtail's cap on `MaxMessageSize`.
 const MAX_MESSAGE_SIZE_CAP: i64 = 512 * 1024;
 
@@ -299,3 +306,5 @@ where
     }
 }
 
+#[cfg(test)]
+mod tests;

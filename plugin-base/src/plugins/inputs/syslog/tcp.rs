@@ -13,12 +13,12 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
-use tokio::time::{sleep_until, timeout, Instant};
+use tokio::time::{sleep_until, timeout, timeout_at, Instant};
 use tokio_rustls::TlsAcceptor;
 
 use super::batch::Batch;
 use super::framing::{Deframer, Frame};
-use super::{bind_until_stopped, send, stopped, Shared};
+use super::{bind_until_stopped, send, stopped, Shared, DRAIN_QUIET, DRAIN_TIME};
 use crate::context::AlarmLevel;
 
 /// Bytes read at once from a connection.
@@ -51,7 +51,19 @@ pub async fn serve(
     loop {
         tokio::select! {
             biased;
-            _ = stopped(&mut stop) => break,
+            _ = stopped(&mut stop) => {
+                // Connections the kernel already accepted may hold messages: they are taken too
+                // (each sees the stop at once and reads what has arrived).
+                while let Ok(Ok((stream, peer))) = timeout(DRAIN_QUIET, listener.accept()).await {
+                    let permit = permits.as_ref().and_then(|p| p.clone().try_acquire_owned().ok());
+                    if permits.is_none() || permit.is_some() {
+                        connections.spawn(connection(
+                            shared.clone(), stream, peer, tls.clone(), out.clone(), stop.clone(), permit,
+                        ));
+                    }
+                }
+                break;
+            }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -256,11 +268,11 @@ impl Reader<'_> {
     /// The input stops: takes what has already arrived (without waiting for more).
     async fn drain<S: AsyncRead + Unpin>(&mut self, stream: &mut S) {
         let mut taken = 0;
+        let deadline = Instant::now() + DRAIN_TIME;
         while taken < DRAIN_LIMIT {
-            let read = tokio::select! {
-                biased;
-                read = stream.read(&mut self.buf) => read,
-                _ = std::future::ready(()) => break,
+            let quiet = (Instant::now() + DRAIN_QUIET).min(deadline);
+            let Ok(read) = timeout_at(quiet, stream.read(&mut self.buf)).await else {
+                break;
             };
             match read {
                 Ok(0) => {
