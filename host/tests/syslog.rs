@@ -495,3 +495,49 @@ fn a_bad_address_or_certificate_file_is_an_error_naming_the_field() {
     // Neither listens: nothing is bound on the port of the one with a good address.
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
 }
+
+#[test]
+fn an_edited_config_listens_again_on_the_same_port_with_its_new_options() {
+    let sandbox = Sandbox::new();
+    let address = format!("tcp://127.0.0.1:{}", free_port());
+    let daemon = start(&sandbox, &address, "    ParseProtocol: rfc5424\n");
+    let addr = address.trim_start_matches("tcp://");
+    let message = |content: &str| format!("<14>1 - h app - - - {content}\n");
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.write_all(message("before").as_bytes()).unwrap();
+    assert_eq!(
+        wait_content(&daemon, "before").get("_program_"),
+        Some("app")
+    );
+
+    // No parsing from now on: the new instance binds the port the old one let go of.
+    sandbox.write_config(
+        "syslog.yaml",
+        &format!(
+            "global: {{AggregatIntervalMs: 100, FlushIntervalMs: 100}}\n\
+             inputs:\n  - Type: service_syslog\n    Address: {address}\n\
+             flushers:\n  - Type: flusher_stdout\n    OnlyStdout: true\n"
+        ),
+    );
+    let listening = format!("listening on {address}");
+    let deadline = std::time::Instant::now() + common::WAIT;
+    while daemon
+        .stderr_lines()
+        .iter()
+        .filter(|l| l.contains(&listening))
+        .count()
+        < 2
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the edited pipeline does not listen\n{}",
+            daemon.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.write_all(message("after").as_bytes()).unwrap();
+    let raw = wait_content(&daemon, message("after").trim_end());
+    assert_eq!(raw.get("_program_"), Some(""), "{}", raw.text);
+    assert_eq!(raw.get("_priority_"), Some("-1"), "{}", raw.text);
+}

@@ -106,6 +106,8 @@ pub struct Shared {
     pub keep_alive: Option<Option<Duration>>,
     parse_failures: Throttle,
     truncated: Throttle,
+    refused: Throttle,
+    handshakes: Throttle,
 }
 
 fn build(ctx: &PluginContext, detail: &Value) -> Result<Box<dyn ServiceInput>, String> {
@@ -151,6 +153,8 @@ fn build(ctx: &PluginContext, detail: &Value) -> Result<Box<dyn ServiceInput>, S
         },
         parse_failures: Throttle::default(),
         truncated: Throttle::default(),
+        refused: Throttle::default(),
+        handshakes: Throttle::default(),
     };
     Ok(Box::new(Syslog {
         shared: Arc::new(shared),
@@ -219,6 +223,35 @@ impl Shared {
                     "service_syslog: a message from {} was longer than MaxMessageSize ({} bytes) and was cut there{}",
                     String::from_utf8_lossy(client_ip),
                     self.max_message_size,
+                    also(more)
+                ),
+            );
+        }
+    }
+
+    /// Tells (now and then) that a connection was closed: `MaxConnections` reached.
+    pub fn refused(&self, peer: std::net::SocketAddr) {
+        if let Some(more) = self.refused.allow() {
+            self.ctx.alarm(
+                "SERVICE_SYSLOG_STREAM_ALARM",
+                AlarmLevel::Warning,
+                format!(
+                    "service_syslog: MaxConnections ({}) reached, a connection from {peer} was closed{}",
+                    self.max_connections.unwrap_or_default(),
+                    also(more)
+                ),
+            );
+        }
+    }
+
+    /// Tells (now and then) that a TLS handshake failed.
+    pub fn handshake_failed(&self, peer: std::net::SocketAddr, why: &str) {
+        if let Some(more) = self.handshakes.allow() {
+            self.ctx.alarm(
+                "SERVICE_SYSLOG_TLS_ALARM",
+                AlarmLevel::Warning,
+                format!(
+                    "service_syslog: TLS handshake with {peer} failed: {why}{}",
                     also(more)
                 ),
             );

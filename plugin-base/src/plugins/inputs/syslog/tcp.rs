@@ -86,11 +86,7 @@ pub async fn serve(
                     Some(permits) => match permits.clone().try_acquire_owned() {
                         Ok(permit) => Some(permit),
                         Err(_) => {
-                            tracing::warn!(
-                                config = %shared.ctx.real_name,
-                                "service_syslog: MaxConnections ({}) reached, a connection from {peer} is closed",
-                                shared.max_connections.unwrap_or_default()
-                            );
+                            shared.refused(peer);
                             drop(stream);
                             continue;
                         }
@@ -152,15 +148,8 @@ async fn connection(
     };
     match handshake {
         Ok(Ok(stream)) => read_messages(&shared, stream, &client_ip, &out, stop).await,
-        Ok(Err(e)) => shared.ctx.alarm(
-            "SERVICE_SYSLOG_TLS_ALARM",
-            AlarmLevel::Warning,
-            format!("service_syslog: TLS handshake with {peer} failed: {e}"),
-        ),
-        Err(_) => tracing::warn!(
-            config = %shared.ctx.real_name,
-            "service_syslog: no TLS handshake from {peer} within {limit:?}, closed"
-        ),
+        Ok(Err(e)) => shared.handshake_failed(peer, &e.to_string()),
+        Err(_) => shared.handshake_failed(peer, &format!("not done within {limit:?}")),
     }
 }
 
