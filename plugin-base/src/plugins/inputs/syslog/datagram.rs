@@ -132,8 +132,10 @@ async fn receive(
                     }
                 }
                 Err(e) => {
-                    // ICMP errors surface here on some systems; the socket stays usable.
+                    // ICMP errors surface here on some systems; the socket stays usable. A
+                    // short pause keeps a lasting error from spinning.
                     tracing::debug!("service_syslog: receive: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 }
             },
         }

@@ -1,9 +1,9 @@
 //! Cutting a TCP stream into syslog messages (RFC 6587): octet counting (`LEN SP MSG`, what
 //! rsyslog and syslog-ng send with `framing octet-counted`) and newline-ended messages (the
 //! traditional framing, the only one iLogtail reads). Each message picks its framing by its
-//! first byte, a digit meaning octet counting, so one connection may mix them as rsyslog
-//! allows. Memory is bounded by `MaxMessageSize`: a longer message is cut there, the rest of it
-//! skipped, and counted.
+//! first byte, a digit meaning octet counting when the length is followed by a message's
+//! `<PRI>`, so one connection may mix them as rsyslog allows. Memory is bounded by
+//! `MaxMessageSize`: a longer message is cut there, the rest of it skipped, and counted.
 
 /// What one call to [`Deframer::next_frame`] found.
 #[derive(Debug, PartialEq, Eq)]
@@ -118,6 +118,12 @@ impl Deframer {
         }
         let len: usize = std::str::from_utf8(&pending[..digits]).ok()?.parse().ok()?;
         let start = digits + 1;
+        // A syslog message starts with its `<PRI>`: "2024 was a year" is a line, not a length.
+        match pending.get(start) {
+            None if len > 0 => return Some(None),
+            Some(b) if *b != b'<' => return None,
+            _ => {}
+        }
         if len > self.max {
             let have = (pending.len() - start).min(self.max);
             if have < self.max {
@@ -211,6 +217,11 @@ mod tests {
         let mut d = Deframer::new(1024);
         d.extend(b"2024-01-01 plain line\n");
         assert_eq!(all(&mut d), [msg("2024-01-01 plain line")]);
+        // Digits and a space, but no <PRI> after them: a line too, even split there.
+        d.extend(b"2024 ");
+        assert_eq!(d.next_frame(), None);
+        d.extend(b"was a year\n4 <1>x");
+        assert_eq!(all(&mut d), [msg("2024 was a year"), msg("<1>x")]);
         d.extend(b"last without newline");
         assert_eq!(d.next_frame(), None);
         assert_eq!(d.finish(), Some(msg("last without newline")));
@@ -223,10 +234,10 @@ mod tests {
         assert_eq!(d.next_frame(), Some(Frame::Truncated(b"abcd".to_vec())));
         d.extend(b"ij\nok\n");
         assert_eq!(all(&mut d), [msg("ok")]);
-        d.extend(b"10 0123");
-        assert_eq!(d.next_frame(), Some(Frame::Truncated(b"0123".to_vec())));
+        d.extend(b"10 <123");
+        assert_eq!(d.next_frame(), Some(Frame::Truncated(b"<123".to_vec())));
         d.extend(b"456789");
-        d.extend(b"2 hi");
-        assert_eq!(all(&mut d), [msg("hi")]);
+        d.extend(b"3 <hi");
+        assert_eq!(all(&mut d), [msg("<hi")]);
     }
 }

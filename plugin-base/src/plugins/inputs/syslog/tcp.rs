@@ -183,7 +183,6 @@ async fn read_messages<S: AsyncRead + Unpin>(
                 if !send(out, &mut reader.batch).await {
                     return;
                 }
-                active = Instant::now();
             }
             _ = sleep_until(idle_at.unwrap_or_else(Instant::now)), if idle_at.is_some() => {
                 tracing::info!(
@@ -194,7 +193,6 @@ async fn read_messages<S: AsyncRead + Unpin>(
                 break;
             }
             read = stream.read(&mut reader.buf) => {
-                active = Instant::now();
                 match read {
                     Ok(0) => {
                         reader.finish();
@@ -204,6 +202,8 @@ async fn read_messages<S: AsyncRead + Unpin>(
                         if !reader.cut(n).await {
                             return;
                         }
+                        // Time spent waiting for a full pipeline is not the client's idling.
+                        active = Instant::now();
                     }
                     Err(e) => {
                         tracing::debug!("service_syslog: read from {}: {e}", String::from_utf8_lossy(client_ip));
