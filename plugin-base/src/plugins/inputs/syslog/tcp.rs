@@ -51,19 +51,7 @@ pub async fn serve(
     loop {
         tokio::select! {
             biased;
-            _ = stopped(&mut stop) => {
-                // Connections the kernel already accepted may hold messages: they are taken too
-                // (each sees the stop at once and reads what has arrived).
-                while let Ok(Ok((stream, peer))) = timeout(DRAIN_QUIET, listener.accept()).await {
-                    let permit = permits.as_ref().and_then(|p| p.clone().try_acquire_owned().ok());
-                    if permits.is_none() || permit.is_some() {
-                        connections.spawn(connection(
-                            shared.clone(), stream, peer, tls.clone(), out.clone(), stop.clone(), permit,
-                        ));
-                    }
-                }
-                break;
-            }
+            _ = stopped(&mut stop) => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -103,6 +91,25 @@ pub async fn serve(
                     permit,
                 ));
             }
+        }
+    }
+    // Connections the kernel already accepted may hold messages: they are taken too (each sees
+    // the stop at once and reads what has arrived).
+    while let Ok(Ok((stream, peer))) = timeout(DRAIN_QUIET, listener.accept()).await {
+        let permit = permits
+            .as_ref()
+            .and_then(|p| p.clone().try_acquire_owned().ok());
+        if permits.is_none() || permit.is_some() {
+            let task = connection(
+                shared.clone(),
+                stream,
+                peer,
+                tls.clone(),
+                out.clone(),
+                stop.clone(),
+                permit,
+            );
+            connections.spawn(task);
         }
     }
     // No new connections; the open ones send what has arrived and close.
