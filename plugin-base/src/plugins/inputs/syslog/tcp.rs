@@ -25,6 +25,8 @@ use crate::context::AlarmLevel;
 const READ_CHUNK: usize = 64 * 1024;
 /// A TLS handshake must be done within this (or `TimeoutSeconds`, when shorter).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// At stop, connections still in the kernel's backlog are taken for this long at most.
+const BACKLOG_TIME: Duration = Duration::from_millis(250);
 /// At stop, a connection reads at most this much of what has already arrived.
 const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
 
@@ -94,8 +96,15 @@ pub async fn serve(
         }
     }
     // Connections the kernel already accepted may hold messages: they are taken too (each sees
-    // the stop at once and reads what has arrived).
-    while let Ok(Ok((stream, peer))) = timeout(DRAIN_QUIET, listener.accept()).await {
+    // the stop at once and reads what has arrived), for a short while: the connections'
+    // reading must end within the runtime's limit on stopping an input.
+    let deadline = Instant::now() + BACKLOG_TIME;
+    while let Ok(Ok((stream, peer))) = timeout_at(
+        (Instant::now() + DRAIN_QUIET).min(deadline),
+        listener.accept(),
+    )
+    .await
+    {
         let permit = permits
             .as_ref()
             .and_then(|p| p.clone().try_acquire_owned().ok());
