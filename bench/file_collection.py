@@ -8,10 +8,17 @@ temporary directory deleted afterwards), and reports, per case: MB/s per CPU-sec
 events/s per CPU-second and peak RSS. CPU time and peak RSS are the kernel's accounting of the
 child process (getrusage(RUSAGE_CHILDREN)); wall time is measured around it.
 
+Self-monitoring: the single-line case runs three more times with `--metrics-addr`, /metrics
+scraped every 200 ms, alternating with runs without it; the median CPU ratio must stay within
+5 % (exit 1 otherwise).
+
 Usage: bench/file_collection.py [--size-mib N] [--binary PATH] [--only CASE...]
 """
 
 import argparse
+import socket
+import threading
+import urllib.request
 import os
 import random
 import resource
@@ -75,7 +82,7 @@ def count_events(path):
         return int(f.read())
 
 
-def run_case(name, log_file, events, multiline, binary, flusher="flusher_blackhole"):
+def run_case(name, log_file, events, multiline, binary, flusher="flusher_blackhole", metrics=False):
     case_dir = os.path.join(WORK, name.replace(" ", "-"))
     shutil.rmtree(case_dir, ignore_errors=True)
     os.makedirs(os.path.join(case_dir, "conf"))
@@ -102,9 +109,12 @@ def run_case(name, log_file, events, multiline, binary, flusher="flusher_blackho
         f.write("\n".join(config))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
+    scraper = Scraper() if metrics else None
     try:
-        proc = run_tailrace(binary, case_dir)
+        proc = run_tailrace(binary, case_dir, scraper.args() if scraper else [])
     finally:
+        if scraper is not None:
+            scraper.stop()
         if out_dir is not None:
             out_size = sum(os.path.getsize(os.path.join(out_dir, f)) for f in os.listdir(out_dir))
             shutil.rmtree(out_dir, ignore_errors=True)
@@ -112,6 +122,8 @@ def run_case(name, log_file, events, multiline, binary, flusher="flusher_blackho
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         sys.exit(f"{name}: tailrace exited {proc.returncode}:\n{proc.stderr}")
+    if scraper is not None and scraper.scrapes == 0:
+        sys.exit(f"{name}: /metrics was never scraped")
     if out_dir is not None and out_size == 0:
         sys.exit(f"{name}: flusher_file wrote nothing:\n{proc.stderr}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -129,10 +141,41 @@ def run_case(name, log_file, events, multiline, binary, flusher="flusher_blackho
     }
 
 
-def run_tailrace(binary, case_dir):
+class Scraper:
+    """Scrapes the daemon's /metrics every 200 ms while it runs (five times more often than a
+    Prometheus at its tightest usual interval), so that the cost of self-monitoring includes
+    serving it."""
+
+    def __init__(self):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.addr = f"127.0.0.1:{s.getsockname()[1]}"
+        self.scrapes = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def args(self):
+        return ["--metrics-addr", self.addr]
+
+    def run(self):
+        while not self.done.wait(0.2):
+            try:
+                with urllib.request.urlopen(f"http://{self.addr}/metrics", timeout=1) as r:
+                    if r.status == 200 and r.read():
+                        self.scrapes += 1
+            except OSError:
+                pass  # not listening yet, or already gone
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
+
+
+def run_tailrace(binary, case_dir, extra=()):
     return subprocess.run(
         [binary, "--once", "--config-dir", os.path.join(case_dir, "conf"), "--data-dir",
-         os.path.join(case_dir, "data"), "--plugin-dir", case_dir, "--log-level", "warn"],
+         os.path.join(case_dir, "data"), "--plugin-dir", case_dir, "--log-level", "warn", *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
 
@@ -161,11 +204,29 @@ def main():
         ("multiline", lambda: run_case("multiline", multi, multi_events, True, args.binary)),
     ]
     results = [run() for name, run in cases if wanted(name)]
+    overhead = None
+    if wanted("self-monitoring"):
+        # The same single-line case without and with --metrics-addr (scraped), in alternation,
+        # three pairs; the median of the CPU ratios.
+        ratios = []
+        for _ in range(3):
+            plain = run_case("single-line", single, single_events, False, args.binary)
+            watched = run_case("single-line, /metrics scraped", single, single_events, False,
+                               args.binary, metrics=True)
+            ratios.append(watched["cpu_s"] / plain["cpu_s"])
+            results += [plain, watched]
+        overhead = sorted(ratios)[1]
     print()
     print(f"{'case':<30} {'MB':>8} {'CPU s':>7} {'wall s':>7} {'MB/s/CPU-s':>11} {'MB/s wall':>10} {'events/s/CPU-s':>15} {'peak RSS MiB':>13}")
     for r in results:
         print(f"{r['case']:<30} {r['MB']:>8.0f} {r['cpu_s']:>7.2f} {r['wall_s']:>7.2f} {r['MB/s per CPU-s']:>11.0f} "
               f"{r['MB/s wall']:>10.0f} {r['events/s per CPU-s']:>15.0f} {r['peak RSS MiB']:>13.1f}")
+    if overhead is not None:
+        verdict = "ok" if overhead <= 1.05 else "ABOVE LIMIT"
+        print(f"\nself-monitoring: CPU with --metrics-addr (scraped every 200 ms) / without = "
+              f"{overhead:.3f} (median of 3 pairs; limit 1.05) {verdict}")
+        if overhead > 1.05:
+            sys.exit(1)
 
 
 if __name__ == "__main__":

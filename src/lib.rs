@@ -17,6 +17,7 @@
 //! * [`ffi_boundary`]: the panic boundary every `extern "C"` export is wrapped in.
 
 pub mod adapter_abi;
+pub mod context;
 pub mod event;
 pub mod ffi_boundary;
 pub mod plugin;

@@ -6,6 +6,11 @@ use crate::event::PipelineEventGroup;
 
 /// Turns a group into another group in place (parse, add fields, filter, ...).
 pub trait Processor: Send {
+    /// Hands the processor its services (alarms, checkpoints) from the side that runs it, once,
+    /// before the first batch.
+    fn init(&mut self, services: std::sync::Arc<dyn crate::context::Services>) {
+        let _ = services;
+    }
     fn process(&mut self, group: &mut PipelineEventGroup);
     /// Values it failed to parse so far (statistics; 0 for a processor that does not parse).
     fn parse_failures(&self) -> u64 {

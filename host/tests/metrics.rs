@@ -113,6 +113,40 @@ fn metrics_and_health_over_http() {
         ),
         Some(0.0)
     );
+    // Per processor: the filter takes 300 lines and passes 200, the parser takes and keeps
+    // 200, and both spent some time.
+    let filter = [
+        ("pipeline", "web"),
+        ("processor", "processor_filter_regex_native"),
+    ];
+    let parser = [
+        ("pipeline", "web"),
+        ("processor", "processor_parse_regex_native"),
+    ];
+    for (labels, events_in, events_out) in [(&filter, 300.0, 200.0), (&parser, 200.0, 200.0)] {
+        assert_eq!(
+            sample(&scraped, "tailrace_processor_in_events_total", labels),
+            Some(events_in),
+            "{labels:?}"
+        );
+        assert_eq!(
+            sample(&scraped, "tailrace_processor_out_events_total", labels),
+            Some(events_out),
+            "{labels:?}"
+        );
+        let seconds = sample(&scraped, "tailrace_processor_seconds_total", labels).unwrap();
+        assert!(seconds > 0.0 && seconds < 10.0, "{labels:?}: {seconds}");
+    }
+    // The parser reports its failures through its services, rate-limited: the first at once,
+    // the rest within 30 s only counted.
+    assert_eq!(
+        sample(
+            &scraped,
+            "tailrace_alarms_total",
+            &[("kind", "REGEX_MATCH_ALARM")]
+        ),
+        Some(1.0)
+    );
     let content_bytes = 300.0 * ("content".len() + "keep line 00000".len()) as f64;
     assert_eq!(
         sample(&scraped, "tailrace_pipeline_bytes_in_total", &pipeline),
@@ -325,4 +359,89 @@ fn plugin_base_statistics_per_plugin() {
         sample(&s, "tailrace_plugin_base", &[("state", "loaded")]),
         Some(1.0)
     );
+}
+
+/// An alarm raised in the plugin base reaches the host and shows on /metrics by kind: a
+/// `metric_mock` whose checkpoint is unreadable raises `CHECKPOINT_ALARM` and starts from its
+/// `Index` (the base reports every 200 ms here, `--base-report-interval-ms`).
+#[test]
+fn a_plugin_base_alarm_shows_on_metrics() {
+    let libs = common::release_plugin_libs();
+    let sandbox = Sandbox::new();
+    sandbox.write_config(
+        "mock.yaml",
+        "global: {InputIntervalMs: 50, AggregatIntervalMs: 100, FlushIntervalMs: 100}\n\
+         inputs: [{Type: metric_mock, Fields: {f1: a}}]\n\
+         flushers: [{Type: flusher_stdout, OnlyStdout: true}]\n",
+    );
+    // The checkpoint metric_mock resumes from, made unreadable: a directory where its file goes.
+    let data = sandbox.path("data");
+    fs::create_dir_all(data.join("plugin_base/checkpoint/mock/metric_mock%2F1/Index/x")).unwrap();
+    let daemon = Daemon::start_with_args(
+        &sandbox,
+        Some(&libs),
+        &[],
+        &[
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--base-report-interval-ms",
+            "200",
+        ],
+    );
+    let addr = daemon.metrics_addr();
+    let line = daemon.wait_line("a metric_mock line", |l| l.get("f1") == Some("a"));
+    assert_eq!(
+        line.get("Index"),
+        Some("1"),
+        "it starts from Index: {}",
+        line.text
+    );
+    let count = wait_for("CHECKPOINT_ALARM on /metrics", &daemon, || {
+        let s = scrape(&addr);
+        sample(&s, "tailrace_alarms_total", &[("kind", "CHECKPOINT_ALARM")])
+    });
+    assert_eq!(count, 1.0, "one unreadable checkpoint, one alarm");
+}
+
+/// The same processor raises the same alarm through the same API when the plugin base runs it:
+/// `processor_parse_regex_native` after a `metric_mock` whose content never matches.
+#[test]
+fn a_processor_in_the_plugin_base_raises_its_alarm_through_the_same_services() {
+    let libs = common::release_plugin_libs();
+    let sandbox = Sandbox::new();
+    sandbox.write_config(
+        "mock.yaml",
+        "global: {InputIntervalMs: 50, AggregatIntervalMs: 100, FlushIntervalMs: 100}\n\
+         inputs: [{Type: metric_mock, Fields: {content: no digits}}]\n\
+         processors: [{Type: processor_parse_regex_native, SourceKey: content, Regex: '(\\d+)', Keys: [n], KeepingSourceWhenParseFail: true}]\n\
+         flushers: [{Type: flusher_stdout, OnlyStdout: true}]\n",
+    );
+    let daemon = Daemon::start_with_args(
+        &sandbox,
+        Some(&libs),
+        &[],
+        &[
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--base-report-interval-ms",
+            "200",
+        ],
+    );
+    let addr = daemon.metrics_addr();
+    daemon.wait_lines(3, "unparsed metric_mock lines", |l| {
+        l.get("content") == Some("no digits")
+    });
+    let count = wait_for(
+        "REGEX_MATCH_ALARM from the base on /metrics",
+        &daemon,
+        || {
+            let s = scrape(&addr);
+            sample(
+                &s,
+                "tailrace_alarms_total",
+                &[("kind", "REGEX_MATCH_ALARM")],
+            )
+        },
+    );
+    assert_eq!(count, 1.0, "rate-limited to one per 30 s");
 }

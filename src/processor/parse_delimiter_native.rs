@@ -97,9 +97,14 @@ pub struct ParseDelimiter {
     allow_short: bool,
     overflow: Overflow,
     overwritten: bool,
+    /// No two keys alike, and none that an extra column's `__columnN__` could repeat: the
+    /// fields of a line that holds only its source can be appended without a search.
+    distinct_keys: bool,
     common: CommonParserOptions,
     /// Lines that could not be split into the keys.
     pub parse_failures: u64,
+    /// Reports failures (rate-limited) through the services of the side that runs it.
+    failure_alarm: crate::context::FailureAlarm,
     /// Logs dropped because nothing was left of them.
     pub discarded: u64,
 }
@@ -147,6 +152,13 @@ impl ParseDelimiter {
         let keys: Vec<Bytes> = config.keys.iter().map(|k| field_name(k)).collect();
         Ok(ParseDelimiter {
             overwritten: keys.iter().any(|k| k == config.source_key.as_bytes()),
+            distinct_keys: {
+                let mut sorted: Vec<&Bytes> = keys.iter().filter(|k| *k != DISCARDED_KEY).collect();
+                sorted.sort();
+                sorted.dedup();
+                sorted.len() == keys.iter().filter(|k| *k != DISCARDED_KEY).count()
+                    && !keys.iter().any(|k| k.starts_with(b"__column"))
+            },
             source_key: field_name(&config.source_key),
             finder: memmem::Finder::new(separator.as_bytes()).into_owned(),
             separator: separator.into_bytes(),
@@ -157,6 +169,10 @@ impl ParseDelimiter {
             overflow: config.overflowed_fields_treatment,
             common,
             parse_failures: 0,
+            failure_alarm: crate::context::FailureAlarm::new(
+                "PARSE_LOG_FAIL_ALARM",
+                "delimiter parse",
+            ),
             discarded: 0,
         })
     }
@@ -273,6 +289,7 @@ impl ParseDelimiter {
         begin: usize,
         end: usize,
         columns: &mut Columns,
+        only_source: bool,
     ) -> bool {
         columns.clear();
         match self.quote {
@@ -297,6 +314,10 @@ impl ParseDelimiter {
             return false;
         }
         let discard = self.overflow == Overflow::Discard;
+        if only_source {
+            // The source goes (`finish` puts it back at the end when it is kept).
+            log.contents.clear();
+        }
         log.contents.reserve(columns.len());
         for (i, value) in columns.drain(..).enumerate() {
             let key = match self.keys.get(i) {
@@ -305,13 +326,21 @@ impl ParseDelimiter {
                 None if discard => continue,
                 None => self.column_key(i),
             };
-            log.set_content(key, value);
+            if only_source {
+                log.contents.push((key, value));
+            } else {
+                log.set_content(key, value);
+            }
         }
         true
     }
 }
 
 impl Processor for ParseDelimiter {
+    fn init(&mut self, services: std::sync::Arc<dyn crate::context::Services>) {
+        self.failure_alarm.attach(services);
+    }
+
     fn parse_failures(&self) -> u64 {
         self.parse_failures
     }
@@ -324,8 +353,18 @@ impl Processor for ParseDelimiter {
             let PipelineEvent::Log(log) = event else {
                 return true;
             };
-            let Some(raw) = log.content(&self.source_key).cloned() else {
-                return true;
+            // A line as read from a file holds only its source: the fields then make the new
+            // contents, appended without a search per field.
+            let only_source = self.distinct_keys
+                && !self.overwritten
+                && matches!(log.contents.as_slice(), [(key, _)] if *key == self.source_key);
+            let raw = if only_source {
+                log.contents[0].1.clone()
+            } else {
+                match log.content(&self.source_key) {
+                    Some(raw) => raw.clone(),
+                    None => return true,
+                }
             };
             let mut end = raw.len();
             while end > 0 && matches!(raw[end - 1], b' ' | b'\r') {
@@ -336,9 +375,10 @@ impl Processor for ParseDelimiter {
                 // Nothing to split: left as it is, as iLogtail does.
                 return true;
             }
-            let success = self.parse(log, &raw, begin, end, &mut columns);
+            let success = self.parse(log, &raw, begin, end, &mut columns, only_source);
             if !success {
                 self.parse_failures += 1;
+                self.failure_alarm.failed(&raw);
             }
             self.common
                 .finish(log, &self.source_key, raw, success, self.overwritten)

@@ -57,6 +57,8 @@ pub struct ParseJson {
     common: CommonParserOptions,
     /// Values that were not a JSON object.
     pub parse_failures: u64,
+    /// Reports failures (rate-limited) through the services of the side that runs it.
+    failure_alarm: crate::context::FailureAlarm,
     /// Logs dropped because nothing was left of them.
     pub discarded: u64,
 }
@@ -73,6 +75,7 @@ impl ParseJson {
             ),
             source_key: Bytes::from(config.source_key),
             parse_failures: 0,
+            failure_alarm: crate::context::FailureAlarm::new("PARSE_LOG_FAIL_ALARM", "JSON parse"),
             discarded: 0,
         }
     }
@@ -82,7 +85,20 @@ impl ParseJson {
 /// on the stack.
 type Members = SmallVec<[(Bytes, Bytes); 16]>;
 
+/// Whether no two members share a key and none is `source`. Keys of different lengths or first
+/// bytes differ without a call to `memcmp`.
+fn distinct_and_not(members: &Members, source: &[u8]) -> bool {
+    let same = |a: &[u8], b: &[u8]| a.len() == b.len() && a.first() == b.first() && a == b;
+    members.iter().enumerate().all(|(i, (key, _))| {
+        !same(key, source) && members[..i].iter().all(|(other, _)| !same(key, other))
+    })
+}
+
 impl Processor for ParseJson {
+    fn init(&mut self, services: std::sync::Arc<dyn crate::context::Services>) {
+        self.failure_alarm.attach(services);
+    }
+
     fn parse_failures(&self) -> u64 {
         self.parse_failures
     }
@@ -102,13 +118,25 @@ impl Processor for ParseJson {
             let success = parse_object(&raw, &mut members);
             let mut overwritten = false;
             if success {
-                log.contents.reserve(members.len());
-                for (key, value) in members.drain(..) {
-                    overwritten |= key == self.source_key;
-                    log.set_content(key, value);
+                // A line as read from a file holds only its source: when the object's keys are
+                // distinct and none is the source's, they make the new contents, appended
+                // without a search per field (`finish` puts a kept source back at the end).
+                let only_source =
+                    matches!(log.contents.as_slice(), [(key, _)] if *key == self.source_key)
+                        && distinct_and_not(&members, &self.source_key);
+                if only_source {
+                    log.contents.clear();
+                    log.contents.extend(members.drain(..));
+                } else {
+                    log.contents.reserve(members.len());
+                    for (key, value) in members.drain(..) {
+                        overwritten |= key == self.source_key;
+                        log.set_content(key, value);
+                    }
                 }
             } else {
                 self.parse_failures += 1;
+                self.failure_alarm.failed(&raw);
             }
             self.common
                 .finish(log, &self.source_key, raw, success, overwritten)
@@ -299,6 +327,25 @@ mod tests {
             ])
         );
         assert_eq!((p.parse_failures, p.discarded), (0, 0));
+    }
+
+    #[test]
+    fn a_repeated_key_keeps_its_last_value_and_the_source_key_its_place() {
+        let mut p = processor(json!({"KeepingSourceWhenParseSucceed": true}));
+        let mut group = lines(&[
+            br#"{"a":"1","b":"2","a":"3"}"#,
+            br#"{"x":"1","content":"y"}"#,
+        ]);
+        p.process(&mut group);
+        assert_eq!(
+            contents(&group, 0),
+            pairs(&[
+                ("a", "3"),
+                ("b", "2"),
+                ("content", r#"{"a":"1","b":"2","a":"3"}"#)
+            ])
+        );
+        assert_eq!(contents(&group, 1), pairs(&[("content", "y"), ("x", "1")]));
     }
 
     #[test]

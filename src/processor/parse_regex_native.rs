@@ -66,6 +66,8 @@ pub struct ParseRegex {
     common: CommonParserOptions,
     /// Lines that did not match (iLogtail's parse-failure count).
     pub parse_failures: u64,
+    /// Reports failures (rate-limited) through the services of the side that runs it.
+    failure_alarm: crate::context::FailureAlarm,
     /// Logs dropped because nothing was left of them.
     pub discarded: u64,
 }
@@ -105,12 +107,17 @@ impl ParseRegex {
             regex,
             common,
             parse_failures: 0,
+            failure_alarm: crate::context::FailureAlarm::new("REGEX_MATCH_ALARM", "regex match"),
             discarded: 0,
         })
     }
 }
 
 impl Processor for ParseRegex {
+    fn init(&mut self, services: std::sync::Arc<dyn crate::context::Services>) {
+        self.failure_alarm.attach(services);
+    }
+
     fn parse_failures(&self) -> u64 {
         self.parse_failures
     }
@@ -157,6 +164,7 @@ impl Processor for ParseRegex {
                         }
                     } else {
                         self.parse_failures += 1;
+                        self.failure_alarm.failed(&raw);
                     }
                     matched
                 }
@@ -177,6 +185,24 @@ mod tests {
     use super::super::test_support::{contents, lines, options, pairs};
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_line_that_does_not_match_raises_a_regex_match_alarm_through_its_services() {
+        let services = crate::context::test_support::Recorded::new();
+        let mut p = processor(json!({"SourceKey": "content", "Regex": "(\\d+)", "Keys": ["n"]}));
+        p.init(services.clone());
+        let mut group = lines(&[b"42", b"no digits here", b"still none"]);
+        p.process(&mut group);
+        assert_eq!(p.parse_failures(), 2);
+        let alarms = services.alarms();
+        assert_eq!(alarms.len(), 1, "rate-limited: {alarms:?}");
+        assert_eq!(alarms[0].0, "REGEX_MATCH_ALARM");
+        assert!(
+            alarms[0].1.contains("\"no digits here\""),
+            "{}",
+            alarms[0].1
+        );
+    }
 
     fn processor(value: serde_json::Value) -> Box<dyn Processor> {
         build(&options(value)).unwrap()

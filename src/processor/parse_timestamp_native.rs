@@ -66,6 +66,8 @@ pub struct ParseTimestamp {
     has_fraction: bool,
     /// Values that did not parse.
     pub parse_failures: u64,
+    /// Reports failures (rate-limited) through the services of the side that runs it.
+    failure_alarm: crate::context::FailureAlarm,
     /// Logs dropped for a time at or before the epoch.
     pub discarded: u64,
 }
@@ -106,12 +108,17 @@ impl ParseTimestamp {
             zone,
             year: (config.source_year >= 0).then_some(i64::from(config.source_year)),
             parse_failures: 0,
+            failure_alarm: crate::context::FailureAlarm::new("PARSE_TIME_FAIL_ALARM", "time parse"),
             discarded: 0,
         })
     }
 }
 
 impl Processor for ParseTimestamp {
+    fn init(&mut self, services: std::sync::Arc<dyn crate::context::Services>) {
+        self.failure_alarm.attach(services);
+    }
+
     fn parse_failures(&self) -> u64 {
         self.parse_failures
     }
@@ -128,10 +135,12 @@ impl Processor for ParseTimestamp {
             };
             let Some(fields) = parse(&self.format, value, current_year) else {
                 self.parse_failures += 1;
+                self.failure_alarm.failed(value);
                 return true;
             };
             let Some(seconds) = fields.epoch(self.zone) else {
                 self.parse_failures += 1;
+                self.failure_alarm.failed(value);
                 return true;
             };
             if seconds <= 0 || seconds > i64::from(u32::MAX) {

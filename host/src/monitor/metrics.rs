@@ -2,7 +2,7 @@
 //! exposition format). The registry is built afresh for each scrape from the live views, so a
 //! removed pipeline's series go with it.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -70,6 +70,9 @@ pub fn render(monitor: &Monitor) -> String {
     let sender_depth = FlusherGauges::default();
     let sender_capacity = FlusherGauges::default();
     let parse_failures = Family::<ProcessorLabels, Counter>::default();
+    let processor_in = Family::<ProcessorLabels, Counter>::default();
+    let processor_out = Family::<ProcessorLabels, Counter>::default();
+    let processor_seconds = Family::<ProcessorLabels, Counter<f64, AtomicU64>>::default();
 
     for (name, view) in &snapshot.pipelines {
         let label = PipelineLabel {
@@ -88,19 +91,26 @@ pub fn render(monitor: &Monitor) -> String {
         processor_panics
             .get_or_create(&label)
             .inc_by(stats.processor_panics.load(Ordering::Relaxed));
-        let failures = stats
-            .parse_failures
+        let counts = stats
+            .processors
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         for (index, processor) in stats.processor_types.iter().enumerate() {
+            let labels = ProcessorLabels {
+                pipeline: name.clone(),
+                processor: processor.clone(),
+                index: index.to_string(),
+            };
+            let c = counts.get(index).copied().unwrap_or_default();
             parse_failures
-                .get_or_create(&ProcessorLabels {
-                    pipeline: name.clone(),
-                    processor: processor.clone(),
-                    index: index.to_string(),
-                })
-                .inc_by(failures.get(index).copied().unwrap_or(0));
+                .get_or_create(&labels)
+                .inc_by(c.parse_failures);
+            processor_in.get_or_create(&labels).inc_by(c.events_in);
+            processor_out.get_or_create(&labels).inc_by(c.events_out);
+            processor_seconds
+                .get_or_create(&labels)
+                .inc_by(c.process_nanos as f64 / 1e9);
         }
         let mut is_blocked = view.outputs.iter().any(|q| !q.has_room());
         if let Some((depth, capacity)) = view.process_queue.and_then(|id| monitor.process_queue(id))
@@ -152,6 +162,21 @@ pub fn render(monitor: &Monitor) -> String {
         "pipeline_processor_panics",
         "Batches dropped because a processor panicked (file data is read again after a restart)",
         processor_panics,
+    );
+    registry.register(
+        "processor_in_events",
+        "Events a processor the host runs was given",
+        processor_in,
+    );
+    registry.register(
+        "processor_out_events",
+        "Events a processor the host runs passed on (fewer: it filtered; more: it split)",
+        processor_out,
+    );
+    registry.register(
+        "processor_seconds",
+        "Time a processor the host runs spent processing",
+        processor_seconds,
     );
     registry.register(
         "processor_parse_failures",

@@ -32,8 +32,20 @@ pub struct PipelineStats {
     pub processor_panics: AtomicU64,
     /// The `Type`s of the processors the host runs for it, in order.
     pub processor_types: Vec<String>,
-    /// Each one's parse failures so far, in the same order.
-    pub parse_failures: Mutex<Vec<u64>>,
+    /// Each one's counters so far, in the same order.
+    pub processors: Mutex<Vec<ProcessorCounts>>,
+}
+
+/// What one processor the host runs did so far (LoongCollector's per-plugin
+/// `in_events_total`, `out_events_total`, `total_process_time_ms`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcessorCounts {
+    pub events_in: u64,
+    pub events_out: u64,
+    /// Time spent in its `process`, in nanoseconds.
+    pub process_nanos: u64,
+    /// Values it failed to parse (its own count).
+    pub parse_failures: u64,
 }
 
 impl PipelineStats {
@@ -44,17 +56,19 @@ impl PipelineStats {
         }
     }
 
-    /// Takes the processors' failure counts after a batch (in their order).
-    pub fn note_parse_failures(&self, counts: impl Iterator<Item = u64>) {
-        let mut kept = self
-            .parse_failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        for (i, n) in counts.enumerate() {
-            match kept.get_mut(i) {
-                Some(slot) => *slot = n,
-                None => kept.push(n),
+    /// Adds one batch's figures of each processor (in their order): events in and out and
+    /// time; the parse failures are each processor's own running total.
+    pub fn note_batch(&self, batch: impl Iterator<Item = ProcessorCounts>) {
+        let mut kept = self.processors.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, b) in batch.enumerate() {
+            if kept.len() <= i {
+                kept.push(ProcessorCounts::default());
             }
+            let slot = &mut kept[i];
+            slot.events_in += b.events_in;
+            slot.events_out += b.events_out;
+            slot.process_nanos += b.process_nanos;
+            slot.parse_failures = b.parse_failures;
         }
     }
 

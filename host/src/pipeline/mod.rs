@@ -141,12 +141,19 @@ impl Built {
             flushers.push((p.plugin_type.clone(), built, rebuild));
         }
         let mut processors = Vec::new();
-        for p in config
+        for (position, p) in config
             .processors
             .iter()
-            .filter(|p| p.placement == Placement::Native)
+            .enumerate()
+            .filter(|(_, p)| p.placement == Placement::Native)
         {
-            processors.push(processor::build(p).map_err(fail)?);
+            let mut built = processor::build(p).map_err(fail)?;
+            built.init(processor::services::for_processor(
+                &config.name,
+                &p.plugin_type,
+                position,
+            ));
+            processors.push(built);
         }
         let mut input = match config
             .inputs

@@ -2,6 +2,8 @@
 //! same code the plugin base runs. This module only adapts the registry to the host's config
 //! types.
 
+pub mod services;
+
 use tailrace::plugin::Processor;
 
 use crate::config::PluginConfig;

@@ -6,8 +6,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
-use crate::monitor::PipelineStats;
+use crate::monitor::{PipelineStats, ProcessorCounts};
 use crate::queue::process::Job;
 use crate::queue::sender::panic_message;
 use crate::queue::ProcessQueues;
@@ -59,11 +60,19 @@ fn run(job: Job, panics: &AtomicU64) {
     PipelineStats::add(&stats.bytes_in, content_bytes(&group));
     let processed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut processors = work.processors.lock().unwrap_or_else(|e| e.into_inner());
+        let mut batch = Vec::with_capacity(processors.len());
         for processor in processors.iter_mut() {
+            let events_in = group.len() as u64;
+            let began = Instant::now();
             processor.process(&mut group);
+            batch.push(ProcessorCounts {
+                events_in,
+                events_out: group.len() as u64,
+                process_nanos: began.elapsed().as_nanos() as u64,
+                parse_failures: processor.parse_failures(),
+            });
         }
-        work.stats
-            .note_parse_failures(processors.iter().map(|p| p.parse_failures()));
+        work.stats.note_batch(batch.into_iter());
         group
     }));
     let mut group = match processed {

@@ -3,9 +3,8 @@
 //! (under `shennong_log_profile`, and through `GetGoMetrics`).
 
 pub mod alarm;
-pub mod checkpoint;
 pub mod statistics;
 
 pub use alarm::{AlarmLevel, Alarms};
-pub use checkpoint::{CheckpointStore, Checkpoints};
 pub use statistics::{PipelineStats, PluginStats};
+pub use tailrace::context::{CheckpointStore, Checkpoints};

@@ -12,6 +12,7 @@ use crate::runtime::registry::PluginFactory;
 pub fn all() -> Vec<(&'static str, PluginFactory)> {
     let mut plugins = vec![
         inputs::metric_mock::PLUGIN,
+        inputs::http_server::PLUGIN,
         inputs::syslog::PLUGIN,
         aggregators::default::PLUGIN,
         aggregators::base::PLUGIN,

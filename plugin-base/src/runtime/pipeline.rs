@@ -29,7 +29,9 @@ use crate::context::statistics::GroupSize;
 use crate::context::{AlarmLevel, PipelineStats, PluginStats};
 use crate::plugins::aggregators::context::default_for_host_feed;
 use crate::plugins::aggregators::default::default_aggregator;
-use crate::runtime::registry::{PluginContext, PluginFactory, Registry, ServiceInput};
+use crate::runtime::registry::{
+    BaseServices, PluginContext, PluginFactory, Registry, ServiceInput,
+};
 
 /// How long inputs get to stop.
 const INPUT_STOP_TIMEOUT: Duration = Duration::from_secs(2);
@@ -65,16 +67,9 @@ struct Plugins {
     flushers: Vec<Slot<Box<dyn Flusher>>>,
 }
 
-/// A plugin's id in its pipeline: its `type` with iLogtail's `/id` suffix when it has one
-/// (`processor_regex/3`), else the kind and its position in the section (`metric_mock/1`).
-/// Checkpoints are saved under it, so it must not change when the same config is reloaded.
+/// A plugin's id in its pipeline (the same on both sides: `tailrace::context::plugin_id`).
 fn plugin_id(entry: &PluginEntry, position: usize) -> String {
-    let without_priority = entry.plugin_type.split('#').next().unwrap_or_default();
-    if without_priority.contains('/') {
-        without_priority.to_owned()
-    } else {
-        format!("{}/{}", entry.kind(), position + 1)
-    }
+    tailrace::context::plugin_id(&entry.plugin_type, position)
 }
 
 struct Running {
@@ -152,9 +147,11 @@ impl PipelineInstance {
             let processor = match registry.get(entry.kind()) {
                 Some(PluginFactory::Processor(b)) => construct(&plugin_ctx, entry, b)?,
                 Some(PluginFactory::CoreProcessor(b)) => {
-                    construct(&plugin_ctx, entry, |_, detail| {
+                    let mut processor = construct(&plugin_ctx, entry, |_, detail| {
                         build_core_processor(b, detail)
-                    })?
+                    })?;
+                    processor.init(Arc::new(BaseServices::of(&plugin_ctx)));
+                    processor
                 }
                 _ => {
                     skip(entry, "processors");

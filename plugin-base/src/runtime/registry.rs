@@ -72,6 +72,41 @@ impl PluginContext {
     }
 }
 
+/// A plugin's services as the core's processors ask for them (`tailrace::context::Services`,
+/// the API the host gives them too): alarms go to the pipeline's alarms, checkpoints to its
+/// store.
+pub struct BaseServices {
+    ctx: PluginContext,
+    checkpoints: Checkpoints,
+}
+
+impl BaseServices {
+    pub fn of(ctx: &PluginContext) -> BaseServices {
+        BaseServices {
+            checkpoints: ctx.checkpoints(),
+            ctx: ctx.clone(),
+        }
+    }
+}
+
+impl tailrace::context::Services for BaseServices {
+    fn pipeline(&self) -> &str {
+        &self.ctx.real_name
+    }
+
+    fn plugin_id(&self) -> &str {
+        &self.ctx.plugin_id
+    }
+
+    fn alarm(&self, kind: &str, message: &str) {
+        self.ctx.alarm(kind, AlarmLevel::Warning, message);
+    }
+
+    fn checkpoints(&self) -> &Checkpoints {
+        &self.checkpoints
+    }
+}
+
 /// A push input that runs until told to stop (iLogtail's ServiceInput: syslog, HTTP, ...).
 pub trait ServiceInput: Send {
     /// Runs until `stop` turns true, sending what it receives to `out`.
