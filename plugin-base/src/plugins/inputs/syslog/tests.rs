@@ -175,6 +175,9 @@ fn tls_options_load_certificates_and_check_them() {
     let tls = |key: &str, ca: &str| json!({"Address": "tcp://127.0.0.1:1", "TLS": {"Enabled": true, "CertFile": cert, "KeyFile": key, "CAFile": ca}});
     build_input(tls(&key, "")).unwrap();
     build_input(tls(&key, &cert)).unwrap();
+    // Without `Enabled`, as service_http_server takes the block.
+    build_input(json!({"Address": "tcp://127.0.0.1:1", "TLS": {"CertFile": cert, "KeyFile": key}}))
+        .unwrap();
     let e = build_input(tls(&other_key, "")).err().unwrap();
     assert!(e.starts_with("TLS.KeyFile:"), "{e}");
     let e = build_input(tls(&key, &key)).err().unwrap();

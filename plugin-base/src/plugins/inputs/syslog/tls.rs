@@ -1,7 +1,7 @@
 //! `TLS`: syslog over TLS (RFC 5425) on the TCP listener. iLogtail's `service_syslog` has no
 //! TLS; the option block takes the names of iLogtail's common TLS settings
 //! (`pkg/tlscommon`: `Enabled`, `CAFile`, `CertFile`, `KeyFile`, `MinVersion`, `MaxVersion`),
-//! seen from the server's side: `CertFile` and `KeyFile` are the server's certificate chain and
+//! seen from the server's side (as `service_http_server` takes them, `Enabled` may be left out): `CertFile` and `KeyFile` are the server's certificate chain and
 //! key, and a `CAFile` makes the server ask every client for a certificate signed by it.
 //! Everything is read when the config loads: a bad file is an error naming its field.
 
@@ -17,7 +17,9 @@ use tokio_rustls::rustls::{RootCertStore, ServerConfig, SupportedProtocolVersion
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
 pub struct TlsConfig {
-    pub enabled: bool,
+    /// On when true, off when false; when absent, on when a file is given (the shape
+    /// `service_http_server` takes: `TLS: {CertFile, KeyFile, CAFile}`).
+    pub enabled: Option<bool>,
     /// PEM: the server's certificate, then its chain.
     pub cert_file: String,
     /// PEM: the server's private key (PKCS#8, PKCS#1 or SEC1; not encrypted).
@@ -34,13 +36,9 @@ pub struct TlsConfig {
 impl TlsConfig {
     /// The rustls server config, or None when TLS is not enabled.
     pub fn server_config(&self) -> Result<Option<Arc<ServerConfig>>, String> {
-        if !self.enabled {
-            if !self.cert_file.is_empty() || !self.key_file.is_empty() || !self.ca_file.is_empty() {
-                return Err(
-                    "TLS.Enabled: is false while TLS files are given; set TLS.Enabled: true to listen with TLS"
-                        .into(),
-                );
-            }
+        let any_file =
+            !self.cert_file.is_empty() || !self.key_file.is_empty() || !self.ca_file.is_empty();
+        if !self.enabled.unwrap_or(any_file) {
             return Ok(None);
         }
         if self.cert_file.is_empty() {
@@ -126,7 +124,7 @@ mod tests {
 
     fn config(cert: &str, key: &str) -> TlsConfig {
         TlsConfig {
-            enabled: true,
+            enabled: Some(true),
             cert_file: cert.into(),
             key_file: key.into(),
             ..TlsConfig::default()
@@ -152,19 +150,25 @@ mod tests {
             "{e}"
         );
         let e = TlsConfig {
-            enabled: true,
+            enabled: Some(true),
             ..TlsConfig::default()
         }
         .server_config()
         .unwrap_err();
         assert!(e.starts_with("TLS.CertFile:"), "{e}");
-        let e = TlsConfig {
-            cert_file: "x".into(),
+        // Files without `Enabled` turn TLS on; `Enabled: false` turns it off.
+        let files = TlsConfig {
+            cert_file: "/no/such/cert.pem".into(),
+            key_file: "/no/such/key.pem".into(),
             ..TlsConfig::default()
-        }
-        .server_config()
-        .unwrap_err();
-        assert!(e.starts_with("TLS.Enabled:"), "{e}");
+        };
+        let e = files.server_config().unwrap_err();
+        assert!(e.starts_with("TLS.CertFile:"), "{e}");
+        let off = TlsConfig {
+            enabled: Some(false),
+            ..files
+        };
+        assert!(off.server_config().unwrap().is_none());
         assert!(TlsConfig::default().server_config().unwrap().is_none());
     }
 
