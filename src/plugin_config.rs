@@ -117,7 +117,12 @@ fn null_as_empty_object<'de, D: Deserializer<'de>>(d: D) -> Result<Value, D::Err
 /// validation (which runs without loading the base): a type outside these lists and outside
 /// the host's own is rejected unless a third-party base is loaded. The base checks in a test
 /// that its registry holds exactly these.
-pub const BASE_INPUTS: &[&str] = &["metric_mock", "metric_system_v2", "service_http_server"];
+pub const BASE_INPUTS: &[&str] = &[
+    "metric_mock",
+    "metric_system_v2",
+    "service_http_server",
+    "service_syslog",
+];
 /// Every processor of the core registry: the base registers them all.
 pub const BASE_PROCESSORS: &[&str] = &crate::processor::NAMES;
 pub const BASE_AGGREGATORS: &[&str] = &[

@@ -145,7 +145,7 @@ fn sort_labels(value: &[u8]) -> Option<Bytes> {
 }
 
 /// The host name, as the kernel has it.
-fn host_name() -> String {
+pub fn host_name() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its length; gethostname writes at most that many bytes.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
@@ -157,7 +157,7 @@ fn host_name() -> String {
 }
 
 /// The first IPv4 address of an interface that is up and not a loopback (iLogtail's choice).
-fn host_ipv4() -> Option<String> {
+pub fn host_ipv4() -> Option<String> {
     let mut addrs: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills `addrs` with a list that freeifaddrs releases below.
     if unsafe { libc::getifaddrs(&mut addrs) } != 0 {

@@ -14,6 +14,7 @@ pub fn all() -> Vec<(&'static str, PluginFactory)> {
         inputs::metric_mock::PLUGIN,
         inputs::http_server::PLUGIN,
         inputs::metric_system_v2::PLUGIN,
+        inputs::syslog::PLUGIN,
         aggregators::default::PLUGIN,
         aggregators::base::PLUGIN,
         aggregators::context::PLUGIN,
