@@ -826,10 +826,21 @@ impl FlusherTask {
         if delivered > 0 {
             self.failed_attempts = 0;
         }
-        // What is left need not be a tail (a flusher may send groups concurrently): a group
-        // counts as delivered when it is no longer pending.
-        for ack in &acks {
-            if !ack.is_empty() && !self.pending.iter().any(|g| g.acks.same_hooks(ack)) {
+        // What is left need not be a tail (a flusher may send groups concurrently). Groups are
+        // told apart by their hooks, and several groups may share the same hooks (the runs an
+        // aggregator cut one group into share one countdown): each set of hooks is told once
+        // per group of it that is no longer pending.
+        for (i, ack) in acks.iter().enumerate() {
+            if ack.is_empty() || acks[..i].iter().any(|seen| seen.same_hooks(ack)) {
+                continue;
+            }
+            let before = acks.iter().filter(|a| a.same_hooks(ack)).count();
+            let left = self
+                .pending
+                .iter()
+                .filter(|g| g.acks.same_hooks(ack))
+                .count();
+            for _ in left..before {
                 ack.delivered();
             }
         }
@@ -920,6 +931,61 @@ mod tests {
     impl tailrace::DeliveryHook for Hook {
         fn delivered(&self) {
             self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// The runs an aggregator cut one group into share its hooks: a run delivered while
+    /// another is left still counts, so the hooks run once all of them are delivered.
+    #[test]
+    fn runs_that_share_their_hooks_each_count_when_delivered() {
+        let hook = Arc::new(Hook::default());
+        let mut acks = tailrace::Acks::default();
+        acks.push(hook.clone());
+        acks.split(3);
+        let pending = (0..3)
+            .map(|_| {
+                let mut group = PipelineEventGroup::default();
+                group.acks = acks.clone();
+                group
+                    .events
+                    .push(tailrace::PipelineEvent::Log(tailrace::LogEvent::new(
+                        1, None,
+                    )));
+                group
+            })
+            .collect();
+        let (_tx, rx) = mpsc::channel(1);
+        let (_deadline_tx, deadline) = watch::channel(None);
+        let mut task = FlusherTask {
+            flusher_type: "flusher_test".to_owned(),
+            flusher: Box::new(KeepsTheSecond),
+            rx,
+            pending,
+            deadline,
+            queue_cap: 10,
+            max_retries: 0,
+            failed_attempts: 0,
+            ctx: Arc::new(crate::runtime::registry::tests_support::context("c")),
+            stats: Arc::new(PipelineStats::default()),
+            plugin_stats: Arc::new(PluginStats::default()),
+        };
+        assert!(!task.deliver());
+        assert_eq!(hook.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+        task.flusher = Box::new(DeliversAll);
+        assert!(task.deliver());
+        assert_eq!(
+            hook.0.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "the hook runs once, after the third run"
+        );
+    }
+
+    struct DeliversAll;
+
+    impl Flusher for DeliversAll {
+        fn flush(&mut self, groups: &mut Vec<PipelineEventGroup>) -> Result<(), String> {
+            groups.clear();
+            Ok(())
         }
     }
 
