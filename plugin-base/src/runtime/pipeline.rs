@@ -944,8 +944,10 @@ mod tests {
         acks.split(3);
         let pending = (0..3)
             .map(|_| {
-                let mut group = PipelineEventGroup::default();
-                group.acks = acks.clone();
+                let mut group = PipelineEventGroup {
+                    acks: acks.clone(),
+                    ..Default::default()
+                };
                 group
                     .events
                     .push(tailrace::PipelineEvent::Log(tailrace::LogEvent::new(
