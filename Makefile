@@ -49,8 +49,10 @@ run: build
 ## flusher_blackhole; prints MB/s per CPU-second, MB/s wall, events/s per CPU-second, peak RSS.
 ## Then the processors (regex, JSON, delimiter, grok, a batch through the plugin base), each
 ## against its floor in MB/s per CPU-second (exit 1 when one is below), and the idle cost.
+## Last, syslog → Kafka messages/s (Tansu from target/tools, as .ci/run installs it).
 bench: build
-	python3 bench/file_collection.py && python3 bench/processors.py && python3 bench/idle_cost.py
+	python3 bench/file_collection.py && python3 bench/processors.py && python3 bench/idle_cost.py \
+		&& python3 bench/syslog_kafka.py
 
 install: build
 	install -d $(DESTDIR)/usr/local/lib $(DESTDIR)/usr/local/include $(DESTDIR)/usr/local/bin
