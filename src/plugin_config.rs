@@ -45,6 +45,9 @@ pub struct GlobalConfig {
     pub input_max_first_collect_delay_ms: u64,
     pub default_log_queue_size: usize,
     pub default_log_group_queue_size: usize,
+    /// Tailrace's: the byte budget of a pipeline's process queue, next to iLogtail's count of
+    /// `DefaultLogQueueSize` groups (a group of a syslog or HTTP input can hold a megabyte).
+    pub default_log_queue_bytes: usize,
     pub tags: BTreeMap<String, String>,
     #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,
@@ -59,6 +62,7 @@ impl Default for GlobalConfig {
             input_max_first_collect_delay_ms: 10_000,
             default_log_queue_size: 1000,
             default_log_group_queue_size: 4,
+            default_log_queue_bytes: 16 << 20,
             tags: BTreeMap::new(),
             extra: BTreeMap::new(),
         }

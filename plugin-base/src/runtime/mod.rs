@@ -13,6 +13,7 @@
 //! translates arguments.
 
 pub mod clock;
+pub mod feed;
 pub mod go_metrics;
 pub mod pipeline;
 pub mod raw_log;
@@ -25,11 +26,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
+use feed::FeedError;
 use serde_json::Value;
 use tailrace::plugin_config::{real_config_name, PluginManagerConfig};
 use tailrace::{LogGroup, PipelineEventGroup};
 use tokio::runtime::Runtime;
-use tokio::sync::mpsc::error::TrySendError;
 
 use crate::context::alarm::{AlarmScope, ALARM_CONFIG_NAME};
 use crate::context::statistics::STATISTICS_CONFIG_NAME;
@@ -456,10 +457,10 @@ impl PluginBase {
         loop {
             match sender.try_send(group) {
                 Ok(()) => return Ok(()),
-                Err(TrySendError::Closed(_)) => {
+                Err(FeedError::Closed(_)) => {
                     return Err(format!("config {config_name:?} is stopping"))
                 }
-                Err(TrySendError::Full(back)) => {
+                Err(FeedError::Full(back)) => {
                     if started.elapsed() >= FEED_WAIT {
                         return Err(format!("config {config_name:?}: process queue full"));
                     }

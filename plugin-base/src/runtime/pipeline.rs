@@ -29,6 +29,7 @@ use crate::context::statistics::GroupSize;
 use crate::context::{AlarmLevel, PipelineStats, PluginStats};
 use crate::plugins::aggregators::context::default_for_host_feed;
 use crate::plugins::aggregators::default::default_aggregator;
+use crate::runtime::feed::{self, Feed, FeedReceiver};
 use crate::runtime::registry::{
     BaseServices, PluginContext, PluginFactory, Registry, ServiceInput,
 };
@@ -85,8 +86,8 @@ pub struct PipelineInstance {
     pub stats: Arc<PipelineStats>,
     has_input: bool,
     plugins: Option<Plugins>,
-    feed: Option<mpsc::Sender<PipelineEventGroup>>,
-    process_rx: Option<mpsc::Receiver<PipelineEventGroup>>,
+    feed: Option<Feed>,
+    process_rx: Option<FeedReceiver>,
     carried: Vec<Carried>,
     running: Option<Running>,
 }
@@ -243,7 +244,10 @@ impl PipelineInstance {
                 _ => return Err("no flusher, and flusher_sls is not registered".to_owned()),
             }
         }
-        let (feed, process_rx) = mpsc::channel(ctx.global.default_log_queue_size.max(1));
+        let (feed, process_rx) = feed::channel(
+            ctx.global.default_log_queue_size,
+            ctx.global.default_log_queue_bytes,
+        );
         Ok(PipelineInstance {
             has_input: !plugins.metric_inputs.is_empty() || !plugins.service_inputs.is_empty(),
             ctx: Arc::new(ctx),
@@ -265,7 +269,7 @@ impl PipelineInstance {
     }
 
     /// Where the host's data for this pipeline goes (None once it is stopping).
-    pub fn feed(&self) -> Option<mpsc::Sender<PipelineEventGroup>> {
+    pub fn feed(&self) -> Option<Feed> {
         self.feed.clone()
     }
 
@@ -506,7 +510,7 @@ fn first_collect_delay(max: Duration) -> Duration {
 
 async fn run_metric_input(
     mut input: Slot<Box<dyn MetricInput>>,
-    out: mpsc::Sender<PipelineEventGroup>,
+    out: Feed,
     interval: Duration,
     first_delay: Duration,
     mut stop: watch::Receiver<bool>,
@@ -536,7 +540,7 @@ async fn run_metric_input(
 
 async fn collect_until_stopped(
     input: &mut Slot<Box<dyn MetricInput>>,
-    out: &mpsc::Sender<PipelineEventGroup>,
+    out: &Feed,
     interval: Duration,
     stop: &mut watch::Receiver<bool>,
     ctx: &PluginContext,
@@ -576,7 +580,7 @@ async fn collect_until_stopped(
 }
 
 struct ProcessorTask {
-    rx: mpsc::Receiver<PipelineEventGroup>,
+    rx: FeedReceiver,
     processors: Vec<Slot<Box<dyn Processor>>>,
     aggregator: Slot<Box<dyn Aggregator>>,
     flushers: Vec<mpsc::Sender<PipelineEventGroup>>,

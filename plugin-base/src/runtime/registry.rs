@@ -11,13 +11,13 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tailrace::plugin::{Aggregator, Flusher, MetricInput, Processor};
 use tailrace::plugin_config::GlobalConfig;
-use tailrace::PipelineEventGroup;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::context::alarm::AlarmScope;
 use crate::context::statistics::PluginStats;
 use crate::context::{AlarmLevel, Alarms, CheckpointStore, Checkpoints};
 use crate::host_link::HostLink;
+use crate::runtime::feed::Feed;
 
 /// What a plugin may know about the pipeline it belongs to, and the services it may use:
 /// alarms, and a checkpoint store of its own (statistics are kept by the runtime around each
@@ -116,7 +116,7 @@ pub trait ServiceInput: Send {
     /// Runs until `stop` turns true, sending what it receives to `out`.
     fn run(
         self: Box<Self>,
-        out: mpsc::Sender<PipelineEventGroup>,
+        out: Feed,
         stop: watch::Receiver<bool>,
     ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }

@@ -15,6 +15,7 @@
 
 pub mod decode;
 
+use crate::runtime::feed::Feed;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -34,10 +35,9 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 use serde_json::Value;
-use tailrace::PipelineEventGroup;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
@@ -327,7 +327,7 @@ enum Listener {
 impl ServiceInput for HttpServer {
     fn run(
         self: Box<Self>,
-        out: mpsc::Sender<PipelineEventGroup>,
+        out: Feed,
         stop: watch::Receiver<bool>,
     ) -> Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
         Box::pin(self.serve(out, stop))
@@ -347,7 +347,7 @@ impl HttpServer {
         }
     }
 
-    async fn serve(self, out: mpsc::Sender<PipelineEventGroup>, mut stop: watch::Receiver<bool>) {
+    async fn serve(self, out: Feed, mut stop: watch::Receiver<bool>) {
         let ctx = self.handler.ctx.clone();
         // Bind; a busy port is retried until it frees or the pipeline stops (one alarm).
         let mut failures = 0u32;
@@ -450,7 +450,7 @@ async fn accept(listener: &Listener) -> std::io::Result<Accepted> {
 #[derive(Clone)]
 struct ConnSetup {
     handler: Arc<Handler>,
-    out: mpsc::Sender<PipelineEventGroup>,
+    out: Feed,
     tls: Option<TlsAcceptor>,
     read_timeout: Duration,
     shutdown: watch::Receiver<bool>,
@@ -616,11 +616,7 @@ impl Handler {
     }
 
     /// Generic over the body so that tests can call it without a socket.
-    async fn handle<B>(
-        &self,
-        req: Request<B>,
-        out: &mpsc::Sender<PipelineEventGroup>,
-    ) -> Response<Full<Bytes>>
+    async fn handle<B>(&self, req: Request<B>, out: &Feed) -> Response<Full<Bytes>>
     where
         B: hyper::body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -799,6 +795,7 @@ impl Handler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::feed;
     use crate::runtime::registry::tests_support::context;
 
     fn build_err(detail: Value) -> String {
@@ -910,11 +907,7 @@ mod tests {
         server.handler
     }
 
-    fn status_of(
-        handler: &Handler,
-        req: Request<Full<Bytes>>,
-        out: &mpsc::Sender<PipelineEventGroup>,
-    ) -> (StatusCode, String) {
+    fn status_of(handler: &Handler, req: Request<Full<Bytes>>, out: &Feed) -> (StatusCode, String) {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -932,7 +925,7 @@ mod tests {
             "QueryParams": ["app"], "QueryParamPrefix": "q_",
             "HeaderParams": ["X-Env"], "HeaderParamPrefix": "h_"
         }));
-        let (tx, mut rx) = mpsc::channel(1);
+        let (tx, mut rx) = feed::channel(1, 1 << 30);
         let req = Request::post("/any?app=web%201&other=x")
             .header("X-Env", "prod")
             .body(Full::new(Bytes::from_static(b"one\ntwo\n")))
@@ -950,8 +943,9 @@ mod tests {
     #[test]
     fn a_full_queue_is_503_and_keeps_nothing() {
         let h = handler(serde_json::json!({"Format": "lines"}));
-        let (tx, mut rx) = mpsc::channel(1);
-        tx.try_send(PipelineEventGroup::default()).unwrap();
+        let (tx, mut rx) = feed::channel(1, 1 << 30);
+        tx.try_send(tailrace::PipelineEventGroup::default())
+            .unwrap();
         let req = Request::post("/")
             .body(Full::new(Bytes::from_static(b"refused\n")))
             .unwrap();
@@ -969,7 +963,7 @@ mod tests {
     fn basic_auth_method_and_endpoint() {
         let h = handler(serde_json::json!({"Format": "lines", "Endpoint": "/in",
             "BasicAuth": {"Username": "u", "Password": "p"}}));
-        let (tx, _rx) = mpsc::channel(4);
+        let (tx, _rx) = feed::channel(4, 1 << 30);
         let req = |method: &str, path: &str, auth: Option<&str>| {
             let mut b = Request::builder().method(method).uri(path);
             if let Some(a) = auth {

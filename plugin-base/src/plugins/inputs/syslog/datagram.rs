@@ -2,15 +2,15 @@
 //! several separated by newlines (as iLogtail reads them). A datagram is received into a buffer
 //! of `MaxMessageSize` bytes; the kernel cuts a longer one there.
 
+use crate::runtime::feed::Feed;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tailrace::PipelineEventGroup;
 use tokio::net::{UdpSocket, UnixDatagram};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::{sleep_until, timeout_at, Instant};
 
 use super::batch::Batch;
@@ -40,7 +40,7 @@ const DRAIN_LIMIT: usize = 100_000;
 pub async fn serve_udp(
     shared: Arc<Shared>,
     addr: SocketAddr,
-    out: mpsc::Sender<PipelineEventGroup>,
+    out: Feed,
     mut stop: watch::Receiver<bool>,
 ) {
     let Some(socket) = bind_until_stopped(&shared, &mut stop, || UdpSocket::bind(addr)).await
@@ -56,7 +56,7 @@ pub async fn serve_udp(
 pub async fn serve_unix(
     shared: Arc<Shared>,
     path: PathBuf,
-    out: mpsc::Sender<PipelineEventGroup>,
+    out: Feed,
     mut stop: watch::Receiver<bool>,
 ) {
     let bind = || async {
@@ -87,12 +87,7 @@ fn remove_stale_socket(path: &std::path::Path) {
     }
 }
 
-async fn receive(
-    shared: &Shared,
-    socket: Socket,
-    out: mpsc::Sender<PipelineEventGroup>,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn receive(shared: &Shared, socket: Socket, out: Feed, mut stop: watch::Receiver<bool>) {
     let mut buf = vec![0u8; shared.max_message_size];
     let mut batch = Batch::default();
     loop {

@@ -19,6 +19,7 @@ pub mod message;
 pub mod tcp;
 pub mod tls;
 
+use crate::runtime::feed::Feed;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,8 +29,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
-use tailrace::PipelineEventGroup;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use self::address::Listen;
 use self::batch::{Batch, Decoder};
@@ -174,7 +174,7 @@ struct Syslog {
 impl ServiceInput for Syslog {
     fn run(
         self: Box<Self>,
-        out: mpsc::Sender<PipelineEventGroup>,
+        out: Feed,
         stop: watch::Receiver<bool>,
     ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         let Syslog { shared, tls } = *self;
@@ -294,7 +294,7 @@ pub async fn stopped(stop: &mut watch::Receiver<bool>) {
 }
 
 /// Sends what `batch` holds; false when the pipeline is gone.
-pub async fn send(out: &mpsc::Sender<PipelineEventGroup>, batch: &mut Batch) -> bool {
+pub async fn send(out: &Feed, batch: &mut Batch) -> bool {
     match batch.take() {
         Some(group) => out.send(group).await.is_ok(),
         None => true,

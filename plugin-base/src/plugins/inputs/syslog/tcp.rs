@@ -3,15 +3,15 @@
 //! pipeline is full a connection reads nothing, so the kernel's flow control slows its sender.
 //! When the input stops, each connection reads what has already arrived, sends it, and closes.
 
+use crate::runtime::feed::Feed;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tailrace::PipelineEventGroup;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::{sleep_until, timeout, timeout_at, Instant};
 use tokio_rustls::TlsAcceptor;
@@ -34,7 +34,7 @@ pub async fn serve(
     shared: Arc<Shared>,
     addr: SocketAddr,
     tls: Option<TlsAcceptor>,
-    out: mpsc::Sender<PipelineEventGroup>,
+    out: Feed,
     mut stop: watch::Receiver<bool>,
 ) {
     let Some(listener) = bind_until_stopped(&shared, &mut stop, || TcpListener::bind(addr)).await
@@ -146,7 +146,7 @@ async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
-    out: mpsc::Sender<PipelineEventGroup>,
+    out: Feed,
     mut stop: watch::Receiver<bool>,
     _permit: Option<OwnedSemaphorePermit>,
 ) {
@@ -174,7 +174,7 @@ async fn read_messages<S: AsyncRead + Unpin>(
     shared: &Shared,
     mut stream: S,
     client_ip: &Bytes,
-    out: &mpsc::Sender<PipelineEventGroup>,
+    out: &Feed,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut reader = Reader {
@@ -236,7 +236,7 @@ async fn read_messages<S: AsyncRead + Unpin>(
 struct Reader<'a> {
     shared: &'a Shared,
     client_ip: &'a Bytes,
-    out: &'a mpsc::Sender<PipelineEventGroup>,
+    out: &'a Feed,
     deframer: Deframer,
     batch: Batch,
     buf: Vec<u8>,

@@ -7,10 +7,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tailrace::PipelineEvent;
+use tailrace::{PipelineEvent, PipelineEventGroup};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::*;
+use crate::runtime::feed::{self, FeedReceiver};
 use crate::runtime::registry::tests_support::context;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -21,14 +23,14 @@ fn build_input(detail: Value) -> Result<Box<dyn ServiceInput>, String> {
 
 /// A running input and the ends the test holds.
 struct Running {
-    rx: mpsc::Receiver<PipelineEventGroup>,
+    rx: FeedReceiver,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
 fn run(rt: &tokio::runtime::Runtime, detail: Value, capacity: usize) -> Running {
     let input = build_input(detail).unwrap();
-    let (tx, rx) = mpsc::channel(capacity);
+    let (tx, rx) = feed::channel(capacity, 1 << 30);
     let (stop, stop_rx) = watch::channel(false);
     let task = rt.spawn(input.run(tx, stop_rx));
     Running { rx, stop, task }
@@ -76,7 +78,7 @@ fn contents(group: &PipelineEventGroup) -> Vec<String> {
 }
 
 /// Receives until `n` logs came; their contents.
-fn receive(rx: &mut mpsc::Receiver<PipelineEventGroup>, n: usize) -> Vec<String> {
+fn receive(rx: &mut FeedReceiver, n: usize) -> Vec<String> {
     let deadline = Instant::now() + WAIT;
     let mut all = Vec::new();
     while all.len() < n {
@@ -93,7 +95,7 @@ trait RecvTimeout {
     fn blocking_recv_timeout(&mut self, limit: Duration) -> Option<PipelineEventGroup>;
 }
 
-impl RecvTimeout for mpsc::Receiver<PipelineEventGroup> {
+impl RecvTimeout for FeedReceiver {
     fn blocking_recv_timeout(&mut self, limit: Duration) -> Option<PipelineEventGroup> {
         let deadline = Instant::now() + limit;
         loop {
@@ -108,7 +110,7 @@ impl RecvTimeout for mpsc::Receiver<PipelineEventGroup> {
 }
 
 /// Stops the input; it must be done within a second.
-fn stop(rt: &tokio::runtime::Runtime, running: Running) -> mpsc::Receiver<PipelineEventGroup> {
+fn stop(rt: &tokio::runtime::Runtime, running: Running) -> FeedReceiver {
     let Running { rx, stop, task } = running;
     stop.send(true).unwrap();
     let started = Instant::now();
