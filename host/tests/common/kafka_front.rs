@@ -746,6 +746,116 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
+
+    /// A request frame: header v1 (v2 when `flexible`), then `body`.
+    fn request(
+        api_key: i16,
+        version: i16,
+        correlation_id: i32,
+        flexible: bool,
+        body: &[u8],
+    ) -> Vec<u8> {
+        let mut w = Writer(Vec::new());
+        w.i16(api_key);
+        w.i16(version);
+        w.i32(correlation_id);
+        w.string("probe");
+        if flexible {
+            w.tagged_fields();
+        }
+        w.0.extend_from_slice(body);
+        let mut frame = (w.0.len() as i32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&w.0);
+        frame
+    }
+
+    fn response(stream: &mut std::net::TcpStream) -> Vec<u8> {
+        let mut len = [0; 4];
+        stream.read_exact(&mut len).unwrap();
+        let mut body = vec![0; i32::from_be_bytes(len) as usize];
+        stream.read_exact(&mut body).unwrap();
+        body
+    }
+
+    /// SaslAuthenticate v2 (the flexible version, which librdkafka 2.12 does not send yet): the
+    /// front answers with a v1 response header and compact fields, refuses a wrong password with
+    /// error 58 and its message, and after a right one forwards the next request to the broker
+    /// unchanged.
+    #[test]
+    fn sasl_authenticate_v2_is_answered_in_the_flexible_encoding() {
+        let broker = TcpListener::bind("127.0.0.1:0").unwrap();
+        let front = KafkaFront::start(
+            TcpListener::bind("127.0.0.1:0").unwrap(),
+            &broker.local_addr().unwrap().to_string(),
+            None,
+            Some(User {
+                name: "alice".into(),
+                password: "secret".into(),
+            }),
+        );
+        // A connection that logged in with `password`, and the SaslAuthenticate response.
+        let login = |password: &str| {
+            let mut stream = std::net::TcpStream::connect(&front.addr).unwrap();
+            stream
+                .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                .unwrap();
+            let mut body = Writer(Vec::new());
+            body.string("PLAIN");
+            stream
+                .write_all(&request(SASL_HANDSHAKE, 1, 7, false, &body.0))
+                .unwrap();
+            let handshake = response(&mut stream);
+            // correlation id 7, no error, then the 3 mechanisms.
+            assert_eq!(handshake[..10], [0, 0, 0, 7, 0, 0, 0, 0, 0, 3]);
+            let mut body = Writer(Vec::new());
+            body.compact_bytes(format!("\0alice\0{password}").as_bytes());
+            body.tagged_fields();
+            stream
+                .write_all(&request(SASL_AUTHENTICATE, 2, 8, true, &body.0))
+                .unwrap();
+            let answer = response(&mut stream);
+            (stream, answer)
+        };
+        let (_, refused) = login("guess");
+        let message = b"Authentication failed: Invalid username or password";
+        let mut expected = vec![0, 0, 0, 8, 0, 0, 58, message.len() as u8 + 1];
+        expected.extend_from_slice(message);
+        // No auth bytes (length 0 + 1), session lifetime 0, no tagged fields.
+        expected.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(refused, expected);
+
+        let (mut stream, accepted) = login("secret");
+        // Correlation id 8, no tagged fields, no error, a null message, no auth bytes, session
+        // lifetime 0, no tagged fields.
+        assert_eq!(
+            accepted,
+            [0, 0, 0, 8, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        );
+        let metadata = request(3, 12, 9, true, &[0, 0]);
+        stream.write_all(&metadata).unwrap();
+        let (mut upstream, _) = broker.accept().unwrap();
+        // The refused connection reached the broker too (the front connects first): find the
+        // one that carries the request.
+        upstream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut got = vec![0; metadata.len()];
+        if upstream.read_exact(&mut got).is_err() {
+            let (mut second, _) = broker.accept().unwrap();
+            second.read_exact(&mut got).unwrap();
+        }
+        assert_eq!(got, metadata);
+        assert_eq!(
+            front.seen(),
+            [false, true].map(|ok| Seen::Login {
+                client_id: "probe".into(),
+                mechanism: "PLAIN".into(),
+                username: "alice".into(),
+                ok,
+            })
+        );
+    }
 
     /// RFC 7677's SCRAM-SHA-256 example: user "user", password "pencil".
     #[test]
