@@ -5,16 +5,25 @@
 //! order, and that none is missing or doubled (metric_mock's `Index` counts 1, 2, 3, ...).
 //!
 //! The broker is `target/tools/tansu/bin/tansu` (`.ci/run` installs it there) or `$TANSU`.
+//!
+//! Tansu can neither serve TLS nor let a SASL login succeed, so the TLS and SASL tests put a
+//! [`KafkaFront`] (`common/kafka_front.rs`) between the daemon and a plain Tansu: a proxy that
+//! terminates TLS and answers the SASL login itself, and forwards every other request. The
+//! client side — librdkafka's TLS and SASL, and our options turned into its settings — is real.
 
 mod common;
+#[path = "common/kafka_front.rs"]
+mod kafka_front;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Daemon, Sandbox};
+use kafka_front::{KafkaFront, User};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -57,13 +66,25 @@ impl Broker {
     /// Starts a broker with extra arguments (`--authentication`); waits until it
     /// accepts connections.
     fn start(dir: &Path, extra: &[&str]) -> Broker {
+        Broker::start_advertising(dir, None, extra)
+    }
+
+    /// [`Broker::start`], telling clients to connect to `advertised` (a [`KafkaFront`]) rather
+    /// than to the broker's own address.
+    fn start_advertising(dir: &Path, advertised: Option<&str>, extra: &[&str]) -> Broker {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let url = format!("tcp://{addr}");
+        let advertised = format!("tcp://{}", advertised.unwrap_or(&addr));
         let log = dir.join(format!("tansu-{port}.out"));
         let child = Command::new(tansu_bin())
             .arg("broker")
-            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &advertised,
+            ])
             .args(["--storage-engine", "memory://tansu/"])
             .args(extra)
             .stdin(Stdio::null())
@@ -476,12 +497,14 @@ fn secured_pipeline(addr: &str, name: &str, topic: &str, options: &str) -> Strin
     )
 }
 
-/// Tansu 0.6.0 with `--authentication` asks every client to log in with SASL, and offers
+/// Tansu's own SASL: with `--authentication` it asks every client to log in, and offers
 /// SCRAM-SHA-256/512 only (a PLAIN login fails with `NoSharedMechanism` in its log); its SCRAM
 /// users live in its storage, which an in-memory broker that requires a login cannot be given
-/// (`tansu user create` must log in itself: `NotAuthenticated`). So no login can succeed here.
-/// What is tested: a pipeline without a login, one with a SCRAM login of an unknown user and one
-/// with a PLAIN login are each refused, with an alarm that says why, and keep their data.
+/// (`tansu user create` must log in itself: `NotAuthenticated`). So no login can succeed against
+/// Tansu itself — the logins that succeed are tested through the [`KafkaFront`] (the `sasl_*`
+/// tests below). What is tested here, against a real broker's refusal: a pipeline without a
+/// login, one with a SCRAM login of an unknown user and one with a PLAIN login the broker does
+/// not offer are each refused, with an alarm that says why, and keep their data.
 #[test]
 fn refused_sasl_logins_alarm_and_keep_the_data() {
     let sandbox = Sandbox::new();
@@ -533,29 +556,97 @@ fn refused_sasl_logins_alarm_and_keep_the_data() {
     assert!(log.contains("NotAuthenticated"), "{log}");
 }
 
-/// A CA certificate (PEM) in `dir`.
-fn make_ca(dir: &Path) -> PathBuf {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = params.self_signed(&key).unwrap();
-    let path = dir.join("ca.pem");
-    std::fs::write(&path, ca.pem()).unwrap();
-    path
+/// A CA made by the test: its certificate is `<name>.pem` in the sandbox.
+struct Ca {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    pem: PathBuf,
+}
+
+impl Ca {
+    fn new(dir: &Path, name: &str) -> Ca {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let issuer =
+            rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap())
+                .unwrap();
+        let pem = dir.join(format!("{name}.pem"));
+        std::fs::write(&pem, issuer.pem()).unwrap();
+        Ca { issuer, pem }
+    }
+
+    /// A certificate for `names` signed by this CA, written as `<file>.pem` and `<file>.key`;
+    /// returns the paths and the DER forms.
+    fn leaf(&self, dir: &Path, file: &str, names: &[&str]) -> Leaf {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&key, &self.issuer)
+            .unwrap();
+        let leaf = Leaf {
+            cert: dir.join(format!("{file}.pem")),
+            key: dir.join(format!("{file}.key")),
+            der: cert.der().clone(),
+            key_der: key.serialize_der(),
+        };
+        std::fs::write(&leaf.cert, cert.pem()).unwrap();
+        std::fs::write(&leaf.key, key.serialize_pem()).unwrap();
+        leaf
+    }
+
+    /// A TLS server for 127.0.0.1 with a certificate of this CA; with `client_certs`, it asks
+    /// for a client certificate signed by this CA and refuses a client without one.
+    fn server(&self, dir: &Path, client_certs: bool) -> Arc<rustls::ServerConfig> {
+        let leaf = self.leaf(dir, "server", &["127.0.0.1", "localhost"]);
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap();
+        let builder = if client_certs {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(self.issuer.der().clone()).unwrap();
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let config = builder
+            .with_single_cert(
+                vec![leaf.der],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(leaf.key_der.into()),
+            )
+            .unwrap();
+        Arc::new(config)
+    }
+}
+
+struct Leaf {
+    cert: PathBuf,
+    key: PathBuf,
+    der: rustls::pki_types::CertificateDer<'static>,
+    key_der: Vec<u8>,
 }
 
 /// Tansu 0.6.0 cannot serve TLS: its CLI puts `--cert` and `--key` in one exclusive group
 /// ("the argument '--cert <CERT>' cannot be used with '--key <KEY>'") though it needs both, and
-/// its listener never uses the TLS acceptor it builds. So no TLS session can be completed here.
-/// What is tested: a flusher with TLS enabled never falls back to plain text — its handshake
+/// its listener never uses the TLS acceptor it builds. TLS sessions that complete are tested
+/// through the [`KafkaFront`] (`tls_with_the_tests_ca_…` and `sasl_ssl_…` below).
+/// What is tested here: a flusher with TLS enabled never falls back to plain text — its handshake
 /// with the plain broker fails and the batch is refused with an alarm — while a plain one
 /// delivers; and a CA file that holds no certificate stops the pipeline from loading, with an
 /// error naming the option.
 #[test]
 fn tls_never_falls_back_to_plain_text_and_a_bad_ca_file_is_a_start_error() {
     let sandbox = Sandbox::new();
-    let ca = make_ca(&sandbox.path(""));
+    let ca = Ca::new(&sandbox.path(""), "ca").pem;
     let broker = Broker::start(&sandbox.path(""), &[]);
     let cc = client(&broker.addr, &[]);
     create_topics(&broker, &cc, &["tls_on", "tls_off"], 3);
@@ -675,4 +766,362 @@ fn a_files_lines_reach_one_partition_in_the_order_written() {
         let expected: Vec<String> = (1..=LINES).map(|i| format!("{name} {i}")).collect();
         assert_eq!(lines, expected, "{path}: lost, doubled or out of order");
     }
+}
+
+/// A plain Tansu behind a [`KafkaFront`] that serves TLS (`tls`) and/or asks for a SASL login
+/// of `user`: Tansu advertises the front, so every connection of every client goes through it.
+fn behind_front(
+    sandbox: &Sandbox,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    user: Option<User>,
+) -> (KafkaFront, Broker) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let front_addr = listener.local_addr().unwrap().to_string();
+    let broker = Broker::start_advertising(&sandbox.path(""), Some(&front_addr), &[]);
+    let front = KafkaFront::start(listener, &broker.addr, tls, user);
+    (front, broker)
+}
+
+fn alice() -> User {
+    User {
+        name: "alice".into(),
+        password: "alice-secret".into(),
+    }
+}
+
+/// The flusher's `client.id` (its `ClientID` default), by which the front tells its logins from
+/// the test's own clients (`rdkafka`).
+const FLUSHER: &str = "LogtailPlugin";
+
+/// The SASL options of a flusher, as iLogtail writes them.
+fn sasl_options(mechanism: &str, password: &str) -> String {
+    format!(
+        "    Authentication:\n      SASL: {{SaslMechanism: {mechanism}, Username: alice, \
+         Password: {password}}}\n"
+    )
+}
+
+/// SASL_PLAINTEXT with PLAIN, through the front: the right password logs in and delivers every
+/// event once; a wrong one is refused (error 58, an alarm naming SASL) and its events are kept,
+/// then delivered once the config has the right password — from Index 1, none lost or doubled.
+#[test]
+fn sasl_plain_logs_in_and_a_wrong_password_keeps_the_data_until_fixed() {
+    let sandbox = Sandbox::new();
+    let (front, broker) = behind_front(&sandbox, None, Some(alice()));
+    let cc = client(
+        &front.addr,
+        &[
+            ("security.protocol", "sasl_plaintext"),
+            ("sasl.mechanism", "PLAIN"),
+            ("sasl.username", "alice"),
+            ("sasl.password", "alice-secret"),
+        ],
+    );
+    create_topics(&broker, &cc, &["plain_right", "plain_wrong"], 3);
+    let plain = |password: &str| {
+        format!("    Authentication:\n      PlainText: {{Username: alice, Password: {password}}}\n")
+    };
+    sandbox.write_config(
+        "right.yaml",
+        &secured_pipeline(&front.addr, "right", "plain_right", &plain("alice-secret")),
+    );
+    sandbox.write_config(
+        "wrong.yaml",
+        &secured_pipeline(&front.addr, "wrong", "plain_wrong", &plain("guess")),
+    );
+    let mut daemon = start_daemon(&sandbox);
+    let got = consume(&cc, "plain_right", 3, common::WAIT, |g| g.len() >= 10);
+    assert!(
+        got.len() >= 10,
+        "right: {} messages\n{}",
+        got.len(),
+        daemon.diagnostics()
+    );
+    let alarm = wait_log(
+        &daemon,
+        "the wrong password's alarm",
+        &["FLUSH_DATA_ALARM", "config=wrong", "kept for retry", "SASL"],
+    );
+    assert!(
+        alarm.contains("Invalid username or password"),
+        "the alarm must carry the broker's reason: {alarm}"
+    );
+    assert!(
+        front.saw_login(FLUSHER, "PLAIN", true),
+        "{:?}",
+        front.seen()
+    );
+    assert!(
+        front.saw_login(FLUSHER, "PLAIN", false),
+        "{:?}",
+        front.seen()
+    );
+    let early = consume(&cc, "plain_wrong", 3, Duration::from_millis(500), |g| {
+        !g.is_empty()
+    });
+    assert!(
+        early.is_empty(),
+        "delivered with a wrong password: {early:?}"
+    );
+    // The password fixed: what was kept is delivered, and what follows.
+    sandbox.write_config(
+        "wrong.yaml",
+        &secured_pipeline(&front.addr, "wrong", "plain_wrong", &plain("alice-secret")),
+    );
+    let got = consume(&cc, "plain_wrong", 3, common::WAIT, |g| {
+        g.iter().any(|r| r.index() == 1) && g.len() >= 20
+    });
+    assert!(
+        got.iter().any(|r| r.index() == 1) && got.len() >= 20,
+        "after the fix: {} messages, Index 1 {}\n{}",
+        got.len(),
+        if got.iter().any(|r| r.index() == 1) {
+            "delivered"
+        } else {
+            "missing"
+        },
+        daemon.diagnostics()
+    );
+    let (status, _) = daemon.terminate();
+    assert!(status.success(), "{status}");
+    for topic in ["plain_right", "plain_wrong"] {
+        let all = consume(&cc, topic, 3, Duration::from_secs(3), |_| false);
+        assert_exactly_once(topic, all.iter().map(Received::index));
+    }
+}
+
+/// SASL_PLAINTEXT with SCRAM-SHA-512 and SCRAM-SHA-256 through the front (RFC 5802: librdkafka
+/// proves the password without sending it, and checks the front's ServerSignature): the right
+/// password delivers every event once with either hash; a wrong one is refused with an alarm
+/// naming SASL and the mechanism, and so is a pipeline without a login; nothing of either
+/// reaches the topic.
+#[test]
+fn sasl_scram_logs_in_with_either_hash_and_a_wrong_password_is_refused() {
+    let sandbox = Sandbox::new();
+    let (front, broker) = behind_front(&sandbox, None, Some(alice()));
+    let cc = client(
+        &front.addr,
+        &[
+            ("security.protocol", "sasl_plaintext"),
+            ("sasl.mechanism", "SCRAM-SHA-256"),
+            ("sasl.username", "alice"),
+            ("sasl.password", "alice-secret"),
+        ],
+    );
+    let topics = ["scram_512", "scram_256", "scram_wrong"];
+    create_topics(&broker, &cc, &topics, 3);
+    for (name, topic, mechanism, password) in [
+        ("s512", "scram_512", "SCRAM-SHA-512", "alice-secret"),
+        ("s256", "scram_256", "SCRAM-SHA-256", "alice-secret"),
+        ("wrong", "scram_wrong", "SCRAM-SHA-512", "guess"),
+    ] {
+        sandbox.write_config(
+            &format!("{name}.yaml"),
+            &secured_pipeline(&front.addr, name, topic, &sasl_options(mechanism, password)),
+        );
+    }
+    sandbox.write_config(
+        "nologin.yaml",
+        &secured_pipeline(&front.addr, "nologin", "scram_wrong", ""),
+    );
+    let mut daemon = start_daemon(&sandbox);
+    for topic in ["scram_512", "scram_256"] {
+        let got = consume(&cc, topic, 3, common::WAIT, |g| g.len() >= 10);
+        assert!(
+            got.len() >= 10,
+            "{topic}: {} messages\n{}",
+            got.len(),
+            daemon.diagnostics()
+        );
+    }
+    let alarm = wait_log(
+        &daemon,
+        "the wrong password's alarm",
+        &["FLUSH_DATA_ALARM", "config=wrong", "kept for retry", "SASL"],
+    );
+    assert!(
+        alarm.contains("SCRAM-SHA-512"),
+        "the alarm must name the mechanism: {alarm}"
+    );
+    // No login at all: the front closes the connection at the first request past ApiVersions.
+    wait_log(
+        &daemon,
+        "the alarm of the pipeline without a login",
+        &["FLUSH_DATA_ALARM", "config=nologin", "kept for retry"],
+    );
+    assert!(
+        front.seen().iter().any(|s| matches!(s,
+            kafka_front::Seen::Unauthenticated { client_id, .. } if client_id == FLUSHER)),
+        "{:?}",
+        front.seen()
+    );
+    assert!(
+        front.saw_login(FLUSHER, "SCRAM-SHA-512", true),
+        "{:?}",
+        front.seen()
+    );
+    assert!(
+        front.saw_login(FLUSHER, "SCRAM-SHA-256", true),
+        "{:?}",
+        front.seen()
+    );
+    assert!(
+        front.saw_login(FLUSHER, "SCRAM-SHA-512", false),
+        "{:?}",
+        front.seen()
+    );
+    let (status, _) = daemon.terminate();
+    assert!(status.success(), "{status}");
+    for topic in ["scram_512", "scram_256"] {
+        let all = consume(&cc, topic, 3, Duration::from_secs(3), |_| false);
+        assert!(all.iter().all(|r| r.index() > 0));
+        assert_exactly_once(topic, all.iter().map(Received::index));
+    }
+    let wrong = consume(&cc, "scram_wrong", 3, Duration::from_millis(500), |g| {
+        !g.is_empty()
+    });
+    assert!(
+        wrong.is_empty(),
+        "delivered with a wrong password: {wrong:?}"
+    );
+}
+
+/// TLS through the front, which asks for a client certificate of the test's CA: a flusher
+/// with that CA (`CAFile`) and a client certificate (`CertFile`, `KeyFile`) delivers every event
+/// once; one that trusts another CA refuses the front's certificate (OpenSSL's "unknown CA"
+/// alert reaches the front), and one without a client certificate is refused by the front —
+/// each with an alarm, and neither falls back to plain text.
+#[test]
+fn tls_with_the_tests_ca_delivers_and_a_wrong_ca_or_no_client_certificate_is_refused() {
+    let sandbox = Sandbox::new();
+    let dir = sandbox.path("");
+    let ca = Ca::new(&dir, "ca");
+    let other = Ca::new(&dir, "other-ca");
+    let client_cert = ca.leaf(&dir, "client", &["tailrace"]);
+    let (front, broker) = behind_front(&sandbox, Some(ca.server(&dir, true)), None);
+    let cert = client_cert.cert.display().to_string();
+    let key = client_cert.key.display().to_string();
+    let cc = client(
+        &front.addr,
+        &[
+            ("security.protocol", "ssl"),
+            ("ssl.ca.location", ca.pem.to_str().unwrap()),
+            ("ssl.certificate.location", &cert),
+            ("ssl.key.location", &key),
+        ],
+    );
+    create_topics(&broker, &cc, &["tls_ok", "tls_wrong_ca", "tls_no_cert"], 3);
+    let tls = |ca: &Path, with_cert: bool| {
+        let cert = if with_cert {
+            format!(", CertFile: '{cert}', KeyFile: '{key}'")
+        } else {
+            String::new()
+        };
+        format!(
+            "    Authentication:\n      TLS: {{Enabled: true, CAFile: '{}'{cert}}}\n",
+            ca.display()
+        )
+    };
+    for (name, topic, options) in [
+        ("ok", "tls_ok", tls(&ca.pem, true)),
+        ("wrongca", "tls_wrong_ca", tls(&other.pem, true)),
+        ("nocert", "tls_no_cert", tls(&ca.pem, false)),
+    ] {
+        sandbox.write_config(
+            &format!("{name}.yaml"),
+            &secured_pipeline(&front.addr, name, topic, &options),
+        );
+    }
+    let mut daemon = start_daemon(&sandbox);
+    let got = consume(&cc, "tls_ok", 3, common::WAIT, |g| g.len() >= 10);
+    assert!(
+        got.len() >= 10,
+        "tls_ok: {} messages\n{}",
+        got.len(),
+        daemon.diagnostics()
+    );
+    for config in ["wrongca", "nocert"] {
+        wait_log(
+            &daemon,
+            &format!("the alarm of {config}"),
+            &[
+                "FLUSH_DATA_ALARM",
+                &format!("config={config}"),
+                "kept for retry",
+                "SSL",
+            ],
+        );
+    }
+    let seen = front.seen();
+    let failed = |needle: &str| {
+        seen.iter()
+            .any(|s| matches!(s, kafka_front::Seen::TlsFailed(e) if e.contains(needle)))
+    };
+    assert!(
+        failed("UnknownCA"),
+        "no 'unknown CA' alert from the client: {seen:?}"
+    );
+    assert!(
+        failed("no certificates"),
+        "no refused client without a certificate: {seen:?}"
+    );
+    let (status, _) = daemon.terminate();
+    assert!(status.success(), "{status}");
+    let all = consume(&cc, "tls_ok", 3, Duration::from_secs(3), |_| false);
+    assert_exactly_once("tls_ok", all.iter().map(Received::index));
+    for topic in ["tls_wrong_ca", "tls_no_cert"] {
+        let got = consume(&cc, topic, 3, Duration::from_millis(500), |g| !g.is_empty());
+        assert!(got.is_empty(), "{topic}: delivered: {got:?}");
+    }
+}
+
+/// SASL_SSL: TLS with the test's CA, then a SCRAM-SHA-512 login inside it, through the front:
+/// every event delivered once.
+#[test]
+fn sasl_ssl_scram_over_tls_delivers() {
+    let sandbox = Sandbox::new();
+    let dir = sandbox.path("");
+    let ca = Ca::new(&dir, "ca");
+    let (front, broker) = behind_front(&sandbox, Some(ca.server(&dir, false)), Some(alice()));
+    let cc = client(
+        &front.addr,
+        &[
+            ("security.protocol", "sasl_ssl"),
+            ("ssl.ca.location", ca.pem.to_str().unwrap()),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.username", "alice"),
+            ("sasl.password", "alice-secret"),
+        ],
+    );
+    create_topics(&broker, &cc, &["sasl_ssl"], 3);
+    sandbox.write_config(
+        "sasl_ssl.yaml",
+        &secured_pipeline(
+            &front.addr,
+            "sasl_ssl",
+            "sasl_ssl",
+            &format!(
+                "{}      TLS: {{Enabled: true, CAFile: '{}'}}\n",
+                sasl_options("SCRAM-SHA-512", "alice-secret"),
+                ca.pem.display()
+            ),
+        ),
+    );
+    let mut daemon = start_daemon(&sandbox);
+    let got = consume(&cc, "sasl_ssl", 3, common::WAIT, |g| g.len() >= 10);
+    assert!(
+        got.len() >= 10,
+        "{} messages\n{}",
+        got.len(),
+        daemon.diagnostics()
+    );
+    assert!(
+        front.saw_login(FLUSHER, "SCRAM-SHA-512", true),
+        "{:?}",
+        front.seen()
+    );
+    let (status, _) = daemon.terminate();
+    assert!(status.success(), "{status}");
+    let all = consume(&cc, "sasl_ssl", 3, Duration::from_secs(3), |_| false);
+    assert_exactly_once("sasl_ssl", all.iter().map(Received::index));
 }
