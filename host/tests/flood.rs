@@ -201,7 +201,12 @@ fn a_syslog_flood_keeps_memory_bounded_and_delivers_every_message_it_took_once()
              flushers:\n  - Type: flusher_http\n    RemoteURL: http://{server}/ingest\n"
         ),
     );
-    let daemon = Daemon::start(&sandbox, Some(&common::release_plugin_libs()), &[]);
+    let daemon = Daemon::start_with_args(
+        &sandbox,
+        Some(&common::release_plugin_libs()),
+        &[],
+        &["--metrics-addr", "127.0.0.1:0"],
+    );
     daemon.wait_stderr("the syslog listener", |l| {
         l.contains(&format!("listening on {address}"))
     });
@@ -261,6 +266,21 @@ fn a_syslog_flood_keeps_memory_bounded_and_delivers_every_message_it_took_once()
         counter.with_field.load(Ordering::Relaxed),
         TOTAL as u64,
         "processor_add_fields ran on every event"
+    );
+    // The input's own statistics count what it queued: every message.
+    let (status, metrics) = common::http_get(&daemon.metrics_addr(), "/metrics");
+    assert_eq!(status, 200, "{metrics}");
+    let syslog_out: f64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("tailrace_base_plugin_out_events_total{")
+                && l.contains(r#"plugin_type="service_syslog""#)
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    assert_eq!(
+        syslog_out, TOTAL as f64,
+        "service_syslog's out events\n{metrics}"
     );
     assert!(
         peak_kib < RSS_BOUND_MIB * 1024,

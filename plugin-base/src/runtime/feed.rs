@@ -17,6 +17,8 @@ use tailrace::{PipelineEvent, PipelineEventGroup};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
+use crate::context::statistics::{GroupSize, PluginStats};
+
 /// A queued group and the room it takes from the budget (given back when it is taken out).
 struct Queued {
     group: PipelineEventGroup,
@@ -29,6 +31,8 @@ pub struct Feed {
     tx: mpsc::Sender<Queued>,
     room: Arc<Semaphore>,
     budget: u32,
+    /// The input this end belongs to: what it queues counts as the input's output.
+    stats: Option<Arc<PluginStats>>,
 }
 
 /// The processor task's end of the queue.
@@ -61,6 +65,7 @@ pub fn channel(groups: usize, bytes: usize) -> (Feed, FeedReceiver) {
         tx,
         room: Arc::new(Semaphore::new(budget as usize)),
         budget,
+        stats: None,
     };
     (feed, FeedReceiver { rx })
 }
@@ -69,6 +74,27 @@ pub fn channel(groups: usize, bytes: usize) -> (Feed, FeedReceiver) {
 // allocation on the path that matters, a full queue.
 #[allow(clippy::result_large_err)]
 impl Feed {
+    /// This feed for one input: the groups it queues are counted as its `plugin_out_*`.
+    pub fn for_input(&self, stats: Arc<PluginStats>) -> Feed {
+        Feed {
+            stats: Some(stats),
+            ..self.clone()
+        }
+    }
+
+    /// Puts the group in a reserved slot, counting it for the input.
+    fn put(
+        &self,
+        slot: mpsc::Permit<'_, Queued>,
+        group: PipelineEventGroup,
+        room: OwnedSemaphorePermit,
+    ) {
+        if let Some(stats) = &self.stats {
+            stats.add_out(GroupSize::of(&group));
+        }
+        slot.send(Queued { group, _room: room });
+    }
+
     /// The room a group takes: its estimate, capped so that any group fits an empty queue.
     fn room_for(&self, group: &PipelineEventGroup) -> u32 {
         u32::try_from(footprint(group))
@@ -84,7 +110,7 @@ impl Feed {
         };
         match self.tx.reserve().await {
             Ok(slot) => {
-                slot.send(Queued { group, _room: room });
+                self.put(slot, group, room);
                 Ok(())
             }
             Err(_) => Err(FeedError::Closed(group)),
@@ -107,7 +133,7 @@ impl Feed {
         .await;
         match queued {
             Ok(Some((room, slot))) => {
-                slot.send(Queued { group, _room: room });
+                self.put(slot, group, room);
                 Ok(())
             }
             Ok(None) => Err(FeedError::Closed(group)),
@@ -126,12 +152,14 @@ impl Feed {
             }
             Err(_) => return Err(FeedError::Closed(group)),
         };
-        self.tx
-            .try_send(Queued { group, _room: room })
-            .map_err(|e| match e {
-                TrySendError::Full(q) => FeedError::Full(q.group),
-                TrySendError::Closed(q) => FeedError::Closed(q.group),
-            })
+        match self.tx.try_reserve() {
+            Ok(slot) => {
+                self.put(slot, group, room);
+                Ok(())
+            }
+            Err(TrySendError::Full(())) => Err(FeedError::Full(group)),
+            Err(TrySendError::Closed(())) => Err(FeedError::Closed(group)),
+        }
     }
 
     /// Whether the pipeline stopped taking groups.
@@ -221,6 +249,21 @@ mod tests {
         assert!(!blocked.is_finished());
         assert_eq!(rx.recv().await.unwrap().len(), 10);
         blocked.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_inputs_feed_counts_what_it_queued_and_nothing_it_could_not() {
+        let stats = Arc::new(PluginStats::default());
+        let (feed, _rx) = channel(2, 1 << 20);
+        let input = feed.for_input(stats.clone());
+        input.send(group_of(3, b"abc")).await.unwrap();
+        input.try_send(group_of(2, b"abc")).unwrap();
+        assert!(input.try_send(group_of(5, b"abc")).is_err());
+        feed.try_send(group_of(7, b"abc")).unwrap_err();
+        assert_eq!(
+            stats.events_out.load(std::sync::atomic::Ordering::Relaxed),
+            5
+        );
     }
 
     #[tokio::test]

@@ -384,7 +384,8 @@ impl PipelineInstance {
             )));
         }
         for input in service_inputs {
-            inputs.push(rt.spawn(input.plugin.run(feed.clone(), input_stop_rx.clone())));
+            let feed = feed.for_input(input.stats.clone());
+            inputs.push(rt.spawn(input.plugin.run(feed, input_stop_rx.clone())));
         }
         self.running = Some(Running {
             input_stop,
