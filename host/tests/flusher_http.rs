@@ -5,8 +5,8 @@
 
 mod common;
 
-use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::collections::{BTreeSet, HashMap};
+use std::io::{BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,7 +20,8 @@ use serde_json::Value;
 #[derive(Clone, Debug)]
 struct Received {
     target: String,
-    headers: Vec<(String, String)>,
+    /// Names in lower case.
+    headers: HashMap<String, String>,
     body: Vec<u8>,
     /// The status it was answered with.
     status: u16,
@@ -29,9 +30,8 @@ struct Received {
 impl Received {
     fn header(&self, name: &str) -> Option<&str> {
         self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
     }
 
     fn events(&self) -> Vec<Value> {
@@ -112,42 +112,16 @@ impl Server {
 /// Reads one request from `stream`, records it and answers it.
 fn serve<S: Read + Write>(stream: S, sink: &Mutex<Vec<Received>>, answer: &Answer) {
     let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+    let Ok(Some(request)) = common::read_http_request(&mut reader) else {
         return; // a TLS handshake that failed, or a probe
-    }
-    let target = line
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or_default()
-        .to_owned();
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h).unwrap_or(0) == 0 {
-            return;
-        }
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.push((k.trim().to_owned(), v.trim().to_owned()));
-        }
-    }
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .map(|(_, v)| v.parse().unwrap())
-        .unwrap_or(0);
-    let mut raw = vec![0; len];
-    if reader.read_exact(&mut raw).is_err() {
-        return;
-    }
-    let encoding = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-encoding"))
-        .map(|(_, v)| v.clone());
+    };
+    let common::HttpRequest {
+        path: target,
+        headers,
+        body: raw,
+        ..
+    } = request;
+    let encoding = headers.get("content-encoding").cloned();
     let body = match encoding.as_deref() {
         None => raw,
         Some("gzip") => {

@@ -2,9 +2,11 @@
 //! running in the test, which checks every request the way SLS would (path, Host, Content-MD5,
 //! the v1 signature, the compressed body against `x-log-bodyrawsize`) and answers as told.
 
-use std::collections::{BTreeMap, HashMap};
+mod common;
+
+use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
+use common::HttpRequest as Request;
 use hmac::{Hmac, KeyInit, Mac};
 use md5::{Digest, Md5};
 use sha1::Sha1;
@@ -122,13 +125,6 @@ impl Drop for MockSls {
     }
 }
 
-struct Request {
-    method: String,
-    path: String,
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
-}
-
 /// One request per connection: read it, check it, answer, close.
 fn serve(
     stream: TcpStream,
@@ -142,7 +138,7 @@ fn serve(
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let request = match read_request(&mut reader) {
+    let request = match common::read_http_request(&mut reader) {
         Ok(Some(request)) => request,
         Ok(None) => return, // a connection closed without a request
         Err(e) => {
@@ -181,42 +177,6 @@ fn serve(
     let mut stream = stream;
     let _ = stream.write_all(response.as_bytes());
     let _ = stream.flush();
-}
-
-fn read_request(reader: &mut impl BufRead) -> Result<Option<Request>, String> {
-    let mut line = String::new();
-    if reader.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
-        return Ok(None);
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or_default().to_owned();
-    let path = parts.next().unwrap_or_default().to_owned();
-    let mut headers = HashMap::new();
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).map_err(|e| e.to_string())?;
-        let line = line.trim_end_matches(['\r', '\n']);
-        if line.is_empty() {
-            break;
-        }
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| format!("bad header line {line:?}"))?;
-        headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
-    }
-    let length: usize = headers
-        .get("content-length")
-        .ok_or("no Content-Length")?
-        .parse()
-        .map_err(|e| format!("bad Content-Length: {e}"))?;
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).map_err(|e| e.to_string())?;
-    Ok(Some(Request {
-        method,
-        path,
-        headers,
-        body,
-    }))
 }
 
 /// Checks a PutLogs request as SLS would; returns the LogGroup it carries when it decodes.

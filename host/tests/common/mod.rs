@@ -5,6 +5,7 @@
 //! Each test crate uses a part of it.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -461,4 +462,64 @@ pub fn event(pairs: &[(&str, &str)]) -> Map<String, Value> {
         .iter()
         .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
         .collect()
+}
+
+/// One HTTP/1.1 request, as the tests' small servers read it.
+pub struct HttpRequest {
+    pub method: String,
+    pub path: String,
+    /// Header names in lower case.
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl HttpRequest {
+    /// A header's value, whatever the case of `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+}
+
+/// Reads one request (its body by `Content-Length`, none without one). Ok(None): the client
+/// closed the connection before a request (a keep-alive connection that ends, a failed TLS
+/// handshake, a probe).
+pub fn read_http_request(reader: &mut impl BufRead) -> Result<Option<HttpRequest>, String> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
+        return Ok(None);
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or_default().to_owned();
+    let path = parts.next().unwrap_or_default().to_owned();
+    let mut headers = HashMap::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
+            return Err("the connection closed inside the headers".to_owned());
+        }
+        let line = line.trim_end_matches(['\r', '\n']);
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| format!("bad header line {line:?}"))?;
+        headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
+    }
+    let length: usize = match headers.get("content-length") {
+        Some(v) => v
+            .parse()
+            .map_err(|e| format!("bad Content-Length {v:?}: {e}"))?,
+        None => 0,
+    };
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).map_err(|e| e.to_string())?;
+    Ok(Some(HttpRequest {
+        method,
+        path,
+        headers,
+        body,
+    }))
 }
