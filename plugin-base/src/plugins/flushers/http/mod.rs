@@ -1,5 +1,5 @@
 //! `flusher_http`: iLogtail's HTTP flusher. Each batch (group) is converted with
-//! `Convert` (see [`convert`]), compressed with `Compression` and POSTed to `RemoteURL` with
+//! `Convert` (see [`super::convert`]), compressed with `Compression` and POSTed to `RemoteURL` with
 //! `Headers` and `Query`. Network errors and 5xx, 429, 401 and 403 answers (iLogtail's
 //! retryable ones, plus 429) leave the batch with the runtime, which retries it; any other
 //! status is final: the batch is dropped with a `FLUSHER_FLUSH_ALARM` and counted, as iLogtail

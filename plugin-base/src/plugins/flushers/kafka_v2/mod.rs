@@ -21,6 +21,7 @@ use serde_json::Value;
 use tailrace::plugin::Flusher;
 
 use crate::plugins::flushers::convert::{Clash, ConvertConfig, Converter, Protocol};
+use crate::plugins::tls::check_pem;
 use crate::runtime::registry::{parse_detail, PluginContext, PluginFactory};
 
 pub const PLUGIN: (&str, PluginFactory) = ("flusher_kafka_v2", PluginFactory::Flusher(build));
@@ -286,19 +287,6 @@ impl Authentication {
         }
         Ok(Some(tls))
     }
-}
-
-/// A readable PEM file holding a `what` block.
-fn check_pem(field: &str, path: &str, what: &str) -> Result<(), String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("{field}: cannot read {path:?}: {e}"))?;
-    let found = text
-        .lines()
-        .any(|l| l.starts_with("-----BEGIN ") && l.contains(what));
-    if !found {
-        return Err(format!("{field}: {path:?} holds no PEM {what}"));
-    }
-    Ok(())
 }
 
 /// A duration given in `unit`s, or as a Go duration string (`"1m30s"`, `"250ms"`).
