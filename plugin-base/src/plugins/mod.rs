@@ -5,6 +5,7 @@ pub mod aggregators;
 pub mod flushers;
 pub mod inputs;
 pub mod processors;
+pub mod tls;
 
 use crate::runtime::registry::PluginFactory;
 

@@ -1,3 +1,4 @@
+pub mod convert;
 pub mod http;
 pub mod kafka_v2;
 pub mod sls;

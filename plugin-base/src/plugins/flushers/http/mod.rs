@@ -1,5 +1,5 @@
 //! `flusher_http`: iLogtail's HTTP flusher. Each batch (group) is converted with
-//! `Convert` (see [`convert`]), compressed with `Compression` and POSTed to `RemoteURL` with
+//! `Convert` (see [`super::convert`]), compressed with `Compression` and POSTed to `RemoteURL` with
 //! `Headers` and `Query`. Network errors and 5xx, 429, 401 and 403 answers (iLogtail's
 //! retryable ones, plus 429) leave the batch with the runtime, which retries it; any other
 //! status is final: the batch is dropped with a `FLUSHER_FLUSH_ALARM` and counted, as iLogtail
@@ -21,7 +21,7 @@
 //! requests that got no answer, `flusher_http_dropped_events_total` for events of rejected
 //! batches.
 
-pub mod convert;
+pub mod template;
 pub mod tls;
 
 use std::collections::BTreeMap;
@@ -35,10 +35,11 @@ use serde_json::Value;
 use tailrace::plugin::Flusher;
 use tailrace::PipelineEventGroup;
 
+use super::convert::{Clash, ConvertConfig, Converter, Protocol};
 use crate::context::statistics::PluginStats;
 use crate::context::AlarmLevel;
 use crate::runtime::registry::{parse_detail, PluginContext, PluginFactory};
-use convert::{ConvertConfig, Converter, Template};
+use template::Template;
 
 #[derive(Debug, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
@@ -224,6 +225,19 @@ impl Compression {
     }
 }
 
+/// `Convert`, checked: the protocols this flusher takes, JSON only; on a shared key, contents
+/// win (see [`Clash`]).
+fn converter(config: &ConvertConfig) -> Result<Converter, String> {
+    let protocol = Protocol::from_http_name(&config.protocol)?;
+    if config.encoding != "json" {
+        return Err(format!(
+            "Convert.Encoding: unsupported encoding {:?} for protocol {:?} (supported: json)",
+            config.encoding, config.protocol
+        ));
+    }
+    Ok(Converter::new(protocol, Clash::ContentsWin, config))
+}
+
 fn build(ctx: &PluginContext, detail: &Value) -> Result<Box<dyn Flusher>, String> {
     let mut config: HttpConfig = parse_detail(detail)?;
     if config.remote_url.is_empty() {
@@ -266,7 +280,7 @@ fn build(ctx: &PluginContext, detail: &Value) -> Result<Box<dyn Flusher>, String
             config.compression
         )
     })?;
-    let converter_config = Converter::new(&config.convert)?;
+    let converter = converter(&config.convert)?;
     // iLogtail: Compression sets Content-Encoding, and a Content-Encoding header it knows
     // compresses the body; Content-Type follows the encoding unless given.
     if compression != Compression::None {
@@ -289,7 +303,6 @@ fn build(ctx: &PluginContext, detail: &Value) -> Result<Box<dyn Flusher>, String
             .headers
             .insert("Content-Type".to_owned(), "application/json".to_owned());
     }
-    let mut converter = converter_config;
     let mut var_keys = Vec::new();
     let query = config
         .query
@@ -301,7 +314,6 @@ fn build(ctx: &PluginContext, detail: &Value) -> Result<Box<dyn Flusher>, String
         .iter()
         .map(|(k, v)| (k.clone(), Template::compile(v, &mut var_keys)))
         .collect();
-    converter.var_keys = var_keys;
     let concurrency = config.concurrency as usize;
     let mut agent_config = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -322,6 +334,7 @@ fn build(ctx: &PluginContext, detail: &Value) -> Result<Box<dyn Flusher>, String
         query,
         headers,
         converter,
+        var_keys,
         compression,
         retry: config.retry,
         concurrency,
@@ -338,6 +351,8 @@ struct HttpFlusher {
     query: Vec<(String, Template)>,
     headers: Vec<(String, Template)>,
     converter: Converter,
+    /// The variables `Query` and `Headers` use (`content.x`, `tag.x`), in order.
+    var_keys: Vec<String>,
     compression: Compression,
     retry: RetryConfig,
     concurrency: usize,
@@ -390,17 +405,18 @@ impl HttpFlusher {
                 .map(|body| requests.push(Request { body, vars, events }))
                 .map_err(|e| format!("cannot compress a body: {e}"))
         };
-        for row in self.converter.rows(group) {
-            if vars.as_ref().is_some_and(|v| *v != row.vars) {
+        for fields in self.converter.fields(group) {
+            let row_vars = template::values(&self.converter, &self.var_keys, &fields);
+            if vars.as_ref().is_some_and(|v| *v != row_vars) {
                 finish(&mut body, vars.take().unwrap_or_default(), events)?;
                 events = 0;
             }
             if !body.is_empty() {
                 body.push(b'\n');
             }
-            body.extend_from_slice(&row.line);
+            body.extend_from_slice(&self.converter.encode(&fields));
             events += 1;
-            vars = Some(row.vars);
+            vars = Some(row_vars);
         }
         if let Some(vars) = vars {
             finish(&mut body, vars, events)?;

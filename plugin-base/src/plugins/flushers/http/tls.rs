@@ -1,9 +1,12 @@
 //! `Authentication.TLS` of `flusher_http`: iLogtail's `tlscommon.TLSConfig` (the block its
 //! HTTP-based flushers share), turned into ureq's rustls settings. Every file is read and
-//! parsed when the flusher is built, so a bad file is an error at start naming the field.
+//! parsed when the flusher is built (`plugins::tls`), so a bad file is an error at start naming
+//! the field.
 
 use serde::Deserialize;
-use ureq::tls::{parse_pem, Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig};
+use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
+
+use crate::plugins::tls;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
@@ -34,43 +37,22 @@ pub struct TlsOptions {
 
 const FIELD: &str = "Authentication.TLS";
 
-fn read(field: &str, path: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("{FIELD}.{field}: cannot read {path:?}: {e}"))
-}
-
+/// A PEM file's certificates, each checked, as ureq takes them.
 fn certificates(field: &str, path: &str) -> Result<Vec<Certificate<'static>>, String> {
-    let pem = read(field, path)?;
-    let mut certs = Vec::new();
-    for item in parse_pem(&pem) {
-        match item {
-            Ok(PemItem::Certificate(cert)) => certs.push(cert),
-            Ok(_) => {}
-            Err(e) => return Err(format!("{FIELD}.{field}: {path:?} is not valid PEM: {e}")),
-        }
-    }
-    if certs.is_empty() {
-        return Err(format!("{FIELD}.{field}: no PEM certificate in {path:?}"));
-    }
-    for cert in &certs {
-        // A PEM block that is not a certificate underneath is refused now, not at the first
-        // handshake: rustls parses it as a trust anchor.
-        rustls::RootCertStore::empty()
-            .add(rustls::pki_types::CertificateDer::from(cert.der().to_vec()))
-            .map_err(|e| format!("{FIELD}.{field}: {path:?}: not a valid certificate: {e}"))?;
-    }
-    Ok(certs)
+    let certs = tls::checked_certificates(&format!("{FIELD}.{field}"), path)?;
+    Ok(certs
+        .iter()
+        .map(|cert| Certificate::from_der(cert.as_ref()).to_owned())
+        .collect())
 }
 
+/// A PEM file's private key, as ureq takes it.
 fn private_key(path: &str) -> Result<PrivateKey<'static>, String> {
-    let pem = read("KeyFile", path)?;
-    for item in parse_pem(&pem) {
-        match item {
-            Ok(PemItem::PrivateKey(key)) => return Ok(key),
-            Ok(_) => {}
-            Err(e) => return Err(format!("{FIELD}.KeyFile: {path:?} is not valid PEM: {e}")),
-        }
-    }
-    Err(format!("{FIELD}.KeyFile: no PEM private key in {path:?}"))
+    let field = format!("{FIELD}.KeyFile");
+    let pem = tls::read(&field, path)?;
+    tls::private_key_in(&field, path, &pem)?;
+    // The same PEM parser underneath: the key just found (ureq's `KeyKind` is not public).
+    PrivateKey::from_pem(&pem).map_err(|e| format!("{field}: {path:?} is not valid PEM: {e}"))
 }
 
 fn check_version(field: &str, v: &str) -> Result<(), String> {

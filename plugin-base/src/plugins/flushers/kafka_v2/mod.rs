@@ -1,5 +1,5 @@
 //! `flusher_kafka_v2`: each event becomes one Kafka message (iLogtail's `custom_single` JSON,
-//! see `convert.rs`), produced with librdkafka (`producer.rs`). A flush produces every message of
+//! see `flushers/convert.rs`), produced with librdkafka (`producer.rs`). A flush produces every message of
 //! its batches and waits for their delivery reports: a batch leaves the flusher's hands (and
 //! the checkpoint that waits for it moves) only once the broker has acknowledged all of it.
 //!
@@ -8,19 +8,20 @@
 //! `Metadata.RefreshFrequency`, milliseconds for `BulkFlushFrequency` and
 //! `Metadata.Retry.Backoff` — or Go-style strings (`"30s"`, `"250ms"`).
 
-// Without the `kafka` feature only the config is checked: the conversion goes unused.
-#[cfg_attr(not(feature = "kafka"), allow(dead_code))]
-mod convert;
 #[cfg(feature = "kafka")]
 mod producer;
+// Without the `kafka` feature only the config is checked: the topic goes unused.
+#[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+mod topic;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use tailrace::plugin::Flusher;
 
+use crate::plugins::flushers::convert::{Clash, ConvertConfig, Converter, Protocol};
+use crate::plugins::tls::check_pem;
 use crate::runtime::registry::{parse_detail, PluginContext, PluginFactory};
 
 pub const PLUGIN: (&str, PluginFactory) = ("flusher_kafka_v2", PluginFactory::Flusher(build));
@@ -109,17 +110,6 @@ pub struct Header {
     pub key: String,
     #[serde(alias = "value")]
     pub value: String,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "PascalCase")]
-pub struct ConvertConfig {
-    /// `custom_single` (default) or `custom_single_flatten`.
-    pub protocol: String,
-    /// `json` (the only encoding of these protocols).
-    pub encoding: String,
-    pub tag_fields_rename: BTreeMap<String, String>,
-    pub protocol_fields_rename: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -299,19 +289,6 @@ impl Authentication {
     }
 }
 
-/// A readable PEM file holding a `what` block.
-fn check_pem(field: &str, path: &str, what: &str) -> Result<(), String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("{field}: cannot read {path:?}: {e}"))?;
-    let found = text
-        .lines()
-        .any(|l| l.starts_with("-----BEGIN ") && l.contains(what));
-    if !found {
-        return Err(format!("{field}: {path:?} holds no PEM {what}"));
-    }
-    Ok(())
-}
-
 /// A duration given in `unit`s, or as a Go duration string (`"1m30s"`, `"250ms"`).
 fn duration_in<'de, D: Deserializer<'de>>(d: D, unit: Duration) -> Result<Duration, D::Error> {
     #[derive(Deserialize)]
@@ -405,7 +382,7 @@ pub fn compression_codec(config: &KafkaV2Config) -> Result<&'static str, String>
 }
 
 /// Everything about the config that can be wrong, checked before anything runs.
-pub fn validate(config: &KafkaV2Config) -> Result<(Partitioning, convert::Converter), String> {
+pub fn validate(config: &KafkaV2Config) -> Result<(Partitioning, Converter), String> {
     if config.brokers.is_empty() || config.brokers.iter().any(|b| b.trim().is_empty()) {
         return Err("Brokers: at least one host:port is required".into());
     }
@@ -458,18 +435,16 @@ pub fn validate(config: &KafkaV2Config) -> Result<(Partitioning, convert::Conver
     }
     config.authentication.sasl_login()?;
     config.authentication.tls()?;
-    let converter = convert::Converter {
-        protocol: convert::Protocol::parse(&config.convert.protocol)?,
-        tag_rename: config.convert.tag_fields_rename.clone(),
-        protocol_rename: config.convert.protocol_fields_rename.clone(),
-    };
+    let protocol = Protocol::from_kafka_name(&config.convert.protocol)?;
+    // On a shared key, time and then tags win, as in iLogtail's converter (see `Clash`).
+    let converter = Converter::new(protocol, Clash::TimeAndTagsWin, &config.convert);
     Ok((partitioning, converter))
 }
 
 fn build(ctx: &PluginContext, detail: &Value) -> Result<Box<dyn Flusher>, String> {
     let config: KafkaV2Config = parse_detail(detail)?;
     let (partitioning, converter) = validate(&config)?;
-    let topic = convert::TopicFormat::parse(&config.topic, |name| std::env::var(name).ok())?;
+    let topic = topic::TopicFormat::parse(&config.topic, |name| std::env::var(name).ok())?;
     #[cfg(feature = "kafka")]
     {
         producer::KafkaFlusher::new(ctx, &config, partitioning, converter, topic)

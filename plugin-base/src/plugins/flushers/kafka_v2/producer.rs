@@ -15,9 +15,10 @@ use rdkafka::ClientContext;
 use tailrace::plugin::Flusher;
 use tailrace::PipelineEventGroup;
 
-use super::convert::{hash_key, Converter, TopicFormat};
+use super::topic::{hash_key, TopicFormat};
 use super::{compression_codec, KafkaV2Config, Partitioning, SaslLogin};
 use crate::context::AlarmLevel;
+use crate::plugins::flushers::convert::Converter;
 use crate::runtime::registry::PluginContext;
 
 /// What librdkafka may buffer, at most (it copies each message): bounds the flusher's memory

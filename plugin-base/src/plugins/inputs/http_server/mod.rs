@@ -31,8 +31,6 @@ use hyper::header::{self, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -43,6 +41,7 @@ use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
 
 use crate::context::AlarmLevel;
+use crate::plugins::tls;
 use crate::runtime::registry::{parse_detail, PluginContext, PluginFactory, ServiceInput};
 use decode::{DecodeOptions, Format, RequestInfo};
 
@@ -260,53 +259,14 @@ fn build_server(ctx: &PluginContext, detail: &Value) -> Result<HttpServer, Strin
 
 /// The server's TLS setup from its files; every error names the field and the file.
 fn tls_acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, String> {
-    if tls.cert_file.is_empty() {
-        return Err("TLS.CertFile: required when TLS is set".into());
-    }
-    if tls.key_file.is_empty() {
-        return Err("TLS.KeyFile: required when TLS is set".into());
-    }
-    let certs = read_certs("TLS.CertFile", &tls.cert_file)?;
-    let key = PrivateKeyDer::from_pem_file(&tls.key_file)
-        .map_err(|e| format!("TLS.KeyFile: no PEM private key in {:?}: {e}", tls.key_file))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS: {e}"))?;
-    let builder = if tls.ca_file.is_empty() {
-        builder.with_no_client_auth()
-    } else {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in read_certs("TLS.CAFile", &tls.ca_file)? {
-            roots
-                .add(cert)
-                .map_err(|e| format!("TLS.CAFile: bad certificate in {:?}: {e}", tls.ca_file))?;
-        }
-        let verifier =
-            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(|e| format!("TLS.CAFile: {:?}: {e}", tls.ca_file))?;
-        builder.with_client_cert_verifier(verifier)
+    let files = tls::ServerFiles {
+        cert_file: &tls.cert_file,
+        key_file: &tls.key_file,
+        ca_file: &tls.ca_file,
     };
-    let mut config = builder.with_single_cert(certs, key).map_err(|e| {
-        format!(
-            "TLS.CertFile/TLS.KeyFile: {:?} and {:?} do not make a usable certificate: {e}",
-            tls.cert_file, tls.key_file
-        )
-    })?;
+    let mut config = tls::server_config(&files, rustls::DEFAULT_VERSIONS)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
-fn read_certs(field: &str, path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("{field}: cannot read {path:?}: {e}"))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{field}: bad PEM in {path:?}: {e}"))?;
-    if certs.is_empty() {
-        return Err(format!("{field}: no PEM certificate in {path:?}"));
-    }
-    Ok(certs)
 }
 
 struct HttpServer {

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::*;
+use crate::plugins::tls::tests::pem_files;
 use crate::runtime::feed::{self, FeedReceiver};
 use crate::runtime::registry::tests_support::context;
 
@@ -150,30 +151,10 @@ fn bad_options_are_errors_naming_the_field() {
     .unwrap();
 }
 
-/// A CA and a server certificate for 127.0.0.1 in `dir`: (cert, key, another key) paths.
-fn certificates(dir: &std::path::Path) -> (String, String, String) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    let other = rcgen::KeyPair::generate().unwrap();
-    let write = |name: &str, text: String| {
-        let path = dir.join(name);
-        std::fs::write(&path, text).unwrap();
-        path.to_str().unwrap().to_owned()
-    };
-    (
-        write("cert.pem", cert.pem()),
-        write("key.pem", key.serialize_pem()),
-        write("other.pem", other.serialize_pem()),
-    )
-}
-
 #[test]
 fn tls_options_load_certificates_and_check_them() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key, other_key) = certificates(dir.path());
+    let (cert, key, other_key) = pem_files(dir.path());
     let tls = |key: &str, ca: &str| json!({"Address": "tcp://127.0.0.1:1", "TLS": {"Enabled": true, "CertFile": cert, "KeyFile": key, "CAFile": ca}});
     build_input(tls(&key, "")).unwrap();
     build_input(tls(&key, &cert)).unwrap();

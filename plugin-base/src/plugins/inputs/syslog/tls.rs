@@ -3,16 +3,16 @@
 //! (`pkg/tlscommon`: `Enabled`, `CAFile`, `CertFile`, `KeyFile`, `MinVersion`, `MaxVersion`),
 //! seen from the server's side (as `service_http_server` takes them, `Enabled` may be left out): `CertFile` and `KeyFile` are the server's certificate chain and
 //! key, and a `CAFile` makes the server ask every client for a certificate signed by it.
-//! Everything is read when the config loads: a bad file is an error naming its field.
+//! Everything is read when the config loads (`plugins::tls`): a bad file is an error naming its
+//! field.
 
 use std::sync::Arc;
 
 use serde::Deserialize;
 use tokio_rustls::rustls;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::rustls::server::WebPkiClientVerifier;
-use tokio_rustls::rustls::{RootCertStore, ServerConfig, SupportedProtocolVersion};
+use tokio_rustls::rustls::{ServerConfig, SupportedProtocolVersion};
+
+use crate::plugins::tls;
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
@@ -41,56 +41,14 @@ impl TlsConfig {
         if !self.enabled.unwrap_or(any_file) {
             return Ok(None);
         }
-        if self.cert_file.is_empty() {
-            return Err("TLS.CertFile: a TLS listener needs its certificate".into());
-        }
-        if self.key_file.is_empty() {
-            return Err("TLS.KeyFile: a TLS listener needs its private key".into());
-        }
-        let certs = read_certs("TLS.CertFile", &self.cert_file)?;
-        let key = PrivateKeyDer::from_pem_file(&self.key_file).map_err(|e| {
-            format!(
-                "TLS.KeyFile: no usable private key in {:?}: {e}",
-                self.key_file
-            )
-        })?;
         let versions = versions(&self.min_version, &self.max_version)?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = ServerConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&versions)
-            .map_err(|e| format!("TLS.MinVersion/MaxVersion: {e}"))?;
-        let builder = if self.ca_file.is_empty() {
-            builder.with_no_client_auth()
-        } else {
-            let mut roots = RootCertStore::empty();
-            for cert in read_certs("TLS.CAFile", &self.ca_file)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("TLS.CAFile: {:?}: {e}", self.ca_file))?;
-            }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(|e| format!("TLS.CAFile: {:?}: {e}", self.ca_file))?;
-            builder.with_client_cert_verifier(verifier)
+        let files = tls::ServerFiles {
+            cert_file: &self.cert_file,
+            key_file: &self.key_file,
+            ca_file: &self.ca_file,
         };
-        let config = builder.with_single_cert(certs, key).map_err(|e| {
-            format!(
-                "TLS.KeyFile: {:?} does not go with TLS.CertFile {:?}: {e}",
-                self.key_file, self.cert_file
-            )
-        })?;
-        Ok(Some(Arc::new(config)))
+        Ok(Some(Arc::new(tls::server_config(&files, &versions)?)))
     }
-}
-
-fn read_certs(field: &str, path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("{field}: cannot read certificates from {path:?}: {e}"))?;
-    if certs.is_empty() {
-        return Err(format!("{field}: {path:?} holds no PEM certificate"));
-    }
-    Ok(certs)
 }
 
 fn versions(min: &str, max: &str) -> Result<Vec<&'static SupportedProtocolVersion>, String> {
