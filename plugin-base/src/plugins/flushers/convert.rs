@@ -82,19 +82,6 @@ impl Protocol {
     }
 }
 
-/// Which field keeps a key that two of them end up sharing: a protocol key renamed onto
-/// another (`ProtocolFieldsRename: {contents: time}`), or a content and a tag of one name once
-/// flattened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Clash {
-    /// `custom_single`: `contents` and `tags` over `time` (iLogtail writes `time` first);
-    /// flattened: `time` over contents over tags (`flusher_http`).
-    ContentsWin,
-    /// `custom_single`: `time` over `contents` and `tags`; flattened: `time` over tags over
-    /// contents, as iLogtail's `custom_single_flatten` (`flusher_kafka_v2`).
-    TimeAndTagsWin,
-}
-
 /// Group tags renamed the way iLogtail's converter does (outside Kubernetes mode).
 const TAG_CONVERSION: &[(&str, &str)] = &[
     ("__path__", "log.file.path"),
@@ -154,7 +141,6 @@ impl Fields {
 #[derive(Clone, Debug)]
 pub struct Converter {
     pub protocol: Protocol,
-    pub clash: Clash,
     /// `TagFieldsRename`: a tag renamed, or dropped when renamed to "".
     pub tag_rename: BTreeMap<String, String>,
     /// `ProtocolFieldsRename`: new names for `contents`, `tags`, `time`.
@@ -162,10 +148,9 @@ pub struct Converter {
 }
 
 impl Converter {
-    pub fn new(protocol: Protocol, clash: Clash, config: &ConvertConfig) -> Converter {
+    pub fn new(protocol: Protocol, config: &ConvertConfig) -> Converter {
         Converter {
             protocol,
-            clash,
             tag_rename: config.tag_fields_rename.clone(),
             protocol_rename: config.protocol_fields_rename.clone(),
         }
@@ -278,13 +263,13 @@ impl Converter {
         };
         let time_key = self.protocol_key("time").to_owned();
         let time = Value::from(fields.time);
-        // Later inserts win: the order of the inserts is the order of `Clash`.
+        // Later inserts win a shared key (a protocol key renamed onto another, or a content
+        // and a tag of one name once flattened), in iLogtail's order: `custom_single` writes
+        // time, then contents, then tags; flattened, contents, then tags, then time.
         let mut out = Map::new();
         match self.protocol {
             Protocol::CustomSingle => {
-                if self.clash == Clash::ContentsWin {
-                    out.insert(time_key.clone(), time.clone());
-                }
+                out.insert(time_key, time);
                 out.insert(
                     self.protocol_key("contents").to_owned(),
                     Value::Object(strings(&fields.contents)),
@@ -293,17 +278,10 @@ impl Converter {
                     self.protocol_key("tags").to_owned(),
                     Value::Object(strings(&fields.tags)),
                 );
-                if self.clash == Clash::TimeAndTagsWin {
-                    out.insert(time_key, time);
-                }
             }
             Protocol::CustomSingleFlatten => {
-                let (first, second) = match self.clash {
-                    Clash::ContentsWin => (&fields.tags, &fields.contents),
-                    Clash::TimeAndTagsWin => (&fields.contents, &fields.tags),
-                };
-                out = strings(first);
-                out.extend(strings(second));
+                out = strings(&fields.contents);
+                out.extend(strings(&fields.tags));
                 out.insert(time_key, time);
             }
         }
@@ -316,8 +294,8 @@ pub(crate) mod tests {
     use super::*;
     use tailrace::{LogEvent, PipelineEvent};
 
-    fn converter(protocol: Protocol, clash: Clash) -> Converter {
-        Converter::new(protocol, clash, &ConvertConfig::default())
+    fn converter(protocol: Protocol) -> Converter {
+        Converter::new(protocol, &ConvertConfig::default())
     }
 
     fn json(converter: &Converter, group: &PipelineEventGroup) -> Value {
@@ -353,7 +331,7 @@ pub(crate) mod tests {
 
     #[test]
     fn custom_single_has_time_contents_and_tags_as_ilogtail_names_them() {
-        let conv = converter(Protocol::CustomSingle, Clash::ContentsWin);
+        let conv = converter(Protocol::CustomSingle);
         assert_eq!(
             json(&conv, &http_group()),
             serde_json::json!({"time": 7, "contents": {"msg": "hi <b>"},
@@ -373,7 +351,7 @@ pub(crate) mod tests {
             protocol_fields_rename: [("time".into(), "ts".into())].into(),
             ..Default::default()
         };
-        let conv = Converter::new(Protocol::CustomSingleFlatten, Clash::ContentsWin, &config);
+        let conv = Converter::new(Protocol::CustomSingleFlatten, &config);
         assert_eq!(
             json(&conv, &http_group()),
             serde_json::json!({"ts": 7, "msg": "hi <b>", "log.file.path": "/var/log/a.log",
@@ -383,7 +361,7 @@ pub(crate) mod tests {
 
     #[test]
     fn custom_single_json_is_ilogtails_layout() {
-        let c = converter(Protocol::CustomSingle, Clash::TimeAndTagsWin);
+        let c = converter(Protocol::CustomSingle);
         let fields = c.fields(&kafka_group());
         let body = String::from_utf8(c.encode(&fields[0])).unwrap();
         assert_eq!(
@@ -394,7 +372,7 @@ pub(crate) mod tests {
 
     #[test]
     fn flatten_and_renames() {
-        let mut c = converter(Protocol::CustomSingleFlatten, Clash::TimeAndTagsWin);
+        let mut c = converter(Protocol::CustomSingleFlatten);
         c.tag_rename.insert("host.ip".into(), "ip".into());
         c.protocol_rename.insert("time".into(), "@timestamp".into());
         let fields = c.fields(&kafka_group());
@@ -406,33 +384,28 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn shared_keys_go_to_the_field_each_flusher_has_always_kept() {
+    fn shared_keys_go_where_ilogtail_puts_them() {
         let mut group = PipelineEventGroup::default();
         group.set_tag("env", "tag");
         let mut log = LogEvent::new(7, None);
         log.set_content("env", "content");
         log.set_content("time", "content");
         group.events.push(PipelineEvent::Log(log));
-        let flat = |clash| json(&converter(Protocol::CustomSingleFlatten, clash), &group);
-        assert_eq!(flat(Clash::ContentsWin)["env"], "content");
-        assert_eq!(flat(Clash::TimeAndTagsWin)["env"], "tag");
-        assert_eq!(flat(Clash::ContentsWin)["time"], 7);
-        assert_eq!(flat(Clash::TimeAndTagsWin)["time"], 7);
+        // Flattened: contents, then tags, then time (converter_single_log_flatten.go).
+        let flat = json(&converter(Protocol::CustomSingleFlatten), &group);
+        assert_eq!(flat["env"], "tag");
+        assert_eq!(flat["time"], 7);
+        // custom_single: time, then contents, then tags (custom_single_log.go), so contents
+        // renamed onto `time` replace it.
         let config = ConvertConfig {
             protocol_fields_rename: [("contents".into(), "time".into())].into(),
             ..Default::default()
         };
-        let single = |clash| {
-            json(
-                &Converter::new(Protocol::CustomSingle, clash, &config),
-                &group,
-            )
-        };
+        let single = json(&Converter::new(Protocol::CustomSingle, &config), &group);
         assert_eq!(
-            single(Clash::ContentsWin)["time"],
+            single["time"],
             serde_json::json!({"env": "content", "time": "content"})
         );
-        assert_eq!(single(Clash::TimeAndTagsWin)["time"], 7);
     }
 
     #[test]
@@ -441,7 +414,7 @@ pub(crate) mod tests {
             tag_fields_rename: [("env".into(), "e".into())].into(),
             ..Default::default()
         };
-        let conv = Converter::new(Protocol::CustomSingle, Clash::ContentsWin, &config);
+        let conv = Converter::new(Protocol::CustomSingle, &config);
         let fields = &conv.fields(&kafka_group())[0];
         // flusher_http (iLogtail's findTargetValues): the renamed tag under its old name.
         assert_eq!(conv.target_value(fields, "tag.env"), Some("prod"));

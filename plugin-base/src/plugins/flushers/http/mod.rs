@@ -35,7 +35,7 @@ use serde_json::Value;
 use tailrace::plugin::Flusher;
 use tailrace::PipelineEventGroup;
 
-use super::convert::{Clash, ConvertConfig, Converter, Protocol};
+use super::convert::{ConvertConfig, Converter, Protocol};
 use crate::context::statistics::PluginStats;
 use crate::context::AlarmLevel;
 use crate::runtime::registry::{parse_detail, PluginContext, PluginFactory};
@@ -225,8 +225,7 @@ impl Compression {
     }
 }
 
-/// `Convert`, checked: the protocols this flusher takes, JSON only; on a shared key, contents
-/// win (see [`Clash`]).
+/// `Convert`, checked: the protocols this flusher takes, JSON only.
 fn converter(config: &ConvertConfig) -> Result<Converter, String> {
     let protocol = Protocol::from_http_name(&config.protocol)?;
     if config.encoding != "json" {
@@ -235,7 +234,7 @@ fn converter(config: &ConvertConfig) -> Result<Converter, String> {
             config.encoding, config.protocol
         ));
     }
-    Ok(Converter::new(protocol, Clash::ContentsWin, config))
+    Ok(Converter::new(protocol, config))
 }
 
 fn build(ctx: &PluginContext, detail: &Value) -> Result<Box<dyn Flusher>, String> {

@@ -79,16 +79,12 @@ pub fn values(converter: &Converter, var_keys: &[String], fields: &Fields) -> Ve
 mod tests {
     use super::*;
     use crate::plugins::flushers::convert::tests::http_group;
-    use crate::plugins::flushers::convert::{Clash, ConvertConfig, Protocol};
+    use crate::plugins::flushers::convert::{ConvertConfig, Protocol};
 
     #[test]
     fn variables_take_content_and_tag_values_or_their_key() {
         let group = http_group();
-        let conv = Converter::new(
-            Protocol::CustomSingle,
-            Clash::ContentsWin,
-            &ConvertConfig::default(),
-        );
+        let conv = Converter::new(Protocol::CustomSingle, &ConvertConfig::default());
         let mut keys = Vec::new();
         let t = Template::compile("%{content.msg}/%{tag.env}-%{tag.nope}%{+x}", &mut keys);
         let fields = conv.fields(&group);

@@ -20,7 +20,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use tailrace::plugin::Flusher;
 
-use crate::plugins::flushers::convert::{Clash, ConvertConfig, Converter, Protocol};
+use crate::plugins::flushers::convert::{ConvertConfig, Converter, Protocol};
 use crate::plugins::tls::check_pem;
 use crate::runtime::registry::{parse_detail, PluginContext, PluginFactory};
 
@@ -436,8 +436,7 @@ pub fn validate(config: &KafkaV2Config) -> Result<(Partitioning, Converter), Str
     config.authentication.sasl_login()?;
     config.authentication.tls()?;
     let protocol = Protocol::from_kafka_name(&config.convert.protocol)?;
-    // On a shared key, time and then tags win, as in iLogtail's converter (see `Clash`).
-    let converter = Converter::new(protocol, Clash::TimeAndTagsWin, &config.convert);
+    let converter = Converter::new(protocol, &config.convert);
     Ok((partitioning, converter))
 }
 

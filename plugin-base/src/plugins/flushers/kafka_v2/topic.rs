@@ -98,15 +98,11 @@ pub fn hash_key(hash_keys: &[String], fields: &Fields, default: &str) -> String 
 mod tests {
     use super::*;
     use crate::plugins::flushers::convert::tests::kafka_group;
-    use crate::plugins::flushers::convert::{Clash, ConvertConfig, Converter, Protocol};
+    use crate::plugins::flushers::convert::{ConvertConfig, Converter, Protocol};
 
     #[test]
     fn dynamic_topics_and_hash_keys() {
-        let c = Converter::new(
-            Protocol::CustomSingle,
-            Clash::TimeAndTagsWin,
-            &ConvertConfig::default(),
-        );
+        let c = Converter::new(Protocol::CustomSingle, &ConvertConfig::default());
         let fields = c.fields(&kafka_group());
         let env = |k: &str| (k == "ENV").then(|| "e".to_owned());
         let t = TopicFormat::parse("t_${ENV}_%{content.app}_%{tag.__path__}", env).unwrap();
