@@ -110,7 +110,16 @@ impl Processor for ParseJson {
             let PipelineEvent::Log(log) = event else {
                 return true;
             };
-            let Some(raw) = log.content(&self.source_key).cloned() else {
+            // A line as read from a file holds only its source: it is taken out rather than
+            // cloned (a reference count less each way), and put back if a member needs it.
+            let only_source =
+                matches!(log.contents.as_slice(), [(key, _)] if *key == self.source_key);
+            let raw = if only_source {
+                log.contents.pop().map(|(_, raw)| raw)
+            } else {
+                log.content(&self.source_key).cloned()
+            };
+            let Some(raw) = raw else {
                 return true;
             };
             members.clear();
@@ -118,16 +127,15 @@ impl Processor for ParseJson {
             let success = parse_object(&raw, &mut members);
             let mut overwritten = false;
             if success {
-                // A line as read from a file holds only its source: when the object's keys are
-                // distinct and none is the source's, they make the new contents, appended
-                // without a search per field (`finish` puts a kept source back at the end).
-                let only_source =
-                    matches!(log.contents.as_slice(), [(key, _)] if *key == self.source_key)
-                        && distinct_and_not(&members, &self.source_key);
-                if only_source {
-                    log.contents.clear();
+                // When the object's keys are distinct and none is the source's, they make the
+                // new contents of a line that held only its source, appended without a search
+                // per field (`finish` puts a kept source back at the end).
+                if only_source && distinct_and_not(&members, &self.source_key) {
                     log.contents.extend(members.drain(..));
                 } else {
+                    if only_source {
+                        log.contents.push((self.source_key.clone(), raw.clone()));
+                    }
                     log.contents.reserve(members.len());
                     for (key, value) in members.drain(..) {
                         overwritten |= key == self.source_key;
@@ -262,7 +270,10 @@ fn string(source: &Bytes, at: usize) -> Option<(Bytes, usize)> {
     };
     let raw = &s[start..end];
     // Escapes are ASCII: the raw text is valid UTF-8 exactly when the string is.
-    if raw.iter().any(|&b| b < 0x20) || (!raw.is_ascii() && std::str::from_utf8(raw).is_err()) {
+    // One pass for the common case (printable ASCII), the exact checks only when it fails.
+    if raw.iter().any(|&b| !(0x20..0x80).contains(&b))
+        && (raw.iter().any(|&b| b < 0x20) || std::str::from_utf8(raw).is_err())
+    {
         return None;
     }
     if !escaped {
