@@ -251,6 +251,10 @@ fn bracket(p: &[u8], mut at: usize) -> Option<(Class, usize)> {
                 let e = *p.get(at + 1)?;
                 at += 2;
                 if let Some(escape) = Class::escape(e) {
+                    // `[\d-z]`: Perl reads the `-` as itself, PCRE2 may not; left to PCRE2.
+                    if p.get(at) == Some(&b'-') && p.get(at + 1) != Some(&b']') {
+                        return None;
+                    }
                     class.add_class(&escape);
                     first = false;
                     continue;
@@ -332,6 +336,7 @@ mod tests {
             "abc",              // no group
             r"(\d+",            // unclosed
             r"([\]a]+)]",       // `]` is in the class
+            r"([\d-z]+) ",      // a range from a class
         ] {
             assert!(OnePass::compile(rejected).is_none(), "{rejected}");
         }
