@@ -28,6 +28,7 @@ pub mod grok;
 pub mod json;
 pub mod md5;
 pub mod native_regex;
+mod one_pass_regex;
 pub mod packjson;
 pub mod parse_delimiter_native;
 pub mod parse_json_native;

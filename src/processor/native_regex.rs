@@ -20,6 +20,7 @@
 
 use pcre2::bytes::{CaptureLocations, Regex, RegexBuilder};
 
+use super::one_pass_regex::OnePass;
 use super::ProcessorError;
 
 /// Where a pattern must match.
@@ -48,6 +49,13 @@ pub struct NativeRegex {
     unicode: bool,
     /// Matches PCRE2 gave up on (match or JIT stack limit); they count as no match.
     failed_matches: u64,
+    /// For a full match of a pattern of the one-pass shape (most access-log regexes): the
+    /// matcher that gives PCRE2's groups with one scan, and the groups of its last match.
+    one_pass: Option<OnePass>,
+    one_pass_ranges: Vec<(usize, usize)>,
+    /// The length of the value the one-pass matcher last matched as a whole, when the last
+    /// match was its (`group` then reads its ranges).
+    last_one_pass: Option<usize>,
 }
 
 impl NativeRegex {
@@ -70,12 +78,20 @@ impl NativeRegex {
         for form in wrapped(pattern, anchor) {
             match builder(unicode, true).build(&form) {
                 Ok(regex) => {
+                    let one_pass = match anchor {
+                        Anchor::Full if !unicode => OnePass::compile(pattern)
+                            .filter(|one_pass| one_pass.groups() + 1 == regex.captures_len()),
+                        _ => None,
+                    };
                     return Ok(NativeRegex {
                         locations: regex.capture_locations(),
                         regex,
                         unicode,
                         failed_matches: 0,
-                    })
+                        one_pass,
+                        one_pass_ranges: Vec::new(),
+                        last_one_pass: None,
+                    });
                 }
                 Err(e) => last_error = Some(e),
             }
@@ -96,6 +112,12 @@ impl NativeRegex {
     /// Matches `subject` from byte `start`; on a match, returns the whole match's range and
     /// leaves the groups readable through [`NativeRegex::group`].
     pub fn find_at(&mut self, subject: &[u8], start: usize) -> Option<(usize, usize)> {
+        if let (Some(one_pass), 0) = (&self.one_pass, start) {
+            let matched = one_pass.full_match(subject, &mut self.one_pass_ranges);
+            self.last_one_pass = matched.then_some(subject.len());
+            return matched.then_some((0, subject.len()));
+        }
+        self.last_one_pass = None;
         match self
             .regex
             .captures_read_at(&mut self.locations, subject, start)
@@ -119,7 +141,24 @@ impl NativeRegex {
     /// The range of group `i` of the last successful match; `None` when the group took no
     /// part in it.
     pub fn group(&self, i: usize) -> Option<(usize, usize)> {
+        if let Some(len) = self.last_one_pass {
+            return match i {
+                0 => Some((0, len)),
+                i => self.one_pass_ranges.get(i - 1).copied(),
+            };
+        }
         self.locations.get(i)
+    }
+
+    /// Whether full matches take the one-pass matcher ([`super::one_pass_regex`]).
+    pub fn is_one_pass(&self) -> bool {
+        self.one_pass.is_some()
+    }
+
+    /// Matches with PCRE2 only (the one-pass matcher's tests compare the two).
+    #[cfg(test)]
+    pub fn disable_one_pass(&mut self) {
+        self.one_pass = None;
     }
 
     /// Matches PCRE2 gave up on so far (resource limits), counted as no match.

@@ -109,8 +109,30 @@ pub struct ParseDelimiter {
     pub discarded: u64,
 }
 
-/// Columns of one line: views into it, or unescaped copies of quoted values.
-type Columns = Vec<Bytes>;
+/// Columns of one line: ranges of it, or unescaped copies of quoted values. A range becomes
+/// a view (`Bytes::slice`, a reference count) only once, when it is set as a field.
+type Columns = Vec<Column>;
+
+enum Column {
+    Range(usize, usize),
+    Owned(Bytes),
+}
+
+impl Column {
+    fn text<'a>(&'a self, line: &'a [u8]) -> &'a [u8] {
+        match self {
+            Column::Range(start, end) => &line[*start..*end],
+            Column::Owned(bytes) => bytes,
+        }
+    }
+
+    fn into_bytes(self, line: &Bytes) -> Bytes {
+        match self {
+            Column::Range(start, end) => line.slice(start..end),
+            Column::Owned(bytes) => bytes,
+        }
+    }
+}
 
 impl ParseDelimiter {
     pub fn new(config: ParseDelimiterConfig) -> Result<Self, ProcessorError> {
@@ -183,13 +205,13 @@ impl ParseDelimiter {
         let mut pos = begin;
         loop {
             let next = self.finder.find(&text[pos..]).map_or(end, |i| pos + i);
-            out.push(line.slice(pos..next));
+            out.push(Column::Range(pos, next));
             if next == end {
                 return;
             }
             if out.len() >= self.keys.len() && self.overflow != Overflow::Extend {
                 // The rest, from this separator on, as one column.
-                out.push(line.slice(next..end));
+                out.push(Column::Range(next, end));
                 return;
             }
             pos = next + self.separator.len();
@@ -241,15 +263,15 @@ impl ParseDelimiter {
                 // Anything between the closing quote and the separator belongs to the column.
                 let after = memchr::memchr(sep, &bytes[close + 1..]).map_or(end, |o| close + 1 + o);
                 let column = match value {
-                    None if after == close + 1 => line.slice(start..close),
+                    None if after == close + 1 => Column::Range(start, close),
                     None => {
                         let mut v = bytes[start..close].to_vec();
                         v.extend_from_slice(&bytes[close + 1..after]);
-                        Bytes::from(v)
+                        Column::Owned(Bytes::from(v))
                     }
                     Some(mut v) => {
                         v.extend_from_slice(&bytes[close + 1..after]);
-                        Bytes::from(v)
+                        Column::Owned(Bytes::from(v))
                     }
                 };
                 out.push(column);
@@ -259,7 +281,7 @@ impl ParseDelimiter {
                 pos = after + 1;
             } else {
                 let next = memchr::memchr(sep, &bytes[pos..]).map_or(end, |o| pos + o);
-                out.push(line.slice(pos..next));
+                out.push(Column::Range(pos, next));
                 if next == end {
                     return true;
                 }
@@ -267,7 +289,7 @@ impl ParseDelimiter {
             }
             if pos == end {
                 // A separator at the very end: one more, empty column.
-                out.push(Bytes::new());
+                out.push(Column::Owned(Bytes::new()));
                 return true;
             }
         }
@@ -302,10 +324,10 @@ impl ParseDelimiter {
                     let mut rest = Vec::new();
                     for column in &columns[self.keys.len()..] {
                         rest.push(self.separator[0]);
-                        rest.extend_from_slice(column);
+                        rest.extend_from_slice(column.text(raw));
                     }
                     columns.truncate(self.keys.len());
-                    columns.push(Bytes::from(rest));
+                    columns.push(Column::Owned(Bytes::from(rest)));
                 }
             }
             None => self.split_plain(raw, begin, end, columns),
@@ -314,18 +336,15 @@ impl ParseDelimiter {
             return false;
         }
         let discard = self.overflow == Overflow::Discard;
-        if only_source {
-            // The source goes (`finish` puts it back at the end when it is kept).
-            log.contents.clear();
-        }
         log.contents.reserve(columns.len());
-        for (i, value) in columns.drain(..).enumerate() {
+        for (i, column) in columns.drain(..).enumerate() {
             let key = match self.keys.get(i) {
                 Some(key) if discard && key == DISCARDED_KEY => continue,
                 Some(key) => key.clone(),
                 None if discard => continue,
                 None => self.column_key(i),
             };
+            let value = column.into_bytes(raw);
             if only_source {
                 log.contents.push((key, value));
             } else {
@@ -358,8 +377,12 @@ impl Processor for ParseDelimiter {
             let only_source = self.distinct_keys
                 && !self.overwritten
                 && matches!(log.contents.as_slice(), [(key, _)] if *key == self.source_key);
+            // Taken out rather than cloned: a reference count less each way.
             let raw = if only_source {
-                log.contents[0].1.clone()
+                match log.contents.pop() {
+                    Some((_, raw)) => raw,
+                    None => return true,
+                }
             } else {
                 match log.content(&self.source_key) {
                     Some(raw) => raw.clone(),
@@ -373,6 +396,9 @@ impl Processor for ParseDelimiter {
             let begin = raw[..end].iter().take_while(|b| **b == b' ').count();
             if begin >= end {
                 // Nothing to split: left as it is, as iLogtail does.
+                if only_source {
+                    log.contents.push((self.source_key.clone(), raw));
+                }
                 return true;
             }
             let success = self.parse(log, &raw, begin, end, &mut columns, only_source);

@@ -110,7 +110,16 @@ impl Processor for ParseJson {
             let PipelineEvent::Log(log) = event else {
                 return true;
             };
-            let Some(raw) = log.content(&self.source_key).cloned() else {
+            // A line as read from a file holds only its source: it is taken out rather than
+            // cloned (a reference count less each way), and put back if a member needs it.
+            let only_source =
+                matches!(log.contents.as_slice(), [(key, _)] if *key == self.source_key);
+            let raw = if only_source {
+                log.contents.pop().map(|(_, raw)| raw)
+            } else {
+                log.content(&self.source_key).cloned()
+            };
+            let Some(raw) = raw else {
                 return true;
             };
             members.clear();
@@ -118,16 +127,15 @@ impl Processor for ParseJson {
             let success = parse_object(&raw, &mut members);
             let mut overwritten = false;
             if success {
-                // A line as read from a file holds only its source: when the object's keys are
-                // distinct and none is the source's, they make the new contents, appended
-                // without a search per field (`finish` puts a kept source back at the end).
-                let only_source =
-                    matches!(log.contents.as_slice(), [(key, _)] if *key == self.source_key)
-                        && distinct_and_not(&members, &self.source_key);
-                if only_source {
-                    log.contents.clear();
+                // When the object's keys are distinct and none is the source's, they make the
+                // new contents of a line that held only its source, appended without a search
+                // per field (`finish` puts a kept source back at the end).
+                if only_source && distinct_and_not(&members, &self.source_key) {
                     log.contents.extend(members.drain(..));
                 } else {
+                    if only_source {
+                        log.contents.push((self.source_key.clone(), raw.clone()));
+                    }
                     log.contents.reserve(members.len());
                     for (key, value) in members.drain(..) {
                         overwritten |= key == self.source_key;
@@ -150,12 +158,187 @@ fn parse_object(source: &Bytes, members: &mut Members) -> bool {
     if source.is_empty() {
         return false;
     }
+    if flat_object(source, members) {
+        return true;
+    }
+    members.clear();
+    serde_object(source, members)
+}
+
+/// [`parse_object`] through serde_json: every object, nested values and escapes included.
+fn serde_object(source: &Bytes, members: &mut Members) -> bool {
     let mut de = serde_json::Deserializer::from_slice(source);
     let parsed = ObjectSeed { source, members }.deserialize(&mut de).is_ok() && de.end().is_ok();
     if !parsed {
         members.clear();
     }
     parsed
+}
+
+/// The fast path of [`parse_object`]: a flat object (members whose values are strings,
+/// numbers, `true`, `false` or `null`), the shape of nearly every JSON log line, scanned in one
+/// pass with no UTF-8 check outside strings that hold non-ASCII bytes. It accepts only text
+/// that serde_json accepts, giving the same members; anything else (nested values, `\u`
+/// escapes, anything malformed) returns false and the line goes through serde_json, which then
+/// decides.
+fn flat_object(source: &Bytes, members: &mut Members) -> bool {
+    let s: &[u8] = source;
+    let mut at = skip_ws(s, 0);
+    if s.get(at) != Some(&b'{') {
+        return false;
+    }
+    at = skip_ws(s, at + 1);
+    if s.get(at) == Some(&b'}') {
+        return skip_ws(s, at + 1) == s.len();
+    }
+    loop {
+        let Some((key, key_end)) = string(source, at) else {
+            return false;
+        };
+        at = skip_ws(s, key_end + 1);
+        if s.get(at) != Some(&b':') {
+            return false;
+        }
+        at = skip_ws(s, at + 1);
+        let value = match s.get(at) {
+            Some(b'"') => match string(source, at) {
+                Some((text, end)) => {
+                    at = end + 1;
+                    text
+                }
+                None => return false,
+            },
+            Some(b't') if s[at..].starts_with(b"true") => {
+                at += 4;
+                Bytes::from_static(b"true")
+            }
+            Some(b'f') if s[at..].starts_with(b"false") => {
+                at += 5;
+                Bytes::from_static(b"false")
+            }
+            Some(b'n') if s[at..].starts_with(b"null") => {
+                at += 4;
+                Bytes::new()
+            }
+            Some(b'-' | b'0'..=b'9') => match number_end(s, at) {
+                Some(end) => {
+                    let value = source.slice(at..end);
+                    at = end;
+                    value
+                }
+                None => return false,
+            },
+            _ => return false,
+        };
+        members.push((key, value));
+        at = skip_ws(s, at);
+        match s.get(at) {
+            Some(b',') => at = skip_ws(s, at + 1),
+            Some(b'}') => return skip_ws(s, at + 1) == s.len(),
+            _ => return false,
+        }
+    }
+}
+
+/// The first byte at or after `at` that is not JSON whitespace.
+fn skip_ws(s: &[u8], mut at: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = s.get(at) {
+        at += 1;
+    }
+    at
+}
+
+/// The string that opens at `at` (a quote): its text, a view into `source` or unescaped, and
+/// the position of its closing quote. `None` when there is no string there, or one that
+/// serde_json must judge: a control character, invalid UTF-8, a `\u` escape (surrogates) or an
+/// unknown escape.
+fn string(source: &Bytes, at: usize) -> Option<(Bytes, usize)> {
+    let s: &[u8] = source;
+    if s.get(at) != Some(&b'"') {
+        return None;
+    }
+    let start = at + 1;
+    let mut pos = start;
+    let mut escaped = false;
+    let end = loop {
+        let found = pos + memchr::memchr2(b'"', b'\\', s.get(pos..)?)?;
+        if s[found] == b'"' {
+            break found;
+        }
+        escaped = true;
+        pos = found + 2;
+    };
+    let raw = &s[start..end];
+    // Escapes are ASCII: the raw text is valid UTF-8 exactly when the string is.
+    // One pass for the common case (printable ASCII), the exact checks only when it fails.
+    if raw.iter().any(|&b| !(0x20..0x80).contains(&b))
+        && (raw.iter().any(|&b| b < 0x20) || std::str::from_utf8(raw).is_err())
+    {
+        return None;
+    }
+    if !escaped {
+        return Some((source.slice(start..end), end));
+    }
+    let mut text = Vec::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(i) = memchr::memchr(b'\\', rest) {
+        text.extend_from_slice(&rest[..i]);
+        text.push(match rest.get(i + 1)? {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'/' => b'/',
+            b'b' => 0x08,
+            b'f' => 0x0c,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            _ => return None,
+        });
+        rest = &rest[i + 2..];
+    }
+    text.extend_from_slice(rest);
+    Some((Bytes::from(text), end))
+}
+
+/// The end of the JSON number that starts at `at` (`-? (0 | [1-9][0-9]*) (.[0-9]+)?
+/// ([eE][+-]?[0-9]+)?`), when one does and is followed by something other than a digit.
+fn number_end(s: &[u8], mut at: usize) -> Option<usize> {
+    let digits = |s: &[u8], at: usize| {
+        at + s[at.min(s.len())..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count()
+    };
+    if s.get(at) == Some(&b'-') {
+        at += 1;
+    }
+    match s.get(at) {
+        Some(b'0') => at += 1,
+        Some(b'1'..=b'9') => at = digits(s, at + 1),
+        _ => return None,
+    }
+    if s.get(at) == Some(&b'.') {
+        let end = digits(s, at + 1);
+        if end == at + 1 {
+            return None;
+        }
+        at = end;
+    }
+    if let Some(b'e' | b'E') = s.get(at) {
+        at += 1;
+        if let Some(b'+' | b'-') = s.get(at) {
+            at += 1;
+        }
+        let end = digits(s, at);
+        if end == at {
+            return None;
+        }
+        at = end;
+    }
+    match s.get(at) {
+        Some(b'0'..=b'9') => None,
+        _ => Some(at),
+    }
 }
 
 struct ObjectSeed<'a> {
@@ -415,6 +598,58 @@ mod tests {
             let mut group = lines(&[&line]);
             p.process(&mut group);
         }
+    }
+
+    /// The fast path accepts only what serde_json accepts, with the same members: checked on
+    /// flat objects with every kind of value and on random mutations of them.
+    #[test]
+    fn the_flat_object_fast_path_agrees_with_serde_json() {
+        let seeds: [&[u8]; 9] = [
+            br#"{"time":"2026-11-24T10:00:00.000Z","level":"INFO","n":-12.5e+3,"ok":true,"no":false,"z":null,"zero":0}"#,
+            br#" { "a" : "1" , "b":2 } "#,
+            b"{}",
+            b"\t{\r\n}\n",
+            "{\"k\":\"h\u{e9}llo \u{65e5}\u{672c}\"}".as_bytes(),
+            br#"{"a":"1","a":"2"}"#,
+            br#"{"a":[1],"b":{"c":"d"}}"#,
+            br#"{"esc":"a\"b","k\\e\/y":"\b\f\n\r\t","m":"request 7 for \"user-1\""}"#,
+            br#"{"u":"\u00e9\ud83d\ude00","x":"\x"}"#,
+        ];
+        let alphabet: &[u8] = b"{}[]\":,\\ a1-0.eE+tfnul\t\xff\x01\xc3\xa9";
+        let mut seed: u32 = 11;
+        let mut rand = |n: usize| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (seed >> 16) as usize % n
+        };
+        let mut checked = 0;
+        for line in seeds {
+            for round in 0..2000 {
+                let mut text = line.to_vec();
+                for _ in 0..round % 4 {
+                    let at = rand(text.len() + 1);
+                    match rand(3) {
+                        0 if at < text.len() => {
+                            text.remove(at);
+                        }
+                        1 if at < text.len() => text[at] = alphabet[rand(alphabet.len())],
+                        _ => text.insert(at, alphabet[rand(alphabet.len())]),
+                    }
+                }
+                let source = Bytes::from(text);
+                let (mut fast, mut slow) = (Members::new(), Members::new());
+                let slow_ok = serde_object(&source, &mut slow);
+                if flat_object(&source, &mut fast) {
+                    checked += 1;
+                    assert!(
+                        slow_ok,
+                        "serde_json rejects {:?}",
+                        String::from_utf8_lossy(&source)
+                    );
+                    assert_eq!(fast, slow, "{:?}", String::from_utf8_lossy(&source));
+                }
+            }
+        }
+        assert!(checked > 2000, "the fast path took only {checked} lines");
     }
 
     #[test]

@@ -147,19 +147,16 @@ impl Processor for ParseRegex {
                     if matched {
                         // A group that did not take part in the match is an empty value, as
                         // in iLogtail.
-                        let fields = self.keys.iter().enumerate().map(|(i, key)| {
+                        log.contents.reserve(self.keys.len());
+                        for (i, key) in self.keys.iter().enumerate() {
                             let value = match regex.group(i + 1) {
                                 Some((start, end)) => raw.slice(start..end),
                                 None => Bytes::new(),
                             };
-                            (key.clone(), value)
-                        });
-                        if only_source {
-                            log.contents.extend(fields);
-                        } else {
-                            log.contents.reserve(self.keys.len());
-                            for (key, value) in fields {
-                                log.set_content(key, value);
+                            if only_source {
+                                log.contents.push((key.clone(), value));
+                            } else {
+                                log.set_content(key.clone(), value);
                             }
                         }
                     } else {
