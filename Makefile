@@ -5,7 +5,7 @@ CARGO       ?= cargo
 RELEASE     := target/release
 FAULTS_DIR  := target/faults
 
-.PHONY: all build faults test lint check-headers run bench clean install
+.PHONY: all build faults fault-binaries test lint check-headers run bench clean install
 
 all: build
 
@@ -21,18 +21,25 @@ build:
 ## then copied out, and the real build put back. Without the `kafka` feature: no test of the
 ## faults needs flusher_kafka_v2, and librdkafka is the longest part of a build.
 faults:
+	$(MAKE) fault-binaries
+	$(MAKE) build
+
+# The fault binaries alone: target/release holds them until the next `build`.
+fault-binaries:
 	$(CARGO) build --release -p tailrace-adaptor -p tailrace-plugin-base -p tailrace-host \
 		--no-default-features \
 		--features tailrace-plugin-base/test-faults,tailrace-host/test-faults
 	mkdir -p $(FAULTS_DIR)/release
 	cp -f $(RELEASE)/libPluginAdapter.so $(RELEASE)/libPluginBase.so $(RELEASE)/tailrace \
 		$(FAULTS_DIR)/release/
-	$(CARGO) build --release --workspace
 
 ## Every test: formatting, lints, unit and integration tests (C and C++ programs included),
-## and the check that the committed headers are what the sources generate. (`faults` ends
-## with the real build.)
-test: faults lint
+## and the check that the committed headers are what the sources generate. The fault binaries
+## are built first, then the real ones over them (in this order even under `make -j`).
+test:
+	$(MAKE) fault-binaries
+	$(MAKE) build
+	$(MAKE) lint
 	$(CARGO) test --release --workspace
 	$(MAKE) check-headers
 
