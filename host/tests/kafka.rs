@@ -189,6 +189,19 @@ impl Received {
 
 /// Every message of `topic` (all its partitions, from the start), read until `done` says the
 /// set is complete or the deadline passes (then returns what it has).
+/// Reads `topic` (3 partitions) until it holds at least `n` messages, failing with the
+/// daemon's diagnostics when it does not within `common::WAIT`.
+fn consume_at_least(cc: &ClientConfig, topic: &str, n: usize, daemon: &Daemon) -> Vec<Received> {
+    let got = consume(cc, topic, 3, common::WAIT, |g| g.len() >= n);
+    assert!(
+        got.len() >= n,
+        "{topic}: {} of {n} messages\n{}",
+        got.len(),
+        daemon.diagnostics()
+    );
+    got
+}
+
 fn consume(
     config: &ClientConfig,
     topic: &str,
@@ -681,13 +694,7 @@ fn tls_never_falls_back_to_plain_text_and_a_bad_ca_file_is_a_start_error() {
         ),
     );
     let daemon = start_daemon(&sandbox);
-    let got = consume(&cc, "tls_off", 3, common::WAIT, |g| g.len() >= 5);
-    assert!(
-        got.len() >= 5,
-        "plain: {} messages\n{}",
-        got.len(),
-        daemon.diagnostics()
-    );
+    let got = consume_at_least(&cc, "tls_off", 5, &daemon);
     assert!(
         got.iter().all(|r| r.content("who") == "plain"),
         "the pipeline with the bad CA file must not run"
@@ -830,13 +837,7 @@ fn sasl_plain_logs_in_and_a_wrong_password_keeps_the_data_until_fixed() {
         &secured_pipeline(&front.addr, "wrong", "plain_wrong", &plain("guess")),
     );
     let mut daemon = start_daemon(&sandbox);
-    let got = consume(&cc, "plain_right", 3, common::WAIT, |g| g.len() >= 10);
-    assert!(
-        got.len() >= 10,
-        "right: {} messages\n{}",
-        got.len(),
-        daemon.diagnostics()
-    );
+    consume_at_least(&cc, "plain_right", 10, &daemon);
     let alarm = wait_log(
         &daemon,
         "the wrong password's alarm",
@@ -926,13 +927,7 @@ fn sasl_scram_logs_in_with_either_hash_and_a_wrong_password_is_refused() {
     );
     let mut daemon = start_daemon(&sandbox);
     for topic in ["scram_512", "scram_256"] {
-        let got = consume(&cc, topic, 3, common::WAIT, |g| g.len() >= 10);
-        assert!(
-            got.len() >= 10,
-            "{topic}: {} messages\n{}",
-            got.len(),
-            daemon.diagnostics()
-        );
+        consume_at_least(&cc, topic, 10, &daemon);
     }
     let alarm = wait_log(
         &daemon,
@@ -1033,13 +1028,7 @@ fn tls_with_the_tests_ca_delivers_and_a_wrong_ca_or_no_client_certificate_is_ref
         );
     }
     let mut daemon = start_daemon(&sandbox);
-    let got = consume(&cc, "tls_ok", 3, common::WAIT, |g| g.len() >= 10);
-    assert!(
-        got.len() >= 10,
-        "tls_ok: {} messages\n{}",
-        got.len(),
-        daemon.diagnostics()
-    );
+    consume_at_least(&cc, "tls_ok", 10, &daemon);
     for config in ["wrongca", "nocert"] {
         wait_log(
             &daemon,
@@ -1108,13 +1097,7 @@ fn sasl_ssl_scram_over_tls_delivers() {
         ),
     );
     let mut daemon = start_daemon(&sandbox);
-    let got = consume(&cc, "sasl_ssl", 3, common::WAIT, |g| g.len() >= 10);
-    assert!(
-        got.len() >= 10,
-        "{} messages\n{}",
-        got.len(),
-        daemon.diagnostics()
-    );
+    consume_at_least(&cc, "sasl_ssl", 10, &daemon);
     assert!(
         front.saw_login(FLUSHER, "SCRAM-SHA-512", true),
         "{:?}",
