@@ -452,7 +452,27 @@ fn every_format_is_decoded_and_each_request_answered_as_ilogtail_does() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(post(lines, "still here\n").status, 204);
+    // A change of config reloads every pipeline of the plugin base (HoldOn, LoadConfig, Resume,
+    // as iLogtail's base does), so the other listeners close for that moment: retry until the
+    // reloaded `lines` pipeline answers.
+    let deadline = Instant::now() + WAIT;
+    let still_here = request("POST", "/", &[], b"still here\n");
+    let answer = loop {
+        let tried = TcpStream::connect(("127.0.0.1", lines)).and_then(|stream| {
+            stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+            exchange(stream, &still_here)
+        });
+        match tried {
+            Ok(answer) => break answer,
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "port {lines} did not answer after the reload: {e}\n{}",
+                daemon.diagnostics()
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(answer.status, 204, "{answer:?}");
     daemon.wait_line("the other pipelines still running", |l| {
         l.get("content") == Some("still here")
     });
