@@ -16,7 +16,9 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod config;
+mod dir_stamp;
 mod flusher;
+mod inotify;
 mod input;
 mod monitor;
 mod pipeline;
@@ -68,7 +70,8 @@ struct Cli {
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<String>,
     /// How often the config dirs are polled for changes, in seconds; 0: only at start and on
-    /// SIGHUP.
+    /// SIGHUP. While inotify watches them a change is seen at once, and the poll (the safety
+    /// net) runs every 10 s at most.
     #[arg(long = "config-poll", value_name = "SECS", default_value_t = 1)]
     config_poll_secs: u64,
     /// Processor threads serving every pipeline, and as many flusher threads (LoongCollector's
@@ -284,16 +287,41 @@ impl Signals {
     }
 }
 
-/// The daemon's loop: configs polled every `poll` (never when `None`) and on SIGHUP, until
-/// SIGTERM or SIGINT.
+/// How often config dirs that inotify watches are polled all the same: the safety net for a
+/// change inotify cannot see (iLogtail's `config_scan_interval` is also 10 s).
+const WATCHED_CONFIG_POLL: Duration = Duration::from_secs(10);
+
+/// How long after inotify's first word of a change the configs are read: a file being written
+/// (truncated, then filled) is read whole, not half-way.
+const CONFIG_SETTLE: Duration = Duration::from_millis(200);
+
+/// The daemon's loop, until SIGTERM or SIGINT: configs polled on SIGHUP, when inotify says a
+/// config dir changed, and every `poll` (never when `None`; at most every
+/// `WATCHED_CONFIG_POLL` while inotify watches every config dir).
 fn run_daemon(
     manager: &mut PipelineManager,
     watcher: &mut ConfigWatcher,
     signals: &Signals,
     poll: Option<Duration>,
 ) {
-    let mut next_poll = poll.map(|p| Instant::now() + p);
+    if poll.is_some() {
+        watcher.watch_dirs();
+    }
+    let interval = |watcher: &ConfigWatcher| {
+        poll.map(|p| {
+            if watcher.fully_watched() {
+                p.max(WATCHED_CONFIG_POLL)
+            } else {
+                p
+            }
+        })
+    };
+    let mut next_poll = interval(watcher).map(|p| Instant::now() + p);
     while !signals.stopping() {
+        if watcher.changed() {
+            let soon = Instant::now() + CONFIG_SETTLE;
+            next_poll = Some(next_poll.map_or(soon, |at| at.min(soon)));
+        }
         let diff = if signals.reload.swap(false, Ordering::Relaxed) {
             tracing::info!("SIGHUP: reloading the configs");
             Some(watcher.reload())
@@ -307,7 +335,7 @@ fn run_daemon(
                 manager.update(diff);
             }
             manager.monitor().invalid_configs(watcher.invalid_files());
-            next_poll = poll.map(|p| Instant::now() + p);
+            next_poll = interval(watcher).map(|p| Instant::now() + p);
         }
         manager.poll_base();
         std::thread::sleep(Duration::from_millis(50));

@@ -1,5 +1,9 @@
 //! The ConfigWatcher: polls the config dirs and yields what changed. A file is read again only
 //! when its size or mtime changed, and counts as modified only when its content hash changed.
+//! With [`ConfigWatcher::watch_dirs`], inotify says when something in a config dir changed, so
+//! the daemon polls at once then and otherwise only rarely: a poll stats every config file,
+//! and a thousand pipelines polled every second cost more than everything else an idle daemon
+//! does.
 //! A file that fails validation never replaces a running pipeline: its errors are logged once
 //! (until the file changes again) and the running version keeps running. Warnings (ignored
 //! options) are logged the same way. The watcher also remembers which files are invalid right
@@ -8,9 +12,14 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::SystemTime;
 
+use notify::event::{AccessKind, AccessMode, EventKind};
+
 use crate::config::{self, is_config_file, pipeline_name, PipelineConfig};
+use crate::inotify::{self, Inotify, SinkId};
 
 /// What changed since the last poll.
 #[derive(Debug, Default)]
@@ -42,6 +51,37 @@ pub struct ConfigWatcher {
     invalid: BTreeMap<PathBuf, String>,
     /// Config dirs that could not be listed at the last poll (logged once, until they can).
     unreadable: BTreeSet<PathBuf>,
+    /// Inotify on the config dirs, once [`ConfigWatcher::watch_dirs`] was called.
+    inotify: Option<DirWatch>,
+}
+
+/// An inotify watch on each config dir (on the daemon's one instance), raising `changed` when
+/// an entry is created, written, renamed or removed there (a ConfigMap update renames its
+/// `..data` link: that too).
+struct DirWatch {
+    inotify: &'static Inotify,
+    sink: SinkId,
+    changed: Arc<AtomicBool>,
+    /// Set when a config dir itself was removed or renamed: its watch followed the old inode,
+    /// and what is at the path now is watched again.
+    renew: Arc<AtomicBool>,
+    /// The dirs watched now; one that could not be listed loses its watch and is watched again
+    /// once it can be (a dir removed and made again is a new inode).
+    watched: BTreeSet<PathBuf>,
+}
+
+/// Whether an inotify event on a config dir can mean a changed config. Opening or reading one
+/// cannot: the poll itself opens the dir and the changed files, and must not wake itself.
+fn is_change(event: &notify::Result<notify::Event>) -> bool {
+    // An error means events may have been lost.
+    let Ok(event) = event else {
+        return true;
+    };
+    match event.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
 }
 
 /// Checks, at start, that every config dir is a directory that can be listed: a typo in
@@ -77,7 +117,97 @@ impl ConfigWatcher {
             live: BTreeMap::new(),
             invalid: BTreeMap::new(),
             unreadable: BTreeSet::new(),
+            inotify: None,
         }
+    }
+
+    /// Watches the config dirs with inotify. True when every dir is watched: then a change is
+    /// seen at once ([`ConfigWatcher::changed`]) and a periodic poll is only the safety net
+    /// (for an edit inotify cannot see, such as a symlinked config whose target lives in
+    /// another dir). False (logged) when inotify cannot be had: polling alone sees changes.
+    pub fn watch_dirs(&mut self) -> bool {
+        if self.inotify.is_none() {
+            let changed = Arc::new(AtomicBool::new(false));
+            let renew = Arc::new(AtomicBool::new(false));
+            let (flag, moved, dirs) = (changed.clone(), renew.clone(), self.dirs.clone());
+            let handler = move |event: &notify::Result<notify::Event>| {
+                if is_change(event) {
+                    flag.store(true, Ordering::Release);
+                }
+                if let Ok(event) = event {
+                    let gone = matches!(
+                        event.kind,
+                        EventKind::Remove(_)
+                            | EventKind::Modify(notify::event::ModifyKind::Name(_))
+                    );
+                    if gone && event.paths.iter().any(|p| dirs.contains(p)) {
+                        moved.store(true, Ordering::Release);
+                    }
+                }
+            };
+            match inotify::shared() {
+                Ok(inotify) => {
+                    self.inotify = Some(DirWatch {
+                        inotify,
+                        sink: inotify.subscribe(Arc::new(handler)),
+                        changed,
+                        renew,
+                        watched: BTreeSet::new(),
+                    })
+                }
+                Err(e) => {
+                    tracing::warn!("config dirs: no inotify ({e}): they are polled for changes");
+                    return false;
+                }
+            }
+        }
+        self.rewatch()
+    }
+
+    /// Adds the watches missing on readable dirs; true when every dir is watched.
+    fn rewatch(&mut self) -> bool {
+        let Some(inotify) = &mut self.inotify else {
+            return false;
+        };
+        if inotify.renew.swap(false, Ordering::AcqRel) {
+            for dir in std::mem::take(&mut inotify.watched) {
+                inotify.inotify.unwatch(&dir, inotify.sink);
+            }
+        }
+        for dir in &self.dirs {
+            if self.unreadable.contains(dir) {
+                if inotify.watched.remove(dir) {
+                    inotify.inotify.unwatch(dir, inotify.sink);
+                }
+                continue;
+            }
+            if inotify.watched.contains(dir) {
+                continue;
+            }
+            match inotify.inotify.watch(dir, inotify.sink) {
+                Ok(()) => {
+                    inotify.watched.insert(dir.clone());
+                    // Whatever happened before the watch was there is seen by a poll now.
+                    inotify.changed.store(true, Ordering::Release);
+                }
+                Err(e) => tracing::debug!("config dir {}: no inotify watch: {e}", dir.display()),
+            }
+        }
+        inotify.watched.len() == self.dirs.len()
+    }
+
+    /// Whether every config dir is watched by inotify now.
+    pub fn fully_watched(&self) -> bool {
+        self.inotify
+            .as_ref()
+            .is_some_and(|i| i.watched.len() == self.dirs.len())
+    }
+
+    /// Whether inotify saw a change in a config dir since the last call (the flag is cleared).
+    pub fn changed(&self) -> bool {
+        self.inotify
+            .as_ref()
+            .is_some_and(|i| i.changed.swap(false, Ordering::AcqRel))
     }
 
     /// How many config files are invalid right now.
@@ -145,6 +275,9 @@ impl ConfigWatcher {
     pub fn poll(&mut self) -> Diff {
         let mut diff = Diff::default();
         let files = self.list();
+        if self.inotify.is_some() {
+            self.rewatch();
+        }
         let mut names_now: BTreeMap<String, PathBuf> = BTreeMap::new();
         for path in &files {
             let name = pipeline_name(path);
@@ -254,6 +387,14 @@ impl ConfigWatcher {
     }
 }
 
+impl Drop for ConfigWatcher {
+    fn drop(&mut self) {
+        if let Some(inotify) = &self.inotify {
+            inotify.inotify.unsubscribe(inotify.sink);
+        }
+    }
+}
+
 fn content_hash(text: &[u8]) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     text.hash(&mut h);
@@ -351,5 +492,48 @@ mod tests {
         assert!(watcher.poll().is_empty());
         let diff = watcher.reload();
         assert_eq!(diff.modified.len() + watcher.invalid_count(), 1);
+    }
+
+    fn wait_changed(watcher: &ConfigWatcher) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !watcher.changed() {
+            assert!(std::time::Instant::now() < deadline, "inotify said nothing");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// Inotify says when a config is added, edited in place or removed, and the watcher's own
+    /// reads of the dir and its files do not count as changes (or every poll would wake the
+    /// next). A config dir removed and made again is watched again.
+    #[test]
+    fn inotify_tells_of_changes_but_not_of_the_watchers_own_reads() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("conf");
+        std::fs::create_dir(&dir).unwrap();
+        let mut watcher = ConfigWatcher::new(vec![dir.clone()]);
+        assert!(watcher.watch_dirs());
+        assert!(watcher.fully_watched());
+        let _ = watcher.changed();
+        let path = dir.join("p.yaml");
+        std::fs::write(&path, VALID).unwrap();
+        wait_changed(&watcher);
+        assert_eq!(watcher.poll().added.len(), 1);
+        std::fs::write(&path, VALID.replace("stdout", "STDOUT")).unwrap();
+        wait_changed(&watcher);
+        let _ = watcher.poll();
+        // The poll listed the dir and read the file: no change follows from that.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(!watcher.changed(), "the watcher's own reads woke it");
+
+        std::fs::remove_file(&path).unwrap();
+        std::fs::remove_dir(&dir).unwrap();
+        wait_changed(&watcher);
+        std::fs::create_dir(&dir).unwrap();
+        assert_eq!(watcher.poll().removed, vec!["p".to_string()]);
+        assert!(watcher.fully_watched(), "the new dir is watched");
+        let _ = watcher.changed();
+        std::fs::write(&path, VALID).unwrap();
+        wait_changed(&watcher);
+        assert_eq!(watcher.poll().added.len(), 1);
     }
 }

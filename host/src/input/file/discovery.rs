@@ -7,16 +7,36 @@
 //! but each directory (by device and inode) is entered once per glob, so a link back up the
 //! tree is a dead end, not a loop; and a walk is done in steps under a deadline, resumed where
 //! it stopped on the server's next round.
+//!
+//! A walk also stamps every directory it looked at ([`DirStamp`]): while none of them changed,
+//! the next periodic walk would find the same files, and is skipped (iLogtail's polling also
+//! compares directory mtimes).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+use crate::dir_stamp::{trust_limit, DirStamp, TrustLimit};
 
 use crate::input::file::config::FileInputSpec;
 use crate::input::file::identity::DevInode;
 
 /// Deepest walk under a `**` when `MaxDirSearchDepth` does not say.
 const MAX_RECURSIVE_DEPTH: usize = 64;
+
+/// The stamps of every directory a walk looked at, that tell whether a walk now would find
+/// what it found.
+#[derive(Debug, Default)]
+pub struct Stamps(Vec<(PathBuf, Option<DirStamp>)>);
+
+impl Stamps {
+    /// Whether every directory is as it was (none appeared, vanished or changed).
+    pub fn unchanged(&self) -> bool {
+        self.0
+            .iter()
+            .all(|(dir, stamp)| DirStamp::now(dir) == *stamp)
+    }
+}
 
 /// One discovery pass over an input's globs, resumable.
 pub struct Walk {
@@ -28,6 +48,11 @@ pub struct Walk {
     pub files: Vec<PathBuf>,
     /// Every directory entered: where new files could appear (what to watch).
     pub dirs: Vec<PathBuf>,
+    /// The stamp of every directory looked at; `None` once one changed too close to the walk
+    /// to be trusted.
+    stamps: Option<Stamps>,
+    /// A stamp of a change after this is too recent to trust.
+    trust: TrustLimit,
 }
 
 impl Walk {
@@ -48,6 +73,23 @@ impl Walk {
             visited: HashSet::new(),
             files: Vec::new(),
             dirs: Vec::new(),
+            stamps: Some(Stamps::default()),
+            trust: trust_limit(),
+        }
+    }
+
+    /// The stamps of the directories this (finished) walk looked at, when they can be trusted
+    /// to tell that a new walk would find the same.
+    pub fn take_stamps(&mut self) -> Option<Stamps> {
+        self.stamps.take()
+    }
+
+    fn stamp(&mut self, dir: &Path, stamp: Option<DirStamp>) {
+        if stamp.is_some_and(|s| !s.trusted(self.trust)) {
+            self.stamps = None;
+        }
+        if let Some(stamps) = &mut self.stamps {
+            stamps.0.push((dir.to_owned(), stamp));
         }
     }
 
@@ -72,9 +114,11 @@ impl Walk {
     fn enter(&mut self, spec: &FileInputSpec, dir: &Path, depth: usize, glob: usize) {
         let Ok(meta) = std::fs::metadata(dir) else {
             // Not there (yet): still a place where files will appear.
+            self.stamp(dir, None);
             self.dirs.push(dir.to_owned());
             return;
         };
+        self.stamp(dir, Some(DirStamp::of(&meta)));
         if !meta.is_dir() || !self.visited.insert((glob, DevInode::of(&meta))) {
             return;
         }

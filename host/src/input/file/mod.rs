@@ -48,7 +48,7 @@ use tailrace::{DeliveryHook, PipelineEventGroup};
 use active::{ActiveSet, FileKey};
 use checkpoint::CheckpointStore;
 pub use config::{FileInputSpec, InputFileConfig};
-use discovery::Walk;
+use discovery::{Stamps, Walk};
 use identity::DevInode;
 use reader::{ReadSettings, TailedFile};
 use resume::{checkpoint_of, forget_vanished, rotated_while_down, start_offset};
@@ -68,6 +68,10 @@ const WATCHED_DISCOVERY: Duration = Duration::from_secs(10);
 /// How often an input with a directory inotify does not watch (or that does not exist yet)
 /// walks its globs again.
 const POLLED_DISCOVERY: Duration = Duration::from_secs(1);
+/// A periodic walk is skipped while the directories of the last one are unchanged; where
+/// inotify does not watch, one is made at least this often all the same (a file system might
+/// not keep directory times).
+const POLLED_FULL_WALK: Duration = Duration::from_secs(60);
 /// How often idle files in directories inotify does not watch are stat-checked.
 const POLL_SWEEP: Duration = Duration::from_secs(1);
 /// How often every idle file is stat-checked, inotify or not (what inotify may miss: some file
@@ -283,6 +287,14 @@ struct Input {
     dirs: Vec<PathBuf>,
     /// When its last walk ended.
     last_walked: Option<Instant>,
+    /// When its last walk started that was not skipped.
+    last_full_walk: Option<Instant>,
+    /// Whether inotify watches every directory of its last walk.
+    fully_watched: bool,
+    /// Set while the next walk due is a periodic one and the last walk left nothing to retry:
+    /// the stamps of the directories it looked at. While they are unchanged the walk is
+    /// skipped (it would find the same files).
+    unchanged: Option<Stamps>,
     /// Its files holding a batch the queue refused. While one does, no other file of the input
     /// reads a new block: what a full queue holds up is one batch per input, not one per file.
     waiting_files: usize,
@@ -307,6 +319,9 @@ impl Input {
             dirs: Vec::new(),
             waiting_files: 0,
             last_walked: None,
+            last_full_walk: None,
+            fully_watched: false,
+            unchanged: None,
             left_to_others: HashSet::new(),
             lost_bytes: 0,
         }
@@ -593,6 +608,8 @@ impl Server {
         let Some(input) = self.inputs.get_mut(&id) else {
             return;
         };
+        // Something may have changed: the walk is made, whatever the stamps say.
+        input.unchanged = None;
         if let Some(due) = input.due {
             if due <= at {
                 return;
@@ -601,6 +618,19 @@ impl Server {
         }
         input.due = Some(at);
         self.timetable.insert((at, id));
+    }
+
+    /// When a periodic walk made or skipped `now` is next due. The walks fall on whole seconds
+    /// since the start, so that the walks of 1,000 inputs share a few wake-ups instead of
+    /// spreading one each over the interval.
+    fn periodic_walk(&self, fully_watched: bool, now: Instant) -> Instant {
+        let interval = if fully_watched {
+            WATCHED_DISCOVERY
+        } else {
+            POLLED_DISCOVERY
+        };
+        let since = (now + interval).saturating_duration_since(self.started);
+        self.started + Duration::from_secs(since.as_secs() + 1)
     }
 
     /// Acts on what inotify reported: written files become active; the inputs holding a
@@ -801,8 +831,20 @@ impl Server {
             input.due = None;
             if input.walk.is_some() {
                 input.walk_again = true;
+            } else if let Some(stamps) = input.unchanged.take().filter(|stamps| {
+                (input.fully_watched
+                    || input
+                        .last_full_walk
+                        .is_some_and(|t| now.duration_since(t) < POLLED_FULL_WALK))
+                    && stamps.unchanged()
+            }) {
+                let fully_watched = input.fully_watched;
+                let next = self.periodic_walk(fully_watched, now);
+                self.schedule_walk(id, next);
+                self.inputs.get_mut(&id).expect("due").unchanged = Some(stamps);
             } else {
                 input.walk = Some(Walk::new(&input.spec));
+                input.last_full_walk = Some(now);
                 self.walking.push_back(id);
             }
         }
@@ -830,7 +872,10 @@ impl Server {
 
     /// A walk of input `id` is done: watch what it entered, track the new files it found, and
     /// schedule the next walk.
-    fn walked(&mut self, id: InputId, walk: Walk) {
+    fn walked(&mut self, id: InputId, mut walk: Walk) {
+        let stamps = walk.take_stamps();
+        // Whether every file the walk found is tracked now: else the next walk retries.
+        let mut all_tracked = true;
         let Some(input) = self.inputs.get_mut(&id) else {
             return;
         };
@@ -869,6 +914,7 @@ impl Server {
                 continue;
             }
             let Ok(meta) = std::fs::metadata(&path) else {
+                all_tracked = false;
                 continue;
             };
             let file_id = DevInode::of(&meta);
@@ -948,26 +994,27 @@ impl Server {
                     self.next_file += 1;
                 }
                 Err(e) => {
+                    all_tracked = false;
                     tracing::warn!(pipeline = %input.pipeline, path = %path.display(), "cannot open: {e}")
                 }
             }
         }
-        let interval = if fully_watched {
-            WATCHED_DISCOVERY
-        } else {
-            POLLED_DISCOVERY
-        };
         let now = Instant::now();
         input.last_walked = Some(now);
-        let next = if std::mem::take(&mut input.walk_again) {
-            now + EVENT_WALK_SPACING
+        input.fully_watched = fully_watched;
+        let periodic = !std::mem::take(&mut input.walk_again);
+        let trusted = periodic && all_tracked && input.left_to_others.is_empty();
+        let next = if periodic {
+            self.periodic_walk(fully_watched, now)
         } else {
-            // Periodic walks fall on whole seconds since the start, so that the walks of 1,000
-            // inputs share a few wake-ups instead of spreading one each over the interval.
-            let since = (now + interval).saturating_duration_since(self.started);
-            self.started + Duration::from_secs(since.as_secs() + 1)
+            now + EVENT_WALK_SPACING
         };
         self.schedule_walk(id, next);
+        if trusted {
+            if let Some(input) = self.inputs.get_mut(&id) {
+                input.unchanged = stamps;
+            }
+        }
         if self.next_file != tracked_before {
             // A new file's checkpoint is written soon: if the daemon dies before the next
             // periodic save and the file is rotated meanwhile, the checkpoint is how it is

@@ -1,6 +1,6 @@
-//! One inotify instance for the whole FileServer (as LoongCollector's): every input that needs
-//! a directory shares its watch, counted by the inputs holding it, and the watch is removed
-//! when none does. Inotify tells the server both that files appeared, moved or vanished in a
+//! The FileServer's watches, on the daemon's one inotify instance ([`crate::inotify`], as
+//! LoongCollector's): every input that needs a directory shares its watch, counted by the
+//! inputs holding it, and the watch is removed when none does. Inotify tells the server both that files appeared, moved or vanished in a
 //! directory (rediscover the inputs holding it) and that a file was written to (read it now).
 //!
 //! The periodic poll stays as the fallback: when inotify cannot be had (no instance, the
@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use notify::event::{EventKind, ModifyKind};
-use notify::{RecursiveMode, Watcher};
 
+use crate::inotify::{self, Inotify, SinkId};
 use crate::input::file::InputId;
 
 /// How long a directory whose watch could not be added waits before it is tried again.
@@ -55,7 +55,8 @@ struct WatchedDir {
 
 /// The server's inotify instance and the directories it watches.
 pub struct WatchTable {
-    watcher: Option<notify::RecommendedWatcher>,
+    /// The daemon's inotify instance and this table's subscription to it.
+    inotify: Option<(&'static Inotify, SinkId)>,
     dirs: HashMap<PathBuf, WatchedDir>,
     collected: Arc<Collected>,
     /// The watch limit was reported already (once is enough, it is the same for every dir).
@@ -66,19 +67,19 @@ impl WatchTable {
     /// One inotify instance; `wake` is called (coalesced: once until the changes are taken)
     /// when something happens in a watched directory. Without inotify (instance limit,
     /// unsupported) it logs one warning and every directory is polled.
-    pub fn new(wake: impl Fn() + Send + 'static) -> WatchTable {
+    pub fn new(wake: impl Fn() + Send + Sync + 'static) -> WatchTable {
         let collected = Arc::new(Collected {
             changes: Mutex::new(WatchChanges::default()),
             woken: AtomicBool::new(false),
         });
         let sink = collected.clone();
-        let handler = move |event: notify::Result<notify::Event>| {
+        let handler = move |event: &notify::Result<notify::Event>| {
             if collect(&sink, event) && !sink.woken.swap(true, Ordering::AcqRel) {
                 wake();
             }
         };
-        let watcher = match notify::recommended_watcher(handler) {
-            Ok(w) => Some(w),
+        let inotify = match inotify::shared() {
+            Ok(inotify) => Some((inotify, inotify.subscribe(Arc::new(handler)))),
             Err(e) => {
                 tracing::warn!(
                     "cannot create an inotify instance ({e}; see /proc/sys/fs/inotify/max_user_instances): \
@@ -88,7 +89,7 @@ impl WatchTable {
             }
         };
         WatchTable {
-            watcher,
+            inotify,
             dirs: HashMap::new(),
             collected,
             limit_reported: false,
@@ -113,11 +114,11 @@ impl WatchTable {
         {
             return entry.ok;
         }
-        let Some(watcher) = &mut self.watcher else {
+        let Some((inotify, sink)) = self.inotify else {
             entry.failed_at = Some(Instant::now());
             return false;
         };
-        match watcher.watch(dir, RecursiveMode::NonRecursive) {
+        match inotify.watch(dir, sink) {
             Ok(()) => {
                 entry.ok = true;
                 entry.failed_at = None;
@@ -156,8 +157,8 @@ impl WatchTable {
         }
         let entry = self.dirs.remove(dir).expect("present");
         if entry.ok {
-            if let Some(watcher) = &mut self.watcher {
-                let _ = watcher.unwatch(dir);
+            if let Some((inotify, sink)) = self.inotify {
+                inotify.unwatch(dir, sink);
             }
         }
     }
@@ -192,8 +193,8 @@ impl WatchTable {
             };
             if std::mem::take(&mut entry.ok) {
                 entry.failed_at = None;
-                if let Some(watcher) = &mut self.watcher {
-                    let _ = watcher.unwatch(path);
+                if let Some((inotify, sink)) = self.inotify {
+                    inotify.unwatch(path, sink);
                 }
             }
         }
@@ -201,9 +202,17 @@ impl WatchTable {
     }
 }
 
+impl Drop for WatchTable {
+    fn drop(&mut self) {
+        if let Some((inotify, sink)) = self.inotify {
+            inotify.unsubscribe(sink);
+        }
+    }
+}
+
 /// Records one inotify event; false when it is nothing the server needs to know about (the
 /// daemon's own opens and closes of the files it reads, attribute changes).
-fn collect(into: &Collected, event: notify::Result<notify::Event>) -> bool {
+fn collect(into: &Collected, event: &notify::Result<notify::Event>) -> bool {
     let mut changes = into.changes.lock().expect("not poisoned");
     let event = match event {
         Ok(event) => event,
@@ -219,7 +228,7 @@ fn collect(into: &Collected, event: notify::Result<notify::Event>) -> bool {
     }
     match event.kind {
         EventKind::Modify(ModifyKind::Data(_)) | EventKind::Modify(ModifyKind::Any) => {
-            changes.touched.extend(event.paths);
+            changes.touched.extend(event.paths.iter().cloned());
         }
         EventKind::Create(_) | EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_)) => {
             let gone = match event.kind {
@@ -230,13 +239,13 @@ fn collect(into: &Collected, event: notify::Result<notify::Event>) -> bool {
                 _ => 0,
             };
             changes.gone.extend(event.paths.iter().take(gone).cloned());
-            for path in event.paths {
+            for path in &event.paths {
                 if let Some(dir) = path.parent() {
                     changes.dirs.insert(dir.to_owned());
                 }
                 // The watched directory itself went away or moved.
                 changes.dirs.insert(path.clone());
-                changes.touched.insert(path);
+                changes.touched.insert(path.clone());
             }
         }
         _ => return false,
