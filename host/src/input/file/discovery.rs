@@ -269,6 +269,49 @@ mod tests {
         );
     }
 
+    /// The stamps of a walk say "unchanged" until a file appears in a directory it looked at,
+    /// or a directory that was missing appears; a walk right after a change gives no stamps
+    /// (they could miss a second change within the same tick of the file system's clock).
+    #[test]
+    fn stamps_tell_when_a_walk_would_find_something_else() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        std::fs::create_dir_all(root.join("a")).unwrap();
+        let spec = spec(
+            &[
+                &format!("{}/*/*.log", root.display()),
+                &format!("{}/later/*.log", root.display()),
+            ],
+            0,
+        );
+        let walk = |trust: TrustLimit| {
+            let mut walk = Walk::new(&spec);
+            walk.trust = trust;
+            while !walk.step(&spec, Instant::now() + Duration::from_secs(60)) {}
+            walk.take_stamps()
+        };
+        assert!(walk(trust_limit()).is_none(), "just changed: not trusted");
+        // Changes until the stamps move: within one tick of the clock they may not.
+        let moves = |stamps: &Stamps, change: &dyn Fn(usize)| {
+            let deadline = Instant::now() + Duration::from_secs(2);
+            let mut n = 0;
+            while stamps.unchanged() {
+                assert!(Instant::now() < deadline, "stamps did not move");
+                change(n);
+                n += 1;
+            }
+        };
+        let stamps = walk(TrustLimit::ANY).expect("trusted");
+        assert!(stamps.unchanged());
+        moves(&stamps, &|n| {
+            std::fs::write(root.join(format!("a/{n}.log")), b"x").unwrap()
+        });
+        let stamps = walk(TrustLimit::ANY).expect("trusted");
+        assert!(stamps.unchanged());
+        std::fs::create_dir(root.join("later")).unwrap();
+        assert!(!stamps.unchanged(), "a missing directory appeared");
+    }
+
     /// `sub/loop -> ..` and `sub/loop2 -> ../sub`: the walk ends, each real file once.
     #[test]
     fn symlink_loops_end_and_find_each_file_once() {
