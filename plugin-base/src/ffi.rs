@@ -193,8 +193,8 @@ pub extern "C" fn ProcessLogGroup(
             Ok(bytes) => bytes,
             Err(e) => return reject(export, e.to_string(), PROCESS_ERROR),
         };
-        let group = match LogGroup::decode_bytes(bytes) {
-            Ok(group) => group.into_event_group(),
+        let group = match LogGroup::decode_event_group(bytes) {
+            Ok(group) => group,
             Err(e) => {
                 return reject(
                     export,

@@ -71,28 +71,34 @@ pub fn is_valid_to_send(logstore_key: i64) -> bool {
 /// 0 queued, -1 no room or not a LogGroup, -2 unknown pipeline.
 pub fn send_pb(config_name: &str, pb: &[u8], lines: i32) -> i32 {
     let name = real_config_name(config_name);
-    let group = match LogGroup::decode_bytes(pb) {
-        Ok(group) => group,
-        Err(e) => {
-            tracing::warn!(
-                config = config_name,
-                "SendPb: not an sls_logs.LogGroup: {e}"
-            );
-            return -1;
-        }
+    let not_a_log_group = |e: &dyn std::fmt::Display| {
+        tracing::warn!(
+            config = config_name,
+            "SendPb: not an sls_logs.LogGroup: {e}"
+        );
+        -1
     };
     if name == ALARM_CONFIG || name == STATISTICS_CONFIG {
-        report_builtin(name, &group);
-        return 0;
+        return match LogGroup::decode_bytes(pb) {
+            Ok(group) => {
+                report_builtin(name, &group);
+                0
+            }
+            Err(e) => not_a_log_group(&e),
+        };
     }
+    let mut group = match LogGroup::decode_event_group(pb) {
+        Ok(group) => group,
+        Err(e) => return not_a_log_group(&e),
+    };
     let Some(route) = with_table(|t| t.by_name.get(name).cloned()).flatten() else {
         return -2;
     };
-    if lines >= 0 && lines as usize != group.logs.len() {
+    if lines >= 0 && lines as usize != group.events.len() {
         tracing::debug!(
             config = config_name,
             lines,
-            logs = group.logs.len(),
+            logs = group.events.len(),
             "SendPb: lines differs from the logs sent"
         );
     }
@@ -101,18 +107,22 @@ pub fn send_pb(config_name: &str, pb: &[u8], lines: i32) -> i32 {
     }
     // Every flusher had room: each takes the group (a queue only refuses once its pipeline is
     // stopping, and the route is removed before that).
-    if route.flushers.is_empty() {
+    let Some((last, others)) = route.flushers.split_last() else {
         return -2;
-    }
-    let mut group = group.into_event_group();
+    };
     if let Some(deliveries) = &route.deliveries {
         group.acks.push(deliveries.returned());
     }
     group.acks.split(route.flushers.len());
-    for q in &route.flushers {
+    // A copy for each flusher but the last, which takes the group itself: copying a batch
+    // costs a reference count per field, taken and later dropped.
+    for q in others {
         if q.push(group.clone()).is_err() {
             return -2;
         }
+    }
+    if last.push(group).is_err() {
+        return -2;
     }
     0
 }

@@ -28,6 +28,16 @@ fn build(ctx: &PluginContext, _detail: &Value) -> Result<Box<dyn Flusher>, Strin
     }))
 }
 
+thread_local! {
+    /// The buffer batches are serialized into, one per thread that runs flushers (not one per
+    /// pipeline: a thousand idle pipelines keep none). A fresh buffer for each batch grew by
+    /// reallocation, copying the batch several times over.
+    static ENCODED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A buffer that grew past this (a rare huge batch) is let go after its batch.
+const MAX_KEPT_BUFFER: usize = 4 * 1024 * 1024;
+
 struct SlsFlusher {
     host: Arc<dyn HostLink>,
     config_name: String,
@@ -47,15 +57,21 @@ impl Flusher for SlsFlusher {
                 break Ok(());
             };
             if !group.is_empty() {
-                let mut pb = Vec::new();
-                tailrace::proto::encode_group(group, &mut pb);
-                let code = self.host.send_pb(
-                    &self.config_name,
-                    &self.logstore,
-                    &mut pb,
-                    group.len(),
-                    group.metadata(SHARD_HASH_META),
-                );
+                let code = ENCODED.with_borrow_mut(|pb| {
+                    pb.clear();
+                    tailrace::proto::encode_group(group, pb);
+                    let code = self.host.send_pb(
+                        &self.config_name,
+                        &self.logstore,
+                        pb,
+                        group.len(),
+                        group.metadata(SHARD_HASH_META),
+                    );
+                    if pb.capacity() > MAX_KEPT_BUFFER {
+                        *pb = Vec::new();
+                    }
+                    code
+                });
                 match code {
                     0 => {}
                     -1 => break Err("the host could not enqueue the data".to_owned()),
