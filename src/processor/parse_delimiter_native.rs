@@ -255,6 +255,21 @@ impl ParseDelimiter {
         quote: u8,
         out: &mut Columns,
     ) -> bool {
+        self.split_quoted_by(find_byte, line, begin, end, quote, out)
+    }
+
+    /// [`ParseDelimiter::split_quoted`] with `find` as the byte search (the tests compare
+    /// `find_byte` with `memchr` through it).
+    #[inline(always)]
+    fn split_quoted_by(
+        &self,
+        find: impl Fn(u8, &[u8]) -> Option<usize>,
+        line: &Bytes,
+        begin: usize,
+        end: usize,
+        quote: u8,
+        out: &mut Columns,
+    ) -> bool {
         let sep = self.separator[0];
         let bytes = &line[..end];
         let mut pos = begin;
@@ -265,7 +280,7 @@ impl ParseDelimiter {
                 let start = pos + 1;
                 let mut i = start;
                 let close = loop {
-                    match find_byte(quote, &bytes[i..]) {
+                    match find(quote, &bytes[i..]) {
                         None => return false,
                         Some(off) => {
                             let at = i + off;
@@ -288,7 +303,7 @@ impl ParseDelimiter {
                     }
                 };
                 // Anything between the closing quote and the separator belongs to the column.
-                let after = find_byte(sep, &bytes[close + 1..]).map_or(end, |o| close + 1 + o);
+                let after = find(sep, &bytes[close + 1..]).map_or(end, |o| close + 1 + o);
                 let column = match value {
                     None if after == close + 1 => Column::Range(start, close),
                     None => {
@@ -307,7 +322,7 @@ impl ParseDelimiter {
                 }
                 pos = after + 1;
             } else {
-                let next = find_byte(sep, &bytes[pos..]).map_or(end, |o| pos + o);
+                let next = find(sep, &bytes[pos..]).map_or(end, |o| pos + o);
                 out.push(Column::Range(pos, next));
                 if next == end {
                     return true;
@@ -438,86 +453,6 @@ impl Processor for ParseDelimiter {
         });
         group.events = events;
         self.discarded += (before - group.events.len()) as u64;
-    }
-}
-
-#[cfg(test)]
-impl ParseDelimiter {
-    /// The splitter as it was before `find_byte`, `memchr` per search: the reference the
-    /// tests compare the current one with.
-    fn split_quoted_reference(
-        &self,
-        line: &Bytes,
-        begin: usize,
-        end: usize,
-        quote: u8,
-        out: &mut Columns,
-    ) -> bool {
-        let sep = self.separator[0];
-        let bytes = &line[..end];
-        let mut pos = begin;
-        loop {
-            if bytes.get(pos) == Some(&quote) {
-                // A quoted column: up to the quote that is not doubled.
-                let mut value: Option<Vec<u8>> = None;
-                let start = pos + 1;
-                let mut i = start;
-                let close = loop {
-                    match memchr::memchr(quote, &bytes[i..]) {
-                        None => return false,
-                        Some(off) => {
-                            let at = i + off;
-                            if bytes.get(at + 1) == Some(&quote) {
-                                let buf = value.get_or_insert_with(Vec::new);
-                                if buf.is_empty() {
-                                    buf.extend_from_slice(&bytes[start..at]);
-                                } else {
-                                    buf.extend_from_slice(&bytes[i..at]);
-                                }
-                                buf.push(quote);
-                                i = at + 2;
-                            } else {
-                                if let Some(buf) = value.as_mut() {
-                                    buf.extend_from_slice(&bytes[i..at]);
-                                }
-                                break at;
-                            }
-                        }
-                    }
-                };
-                // Anything between the closing quote and the separator belongs to the column.
-                let after = memchr::memchr(sep, &bytes[close + 1..]).map_or(end, |o| close + 1 + o);
-                let column = match value {
-                    None if after == close + 1 => Column::Range(start, close),
-                    None => {
-                        let mut v = bytes[start..close].to_vec();
-                        v.extend_from_slice(&bytes[close + 1..after]);
-                        Column::Owned(Bytes::from(v))
-                    }
-                    Some(mut v) => {
-                        v.extend_from_slice(&bytes[close + 1..after]);
-                        Column::Owned(Bytes::from(v))
-                    }
-                };
-                out.push(column);
-                if after == end {
-                    return true;
-                }
-                pos = after + 1;
-            } else {
-                let next = memchr::memchr(sep, &bytes[pos..]).map_or(end, |o| pos + o);
-                out.push(Column::Range(pos, next));
-                if next == end {
-                    return true;
-                }
-                pos = next + 1;
-            }
-            if pos == end {
-                // A separator at the very end: one more, empty column.
-                out.push(Column::Owned(Bytes::new()));
-                return true;
-            }
-        }
     }
 }
 
@@ -732,7 +667,7 @@ mod tests {
                 new.clear();
                 old.clear();
                 let a = p.split_quoted(&line, begin, len, b'"', &mut new);
-                let b = p.split_quoted_reference(&line, begin, len, b'"', &mut old);
+                let b = p.split_quoted_by(memchr::memchr, &line, begin, len, b'"', &mut old);
                 assert_eq!(shape(a, &new, &line), shape(b, &old, &line), "{line:?}");
             }
         }
