@@ -60,4 +60,12 @@ pub trait Flusher: Send {
     fn takes_acks(&self) -> bool {
         false
     }
+    /// True for a flusher that needs only the LogGroup wire form of what it gets (what
+    /// `proto::encode_group` writes; read it with `proto::log_group_bytes`). The host's
+    /// processor thread then serializes each batch and drops its events before handing it
+    /// over (see [`crate::EncodedLogs`] for why): the flusher gets groups whose `encoded` holds
+    /// their logs and whose `events` are empty.
+    fn takes_encoded(&self) -> bool {
+        false
+    }
 }

@@ -115,6 +115,15 @@ impl LogGroup {
         }
     }
 
+    /// How many logs `buf` holds, when it is a valid LogGroup (prost's verdict), checked
+    /// without building the logs: for a LogGroup passed on as it is.
+    pub fn count_logs(buf: &[u8]) -> Result<usize, prost::DecodeError> {
+        match direct::count_logs(buf) {
+            Some(logs) => Ok(logs),
+            None => LogGroup::decode(buf).map(|group| group.logs.len()),
+        }
+    }
+
     /// Encodes to a fresh buffer.
     pub fn encode_to_bytes(&self) -> Vec<u8> {
         self.encode_to_vec()
@@ -177,9 +186,50 @@ impl LogGroup {
 /// same as `LogGroup::from_event_group(group).encode_to_vec()` (a test checks it); this is the
 /// serializer of the hot path. Anchor: LoongCollector's direct serialization.
 pub fn encode_group(group: &PipelineEventGroup, out: &mut Vec<u8>) {
+    if let Some(encoded) = &group.encoded {
+        // Its metadata and tags are in there already; logs added since follow.
+        out.extend_from_slice(&encoded.log_group);
+        encode_logs(&group.events, out);
+        return;
+    }
+    encode_logs(&group.events, out);
+    let strings = [
+        (0x12, meta::CATEGORY),
+        (0x1a, meta::TOPIC),
+        (0x22, meta::SOURCE),
+        (0x2a, meta::MACHINE_UUID),
+    ];
+    for (tag, key) in strings {
+        if let Some(value) = group.metadata(key) {
+            out.push(tag);
+            put_varint(out, value.len() as u64);
+            out.extend_from_slice(value.as_bytes());
+        }
+    }
+    for (k, v) in &group.tags {
+        out.push(0x32);
+        put_pair(out, k, v);
+    }
+}
+
+/// The LogGroup bytes of `group`: its encoded form when it has one and no event was added
+/// since (no copy), else `buf` filled by [`encode_group`].
+pub fn log_group_bytes<'a>(group: &'a PipelineEventGroup, buf: &'a mut Vec<u8>) -> &'a [u8] {
+    match &group.encoded {
+        Some(encoded) if group.events.is_empty() => &encoded.log_group,
+        _ => {
+            buf.clear();
+            encode_group(group, buf);
+            buf
+        }
+    }
+}
+
+/// Writes `events` as a LogGroup's logs (field 1, repeated).
+fn encode_logs(events: &[PipelineEvent], out: &mut Vec<u8>) {
     // Each log's exact size first, so that it is then written into a slice of the right
     // length with no capacity check per byte (the hot loop of every flusher).
-    for event in &group.events {
+    for event in events {
         match event {
             PipelineEvent::Log(log) => {
                 let len = log_len(log);
@@ -221,23 +271,6 @@ pub fn encode_group(group: &PipelineEventGroup, out: &mut Vec<u8>) {
                     .expect("a Vec grows");
             }
         }
-    }
-    let strings = [
-        (0x12, meta::CATEGORY),
-        (0x1a, meta::TOPIC),
-        (0x22, meta::SOURCE),
-        (0x2a, meta::MACHINE_UUID),
-    ];
-    for (tag, key) in strings {
-        if let Some(value) = group.metadata(key) {
-            out.push(tag);
-            put_varint(out, value.len() as u64);
-            out.extend_from_slice(value.as_bytes());
-        }
-    }
-    for (k, v) in &group.tags {
-        out.push(0x32);
-        put_pair(out, k, v);
     }
 }
 
@@ -521,6 +554,47 @@ mod tests {
     }
 
     #[test]
+    fn an_encoded_group_writes_its_bytes_and_then_the_logs_added_since() {
+        let log = |i: u32| {
+            let mut log = LogEvent::new(i, None);
+            log.set_content("n", i.to_string());
+            PipelineEvent::Log(log)
+        };
+        let mut whole = PipelineEventGroup::default();
+        whole.set_tag("__path__", "/var/log/a.log");
+        whole.set_metadata(meta::TOPIC, "t");
+        whole.events = vec![log(1), log(2), log(3)];
+        let mut first = whole.clone();
+        let third = first.events.pop().unwrap();
+        let mut first_bytes = Vec::new();
+        encode_group(&first, &mut first_bytes);
+        first.events.clear();
+        first.encoded = Some(crate::EncodedLogs {
+            log_group: Bytes::from(first_bytes.clone()),
+            events: 2,
+        });
+        assert_eq!(first.len(), 2);
+        // As the flusher gets it: the bytes themselves, not a copy.
+        let mut buf = Vec::new();
+        let bytes = log_group_bytes(&first, &mut buf);
+        assert_eq!(bytes, first_bytes.as_slice());
+        assert_eq!(
+            bytes.as_ptr(),
+            first.encoded.as_ref().unwrap().log_group.as_ptr()
+        );
+        // With a log added afterwards: one LogGroup holding the three.
+        first.events.push(third);
+        assert_eq!(first.len(), 3);
+        let mut out = Vec::new();
+        encode_group(&first, &mut out);
+        assert_eq!(
+            LogGroup::decode(out.as_slice()).unwrap(),
+            LogGroup::from_event_group(&whole)
+        );
+        assert_eq!(log_group_bytes(&first, &mut buf), out.as_slice());
+    }
+
+    #[test]
     fn direct_encoding_is_byte_identical_to_prost() {
         let mut group = PipelineEventGroup::default();
         group.set_tag("__path__", "/var/log/a.log");
@@ -677,6 +751,17 @@ mod tests {
         let fast = direct::decode(&Bytes::copy_from_slice(buf));
         if let Some(fast) = &fast {
             assert_eq!(Ok(fast), by_prost.as_ref(), "fast path on {buf:02x?}");
+        }
+        // The counter takes what the decoder takes, and agrees with prost on the rest.
+        assert_eq!(
+            direct::count_logs(buf),
+            fast.as_ref().map(PipelineEventGroup::len),
+            "counter on {buf:02x?}"
+        );
+        match (LogGroup::count_logs(buf), &by_prost) {
+            (Ok(logs), Ok(group)) => assert_eq!(logs, group.len()),
+            (Err(counted), Err(by_prost)) => assert_eq!(counted.to_string(), by_prost.to_string()),
+            (counted, by_prost) => panic!("{counted:?} but prost says {by_prost:?} on {buf:02x?}"),
         }
         match (LogGroup::decode_event_group(buf), by_prost) {
             (Ok(direct), Ok(by_prost)) => assert_eq!(direct, by_prost),

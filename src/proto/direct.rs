@@ -38,7 +38,82 @@ pub(super) fn decode(owned: &Bytes) -> Option<PipelineEventGroup> {
     r.group()
 }
 
+/// How many logs a valid LogGroup holds, read without building anything: for a LogGroup passed
+/// on as it is (`SendPb`'s data to flushers that send LogGroups). `None` where [`decode`] would
+/// not answer either (prost then decides).
+pub(super) fn count_logs(buf: &[u8]) -> Option<usize> {
+    let owned = Bytes::new();
+    let mut r = Reader {
+        owned: &owned,
+        buf,
+        pos: 0,
+    };
+    r.check_group()
+}
+
 impl Reader<'_> {
+    /// [`Reader::group`]'s checks, with nothing kept but the count of logs.
+    fn check_group(&mut self) -> Option<usize> {
+        let end = self.buf.len();
+        let mut logs = 0;
+        while self.pos < end {
+            let (tag, wire_type) = self.key(end)?;
+            match tag {
+                1 => {
+                    let log_end = self.delimited(wire_type, end)?;
+                    self.check_log(log_end)?;
+                    logs += 1;
+                }
+                2..=5 => {
+                    let to = self.delimited(wire_type, end)?;
+                    let from = std::mem::replace(&mut self.pos, to);
+                    std::str::from_utf8(&self.buf[from..to]).ok()?;
+                }
+                6 => {
+                    let tag_end = self.delimited(wire_type, end)?;
+                    self.check_pair(tag_end)?;
+                }
+                _ => self.skip(wire_type, end)?,
+            }
+        }
+        Some(logs)
+    }
+
+    /// [`Reader::log`]'s checks.
+    fn check_log(&mut self, end: usize) -> Option<()> {
+        while self.pos < end {
+            let (tag, wire_type) = self.key(end)?;
+            match tag {
+                1 if wire_type == VARINT => {
+                    self.varint(end)?;
+                }
+                2 => {
+                    let pair_end = self.delimited(wire_type, end)?;
+                    self.check_pair(pair_end)?;
+                }
+                4 if wire_type == FIXED32 => {
+                    self.buf[..end].get(self.pos..self.pos + 4)?;
+                    self.pos += 4;
+                }
+                1 | 4 => return None,
+                _ => self.skip(wire_type, end)?,
+            }
+        }
+        Some(())
+    }
+
+    /// [`Reader::pair`]'s checks.
+    fn check_pair(&mut self, end: usize) -> Option<()> {
+        while self.pos < end {
+            let (tag, wire_type) = self.key(end)?;
+            match tag {
+                1 | 2 => self.pos = self.delimited(wire_type, end)?,
+                _ => self.skip(wire_type, end)?,
+            }
+        }
+        Some(())
+    }
+
     /// A LEB128 varint of at most 10 bytes whose 10th byte is 0 or 1 (prost's rule), not past
     /// `end`.
     #[inline(always)]

@@ -61,19 +61,23 @@ impl Flusher for BaseFeed {
         true
     }
 
+    /// `ProcessLogGroup` takes a serialized LogGroup.
+    fn takes_encoded(&self) -> bool {
+        true
+    }
+
     fn flush(&mut self, groups: &mut Vec<PipelineEventGroup>) -> Result<(), String> {
         let mut delivered = 0;
         let mut result = Ok(());
         for group in groups.iter_mut() {
-            self.pb.clear();
-            tailrace::proto::encode_group(group, &mut self.pb);
+            let pb = tailrace::proto::log_group_bytes(group, &mut self.pb);
             let pack = self.deliveries.as_ref().map(|d| d.next_pack());
             let pack_id = pack.as_ref().map_or("", |(_, id)| id.as_str());
             // SAFETY: GoString/GoSlice borrowing live buffers for the duration of the call.
             let code = unsafe {
                 (self.api.process_log_group)(
                     go_str(&self.config_name),
-                    GoSlice::from_bytes(&self.pb),
+                    GoSlice::from_bytes(pb),
                     go_str(pack_id),
                 )
             };

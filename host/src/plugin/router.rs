@@ -1,13 +1,15 @@
 //! Where data coming back from the plugin base goes: each pipeline with native flushers has a
-//! route (its flushers' sender queues and its logstore key). `SendPb` decodes the LogGroup and
-//! queues it for every flusher when each has room, or for none and answers -1 (the base retries
-//! later): that, and `IsValidToSend`, is the backpressure the base sees.
+//! route (its flushers' sender queues and its logstore key). `SendPb` decodes the LogGroup (or,
+//! when every flusher sends LogGroups, checks it and passes it on as it is) and queues it for
+//! every flusher when each has room, or for none and answers -1 (the base retries later): that,
+//! and `IsValidToSend`, is the backpressure the base sees.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use bytes::Bytes;
 use tailrace::plugin_config::real_config_name;
-use tailrace::LogGroup;
+use tailrace::{EncodedLogs, LogGroup, PipelineEventGroup};
 
 use crate::plugin::delivery::Deliveries;
 use crate::queue::SenderQueue;
@@ -87,18 +89,38 @@ pub fn send_pb(config_name: &str, pb: &[u8], lines: i32) -> i32 {
             Err(e) => not_a_log_group(&e),
         };
     }
-    let mut group = match LogGroup::decode_event_group(pb) {
-        Ok(group) => group,
-        Err(e) => return not_a_log_group(&e),
-    };
     let Some(route) = with_table(|t| t.by_name.get(name).cloned()).flatten() else {
-        return -2;
+        // Still checked: a base sending garbage is told so first.
+        return match LogGroup::count_logs(pb) {
+            Ok(_) => -2,
+            Err(e) => not_a_log_group(&e),
+        };
     };
-    if lines >= 0 && lines as usize != group.events.len() {
+    let group = if route.flushers.iter().all(|q| q.takes_encoded()) {
+        // Every flusher sends LogGroups: this one goes on as the base serialized it, checked
+        // and counted but not decoded (iLogtail's core queues SendPb's buffer as it is).
+        match LogGroup::count_logs(pb) {
+            Ok(logs) => PipelineEventGroup {
+                encoded: Some(EncodedLogs {
+                    log_group: Bytes::copy_from_slice(pb),
+                    events: logs,
+                }),
+                ..Default::default()
+            },
+            Err(e) => return not_a_log_group(&e),
+        }
+    } else {
+        match LogGroup::decode_event_group(pb) {
+            Ok(group) => group,
+            Err(e) => return not_a_log_group(&e),
+        }
+    };
+    let mut group = group;
+    if lines >= 0 && lines as usize != group.len() {
         tracing::debug!(
             config = config_name,
             lines,
-            logs = group.events.len(),
+            logs = group.len(),
             "SendPb: lines differs from the logs sent"
         );
     }

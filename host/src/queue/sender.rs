@@ -38,6 +38,9 @@ pub struct SenderQueue {
     len: AtomicUsize,
     state: Mutex<State>,
     flusher: Mutex<Box<dyn Flusher>>,
+    /// The flusher needs only serialized LogGroups (`Flusher::takes_encoded`; a rebuilt
+    /// instance is of the same type).
+    takes_encoded: bool,
     /// How to replace the flusher after it panicked (none: the same instance is retried).
     rebuild: std::sync::OnceLock<Rebuild>,
     /// Wakes the flusher runner when a batch arrives.
@@ -82,6 +85,7 @@ impl SenderQueue {
         capacity: usize,
     ) -> Arc<SenderQueue> {
         Arc::new(SenderQueue {
+            takes_encoded: flusher.takes_encoded(),
             pipeline: pipeline.to_owned(),
             flusher_type: flusher_type.to_owned(),
             capacity,
@@ -129,6 +133,11 @@ impl SenderQueue {
     /// Whether another batch may be queued: the upstream checks this before it pops (soft
     /// capacity: a batch already popped is always taken, so the queue may pass its capacity by
     /// the number of processor threads at most).
+    /// Whether batches should come serialized ([`Flusher::takes_encoded`]).
+    pub fn takes_encoded(&self) -> bool {
+        self.takes_encoded
+    }
+
     pub fn has_room(&self) -> bool {
         self.len.load(Ordering::Acquire) < self.capacity
     }

@@ -3,10 +3,14 @@
 //! pipeline's native processors on it, and hands it to every sender queue of the pipeline —
 //! native flushers, or the feed of its part in the plugin base.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
+
+use bytes::Bytes;
+use tailrace::{EncodedLogs, PipelineEventGroup};
 
 use crate::monitor::{PipelineStats, ProcessorCounts};
 use crate::queue::process::Job;
@@ -92,13 +96,68 @@ fn run(job: Job, panics: &AtomicU64) {
     // A group its processors emptied still goes on: its place in line is how its
     // acknowledgement comes in order (the sender queue does not hand it to the flusher).
     group.acks.split(work.outputs.len());
-    if let Some((last, others)) = work.outputs.split_last() {
-        for q in others {
-            let _ = q.push(group.clone());
+    let encoded = work.outputs.iter().filter(|q| q.takes_encoded()).count();
+    if encoded == 0 || group.events.is_empty() {
+        if let Some((last, others)) = work.outputs.split_last() {
+            for q in others {
+                let _ = q.push(group.clone());
+            }
+            let _ = last.push(group);
         }
-        let _ = last.push(group);
+        return;
+    }
+    // Serialized here, by the thread that built the events, which then frees them: only the
+    // bytes cross to the flusher threads (see `tailrace::EncodedLogs`).
+    let as_log_group = encode(&group);
+    let mut for_events = work.outputs.len() - encoded;
+    for q in &work.outputs {
+        if q.takes_encoded() {
+            let _ = q.push(as_log_group.clone());
+        } else {
+            for_events -= 1;
+            let _ = q.push(if for_events == 0 {
+                std::mem::take(&mut group)
+            } else {
+                group.clone()
+            });
+        }
     }
 }
+
+/// `group` as a serialized LogGroup with no events: its tags, metadata and acknowledgements,
+/// without its events and their buffer.
+fn encode(group: &PipelineEventGroup) -> PipelineEventGroup {
+    thread_local! {
+        /// Reused: the copy out of it is one `memcpy` of the result, where growing a fresh
+        /// buffer would copy it several times.
+        static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+    let log_group = BUF.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        buf.clear();
+        tailrace::proto::encode_group(group, &mut buf);
+        let bytes = Bytes::copy_from_slice(&buf);
+        // A rare huge batch does not keep its buffer for good.
+        if buf.capacity() > MAX_KEPT_BUFFER {
+            *buf = Vec::new();
+        }
+        bytes
+    });
+    PipelineEventGroup {
+        events: Vec::new(),
+        tags: group.tags.clone(),
+        metadata: group.metadata.clone(),
+        source_buffer: None,
+        acks: group.acks.clone(),
+        encoded: Some(EncodedLogs {
+            log_group,
+            events: group.len(),
+        }),
+    }
+}
+
+/// The largest serialization buffer a processor thread keeps between batches.
+const MAX_KEPT_BUFFER: usize = 4 << 20;
 
 /// The bytes of a group's log contents, keys and values (what `bytes_in` counts).
 fn content_bytes(group: &tailrace::PipelineEventGroup) -> u64 {
@@ -114,4 +173,144 @@ fn content_bytes(group: &tailrace::PipelineEventGroup) -> u64 {
             _ => 0,
         })
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    use tailrace::plugin::Flusher;
+    use tailrace::{DeliveryHook, LogEvent, PipelineEvent};
+
+    use super::*;
+    use crate::queue::process::Work;
+    use crate::queue::SenderQueue;
+
+    /// Keeps what it is given; takes serialized LogGroups or events.
+    struct Keep {
+        encoded: bool,
+        got: Arc<Mutex<Vec<PipelineEventGroup>>>,
+    }
+
+    impl Flusher for Keep {
+        fn flush(&mut self, groups: &mut Vec<PipelineEventGroup>) -> Result<(), String> {
+            self.got.lock().unwrap().append(groups);
+            Ok(())
+        }
+        fn takes_encoded(&self) -> bool {
+            self.encoded
+        }
+    }
+
+    struct Count(AtomicU64);
+    impl DeliveryHook for Count {
+        fn delivered(&self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn output(encoded: bool) -> (Arc<SenderQueue>, Arc<Mutex<Vec<PipelineEventGroup>>>) {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let keep = Keep {
+            encoded,
+            got: got.clone(),
+        };
+        (SenderQueue::new("p", "keep", Box::new(keep), 8), got)
+    }
+
+    fn flush_all(q: &SenderQueue) {
+        let batch = q.begin(Instant::now()).expect("a batch");
+        q.flush(batch);
+    }
+
+    #[test]
+    fn a_flusher_of_log_groups_gets_the_batch_serialized_and_the_others_its_events() {
+        let (bytes_q, bytes_got) = output(true);
+        let (events_q, events_got) = output(false);
+        let work = Arc::new(Work {
+            pipeline: "p".into(),
+            stats: Arc::default(),
+            processors: Mutex::new(Vec::new()),
+            outputs: vec![bytes_q.clone(), events_q.clone()],
+        });
+        let mut group = PipelineEventGroup::default();
+        group.set_tag("__hostname__", "h1");
+        group.set_metadata(tailrace::proto::meta::TOPIC, "t");
+        for i in 0..3u32 {
+            let mut log = LogEvent::new(1_700_000_000 + i, Some(i));
+            log.set_content("n", i.to_string());
+            group.events.push(PipelineEvent::Log(log));
+        }
+        // The serializer every flusher uses (byte-identical to prost's, tested in the core).
+        let mut expected = Vec::new();
+        tailrace::proto::encode_group(&group, &mut expected);
+        let count = Arc::new(Count(AtomicU64::new(0)));
+        group.acks.push(count.clone());
+        let panics = AtomicU64::new(0);
+        run(
+            Job {
+                id: 1,
+                group: group.clone(),
+                work,
+            },
+            &panics,
+        );
+
+        flush_all(&bytes_q);
+        let got = std::mem::take(&mut *bytes_got.lock().unwrap());
+        assert_eq!(got.len(), 1);
+        assert!(
+            got[0].events.is_empty(),
+            "the events stayed in the processor thread"
+        );
+        assert_eq!(got[0].len(), 3, "the event count goes with the bytes");
+        let encoded = got[0].encoded.as_ref().expect("serialized");
+        assert_eq!(encoded.log_group.as_ref(), expected.as_slice());
+        let mut buf = Vec::new();
+        assert_eq!(
+            tailrace::proto::log_group_bytes(&got[0], &mut buf),
+            expected.as_slice()
+        );
+        assert_eq!(bytes_q.flushed_events.load(Ordering::SeqCst), 3);
+        assert_eq!(count.0.load(Ordering::SeqCst), 0, "one of two deliveries");
+
+        flush_all(&events_q);
+        let got = std::mem::take(&mut *events_got.lock().unwrap());
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].events, group.events);
+        assert!(got[0].encoded.is_none());
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            1,
+            "acknowledged once, after both"
+        );
+    }
+
+    #[test]
+    fn a_batch_its_processors_emptied_is_not_serialized() {
+        let (q, got) = output(true);
+        let work = Arc::new(Work {
+            pipeline: "p".into(),
+            stats: Arc::default(),
+            processors: Mutex::new(Vec::new()),
+            outputs: vec![q.clone()],
+        });
+        let panics = AtomicU64::new(0);
+        run(
+            Job {
+                id: 1,
+                group: PipelineEventGroup::default(),
+                work,
+            },
+            &panics,
+        );
+        let batch = q.begin(Instant::now()).expect("a batch");
+        assert!(batch.groups[0].encoded.is_none());
+        q.flush(batch);
+        assert!(
+            got.lock().unwrap().is_empty(),
+            "an empty batch is not flushed"
+        );
+    }
 }
