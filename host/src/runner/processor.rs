@@ -3,7 +3,7 @@
 //! pipeline's native processors on it, and hands it to every sender queue of the pipeline —
 //! native flushers, or the feed of its part in the plugin base.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -128,21 +128,16 @@ fn run(job: Job, panics: &AtomicU64) {
 /// without its events and their buffer.
 fn encode(group: &PipelineEventGroup) -> PipelineEventGroup {
     thread_local! {
-        /// Reused: the copy out of it is one `memcpy` of the result, where growing a fresh
-        /// buffer would copy it several times.
-        static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        /// Bytes per event of the last batch this thread serialized. The next buffer is sized
+        /// from it, so that the batch is written once, into the buffer that is handed over,
+        /// with no copy out of a scratch buffer.
+        static PER_EVENT: Cell<usize> = const { Cell::new(256) };
     }
-    let log_group = BUF.with(|buf| {
-        let mut buf = buf.borrow_mut();
-        buf.clear();
-        tailrace::proto::encode_group(group, &mut buf);
-        let bytes = Bytes::copy_from_slice(&buf);
-        // A rare huge batch does not keep its buffer for good.
-        if buf.capacity() > MAX_KEPT_BUFFER {
-            *buf = Vec::new();
-        }
-        bytes
-    });
+    let events = group.events.len();
+    let guess = events.saturating_mul(PER_EVENT.get());
+    let mut buf = Vec::with_capacity(guess.saturating_add(guess / 8).saturating_add(256));
+    tailrace::proto::encode_group(group, &mut buf);
+    PER_EVENT.set(buf.len().div_ceil(events.max(1)));
     PipelineEventGroup {
         events: Vec::new(),
         tags: group.tags.clone(),
@@ -150,14 +145,11 @@ fn encode(group: &PipelineEventGroup) -> PipelineEventGroup {
         source_buffer: None,
         acks: group.acks.clone(),
         encoded: Some(EncodedLogs {
-            log_group,
+            log_group: Bytes::from(buf),
             events: group.len(),
         }),
     }
 }
-
-/// The largest serialization buffer a processor thread keeps between batches.
-const MAX_KEPT_BUFFER: usize = 4 << 20;
 
 /// The bytes of a group's log contents, keys and values (what `bytes_in` counts).
 fn content_bytes(group: &tailrace::PipelineEventGroup) -> u64 {
