@@ -321,6 +321,11 @@ enum Outcome {
 }
 
 impl Flusher for SlsFlusher {
+    /// A batch that fits one request is sent as the processor thread serialized it.
+    fn takes_encoded(&self) -> bool {
+        true
+    }
+
     fn flush(&mut self, groups: &mut Vec<PipelineEventGroup>) -> Result<(), String> {
         let mut done = 0;
         let mut result = Ok(());
@@ -341,6 +346,21 @@ impl SlsFlusher {
     /// logs already delivered are removed from the group (events and logs correspond one to
     /// one) and the error is returned.
     fn send_group(&mut self, group: &mut PipelineEventGroup) -> Result<(), String> {
+        if let Some(encoded) = &group.encoded {
+            let fits = encoded.events <= MAX_LOGS_PER_REQUEST
+                && encoded.log_group.len() <= MAX_RAW_BYTES_PER_REQUEST;
+            if fits && group.events.is_empty() {
+                let outcome = self.put_logs(&encoded.log_group);
+                return self.settle(outcome, encoded.events);
+            }
+            // Too large for one request: cut by logs, as events (the bytes are this
+            // process's own encoding, so they decode).
+            let mut decoded = LogGroup::decode_event_group(&encoded.log_group)
+                .map_err(|e| format!("a serialized batch does not decode: {e}"))?;
+            decoded.events.append(&mut group.events);
+            group.events = decoded.events;
+            group.encoded = None;
+        }
         if group.events.is_empty() {
             return Ok(());
         }
@@ -354,26 +374,36 @@ impl SlsFlusher {
             } else {
                 rest.drain(..take).collect()
             };
-            match self.put_logs(&log_group.encode_to_bytes()) {
-                Outcome::Delivered => {}
-                Outcome::Rejected { status, answer } => tracing::error!(
+            let outcome = self.put_logs(&log_group.encode_to_bytes());
+            if let Err(why) = self.settle(outcome, take) {
+                group.events.drain(..sent);
+                return Err(why);
+            }
+            sent += take;
+        }
+        Ok(())
+    }
+
+    /// What a request's outcome means for its `logs` logs: delivered, dropped (reported), or
+    /// to be retried (the error).
+    fn settle(&self, outcome: Outcome, logs: usize) -> Result<(), String> {
+        match outcome {
+            Outcome::Delivered => Ok(()),
+            Outcome::Rejected { status, answer } => {
+                tracing::error!(
                     project = %self.project,
                     logstore = %self.logstore,
                     status,
                     "SLS rejected {} log(s) for project {} logstore {} with HTTP {status}: \
                      {answer}; they are dropped",
-                    take,
+                    logs,
                     self.project,
                     self.logstore,
-                ),
-                Outcome::Retry(why) => {
-                    group.events.drain(..sent);
-                    return Err(why);
-                }
+                );
+                Ok(())
             }
-            sent += take;
+            Outcome::Retry(why) => Err(why),
         }
-        Ok(())
     }
 
     /// POSTs one serialized LogGroup.
@@ -816,6 +846,53 @@ mod tests {
         flusher.flush(&mut groups).unwrap();
         assert!(groups.is_empty());
         assert_eq!(server.join().unwrap(), vec![10, 3]);
+    }
+
+    /// `group` as the processor thread hands it to a flusher that takes LogGroups.
+    fn encoded(group: PipelineEventGroup) -> PipelineEventGroup {
+        let mut bytes = Vec::new();
+        tailrace::proto::encode_group(&group, &mut bytes);
+        PipelineEventGroup {
+            encoded: Some(tailrace::EncodedLogs {
+                log_group: bytes.into(),
+                events: group.len(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_serialized_batch_goes_as_it_is_or_cut_by_logs_when_too_large() {
+        // One request for the small batch; the large one is cut, and its second request fails.
+        let (endpoint, server) = scripted_server(vec![200, 200, 500]);
+        let mut flusher = flusher_for(&endpoint);
+        let mut groups = vec![
+            encoded(group_of(7)),
+            encoded(group_of(MAX_LOGS_PER_REQUEST + 10)),
+        ];
+        let err = flusher.flush(&mut groups).unwrap_err();
+        assert!(err.contains("HTTP 500"), "{err}");
+        assert_eq!(
+            server.join().unwrap(),
+            vec![7, MAX_LOGS_PER_REQUEST, 10],
+            "logs per request"
+        );
+        // What is left is what was not delivered: the last 10 logs, now as events.
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].len(), 10);
+        assert!(groups[0].encoded.is_none());
+        let first = groups[0].events[0].clone();
+        let tailrace::PipelineEvent::Log(first) = first else {
+            panic!("a log")
+        };
+        assert_eq!(
+            first.content(b"content").map(|v| v.as_ref()),
+            Some(format!("line {MAX_LOGS_PER_REQUEST}").as_bytes())
+        );
+        let (endpoint, server) = scripted_server(vec![200]);
+        let mut flusher = flusher_for(&endpoint);
+        flusher.flush(&mut groups).unwrap();
+        assert_eq!(server.join().unwrap(), vec![10]);
     }
 
     #[test]
