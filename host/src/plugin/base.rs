@@ -71,7 +71,12 @@ impl Flusher for BaseFeed {
         let mut result = Ok(());
         for group in groups.iter_mut() {
             let pb = tailrace::proto::log_group_bytes(group, &mut self.pb);
-            let pack = self.deliveries.as_ref().map(|d| d.next_pack());
+            let pack = self.deliveries.as_ref().map(|d| {
+                let (seq, id) = d.next_pack();
+                // Before the call: the base may report the pack before the call returns.
+                d.sending(seq, group.acks.clone());
+                (seq, id)
+            });
             let pack_id = pack.as_ref().map_or("", |(_, id)| id.as_str());
             // SAFETY: GoString/GoSlice borrowing live buffers for the duration of the call.
             let code = unsafe {
@@ -82,6 +87,9 @@ impl Flusher for BaseFeed {
                 )
             };
             if code != 0 {
+                if let (Some(deliveries), Some((seq, _))) = (&self.deliveries, &pack) {
+                    deliveries.refused(*seq);
+                }
                 if self
                     .reported
                     .is_none_or(|t| t.elapsed() >= FEED_REFUSED_REPORT)
@@ -96,10 +104,11 @@ impl Flusher for BaseFeed {
                 result = Err(format!("ProcessLogGroup returned {code}"));
                 break;
             }
+            // Accepted: with a base that reports, the pack holds the acknowledgements (run
+            // once it is delivered); with one that does not, acceptance is delivery.
             let acks = std::mem::take(&mut group.acks);
-            match (&self.deliveries, pack) {
-                (Some(deliveries), Some((seq, _))) => deliveries.accepted(seq, acks),
-                _ => acks.delivered(),
+            if pack.is_none() {
+                acks.delivered();
             }
             delivered += 1;
         }

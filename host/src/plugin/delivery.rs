@@ -75,8 +75,11 @@ impl Deliveries {
         (seq, format!("{}-{seq}", self.prefix))
     }
 
-    /// The base accepted pack `seq`: its acknowledgements wait for the base's report.
-    pub fn accepted(&self, seq: u64, acks: Acks) {
+    /// Pack `seq` is about to go to the base: its acknowledgements wait for the base's report.
+    /// Registered before `ProcessLogGroup` is called, because the base may process the pack
+    /// and report it delivered before that call even returns (a report for a pack not yet
+    /// known would be lost, and its checkpoint would wait for ever).
+    pub fn sending(&self, seq: u64, acks: Acks) {
         self.state().packs.insert(
             seq,
             Pack {
@@ -84,6 +87,14 @@ impl Deliveries {
                 after_returned: None,
             },
         );
+    }
+
+    /// The base refused pack `seq` (so it will never report it): forgotten, without its
+    /// acknowledgements running. The batch is offered again later, as a new pack.
+    pub fn refused(&self, seq: u64) {
+        self.release(|state| {
+            state.packs.remove(&seq);
+        });
     }
 
     /// The base reports pack `pack_id` delivered; false when it is not one of this pipeline's.
@@ -179,11 +190,47 @@ mod tests {
     }
 
     #[test]
+    fn a_report_that_comes_before_process_log_group_returns_is_kept() {
+        let d = Deliveries::new("p", 1);
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let (seq, id) = d.next_pack();
+        d.sending(seq, acks(&count));
+        // Inside the call: the base sends the data back and reports the pack at once.
+        let back = d.returned();
+        assert!(d.reported(&id));
+        back.delivered();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(d.waiting(), 0);
+    }
+
+    #[test]
+    fn a_refused_pack_is_forgotten_and_holds_nothing_up() {
+        let d = Deliveries::new("p", 1);
+        let (refused, later) = (
+            Arc::new(Count(AtomicUsize::new(0))),
+            Arc::new(Count(AtomicUsize::new(0))),
+        );
+        let (s1, _) = d.next_pack();
+        d.sending(s1, acks(&refused));
+        let (s2, id2) = d.next_pack();
+        d.sending(s2, acks(&later));
+        d.refused(s1);
+        assert!(d.reported(&id2));
+        assert_eq!(
+            refused.0.load(Ordering::SeqCst),
+            0,
+            "refused: not delivered"
+        );
+        assert_eq!(later.0.load(Ordering::SeqCst), 1);
+        assert_eq!(d.waiting(), 0);
+    }
+
+    #[test]
     fn a_pack_waits_for_the_report_and_for_what_came_back() {
         let d = Deliveries::new("p", 1);
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let (seq, id) = d.next_pack();
-        d.accepted(seq, acks(&count));
+        d.sending(seq, acks(&count));
         // The base sends the pack's data back, then reports it.
         let back = d.returned();
         assert!(d.reported(&id));
@@ -204,8 +251,8 @@ mod tests {
         let second = Arc::new(Count(AtomicUsize::new(0)));
         let (s1, id1) = d.next_pack();
         let (s2, id2) = d.next_pack();
-        d.accepted(s1, acks(&first));
-        d.accepted(s2, acks(&second));
+        d.sending(s1, acks(&first));
+        d.sending(s2, acks(&second));
         assert!(d.reported(&id2));
         assert_eq!(second.0.load(Ordering::SeqCst), 0, "waits for the first");
         assert!(d.reported(&id1));
@@ -218,7 +265,7 @@ mod tests {
         let d = Deliveries::new("p", 1);
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let (seq, id) = d.next_pack();
-        d.accepted(seq, acks(&count));
+        d.sending(seq, acks(&count));
         let a = d.returned();
         let b = d.returned();
         assert!(d.reported(&id));
@@ -234,7 +281,7 @@ mod tests {
         assert!(!d.reported("0000000000000000-1"));
         assert!(!d.reported("garbage"));
         let (seq, _) = d.next_pack();
-        d.accepted(seq, Acks::default());
+        d.sending(seq, Acks::default());
         assert_eq!(d.waiting(), 1, "a foreign report releases nothing");
     }
 }
