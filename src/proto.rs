@@ -781,6 +781,32 @@ mod tests {
     }
 
     #[test]
+    fn the_direct_decoder_reads_lengths_around_one_varint_byte() {
+        // Pairs whose key or value length takes one varint byte, or two: the short paths take
+        // the first, the general reading the second, with the same answers as prost.
+        for key_len in [0, 1, 126, 127, 128, 129] {
+            for value_len in [0, 1, 121, 122, 123, 124, 127, 128, 200] {
+                let buf = LogGroup {
+                    logs: vec![Log {
+                        time: 1,
+                        contents: vec![
+                            LogContent {
+                                key: Bytes::from(vec![b'k'; key_len]),
+                                value: Bytes::from(vec![b'v'; value_len]),
+                            },
+                            content("short", "x"),
+                        ],
+                        time_ns: None,
+                    }],
+                    ..Default::default()
+                }
+                .encode_to_bytes();
+                assert!(check_direct_decoder(&buf), "{key_len} {value_len}");
+            }
+        }
+    }
+
+    #[test]
     fn the_direct_decoder_keeps_prost_semantics_on_unusual_encodings() {
         let valid = LogGroup {
             logs: vec![Log {

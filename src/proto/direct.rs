@@ -82,6 +82,10 @@ impl Reader<'_> {
     /// [`Reader::log`]'s checks.
     fn check_log(&mut self, end: usize) -> Option<()> {
         while self.pos < end {
+            if let Some(pair_end) = self.short_field(0x12, end) {
+                self.check_pair(pair_end)?;
+                continue;
+            }
             let (tag, wire_type) = self.key(end)?;
             match tag {
                 1 if wire_type == VARINT => {
@@ -104,6 +108,9 @@ impl Reader<'_> {
 
     /// [`Reader::pair`]'s checks.
     fn check_pair(&mut self, end: usize) -> Option<()> {
+        if let Some(((_, _), (_, _))) = self.short_pair(end) {
+            return Some(());
+        }
         while self.pos < end {
             let (tag, wire_type) = self.key(end)?;
             match tag {
@@ -170,11 +177,7 @@ impl Reader<'_> {
     fn bytes(&mut self, wire_type: u8, end: usize) -> Option<Bytes> {
         let to = self.delimited(wire_type, end)?;
         let from = std::mem::replace(&mut self.pos, to);
-        Some(if from == to {
-            Bytes::new()
-        } else {
-            self.owned.slice(from..to)
-        })
+        Some(self.view((from, to)))
     }
 
     /// A `string` field.
@@ -266,6 +269,10 @@ impl Reader<'_> {
         let mut log = LogEvent::new(0, None);
         log.contents = Contents::with_capacity(contents_hint);
         while self.pos < end {
+            if let Some(pair_end) = self.short_field(0x12, end) {
+                log.contents.push(self.pair(pair_end)?);
+                continue;
+            }
             let (tag, wire_type) = self.key(end)?;
             match tag {
                 1 if wire_type == VARINT => log.time = self.varint(end)? as u32,
@@ -285,9 +292,61 @@ impl Reader<'_> {
         Some(log)
     }
 
+    /// The end of a length-delimited field with key byte `key` and a one-byte length at the
+    /// cursor (a log's contents, as every encoder writes them), the cursor moved to its
+    /// payload; otherwise nothing moves. The same answer as [`Reader::key`] then
+    /// [`Reader::delimited`] give for that shape, in a few instructions.
+    #[inline(always)]
+    fn short_field(&mut self, key: u8, end: usize) -> Option<usize> {
+        let &[found, len] = self.buf[..end].get(self.pos..)?.first_chunk::<2>()?;
+        let to = self.pos + 2 + usize::from(len);
+        if found != key || len >= 0x80 || to > end {
+            return None;
+        }
+        self.pos += 2;
+        Some(to)
+    }
+
+    /// The common shape of a pair, as every encoder writes it: the key field, then the value
+    /// field, each with a one-byte length, and nothing else up to `end`. Their ranges, when the
+    /// pair has that shape (the cursor then moves to `end`); otherwise nothing moves and the
+    /// general reading follows. A shape the general reading takes too, so nothing changes but
+    /// the cost (a third of the instructions of a LogGroup's check).
+    #[inline(always)]
+    fn short_pair(&mut self, end: usize) -> Option<((usize, usize), (usize, usize))> {
+        let p = self.pos;
+        let buf = &self.buf[..end];
+        let (&[0x0a, key_len], rest) = buf.get(p..)?.split_first_chunk::<2>()? else {
+            return None;
+        };
+        let key_len = usize::from(key_len);
+        let (&[0x12, value_len], value) = rest.get(key_len..)?.split_first_chunk::<2>()? else {
+            return None;
+        };
+        if key_len >= 0x80 || usize::from(value_len) != value.len() || value_len >= 0x80 {
+            return None;
+        }
+        let key = (p + 2, p + 2 + key_len);
+        self.pos = end;
+        Some((key, (key.1 + 2, end)))
+    }
+
+    /// A view of `range` of the buffer (no copy).
+    #[inline(always)]
+    fn view(&self, (from, to): (usize, usize)) -> Bytes {
+        if from == to {
+            Bytes::new()
+        } else {
+            self.owned.slice(from..to)
+        }
+    }
+
     /// A `{Key = 1; Value = 2}` message (`LogContent`, `LogTag`) ending at `end`.
     #[inline(always)]
     fn pair(&mut self, end: usize) -> Option<(Bytes, Bytes)> {
+        if let Some((key, value)) = self.short_pair(end) {
+            return Some((self.view(key), self.view(value)));
+        }
         let (mut key, mut value) = (Bytes::new(), Bytes::new());
         while self.pos < end {
             let (tag, wire_type) = self.key(end)?;
