@@ -127,15 +127,8 @@ fn run(job: Job, panics: &AtomicU64) {
 /// `group` as a serialized LogGroup with no events: its tags, metadata and acknowledgements,
 /// without its events and their buffer.
 fn encode(group: &PipelineEventGroup) -> PipelineEventGroup {
-    thread_local! {
-        /// Bytes per event of the last batch this thread serialized. The next buffer is sized
-        /// from it, so that the batch is written once, into the buffer that is handed over,
-        /// with no copy out of a scratch buffer.
-        static PER_EVENT: Cell<usize> = const { Cell::new(256) };
-    }
     let events = group.events.len();
-    let guess = events.saturating_mul(PER_EVENT.get());
-    let mut buf = Vec::with_capacity(guess.saturating_add(guess / 8).saturating_add(256));
+    let mut buf = Vec::with_capacity(reservation(events));
     tailrace::proto::encode_group(group, &mut buf);
     PER_EVENT.set(buf.len().div_ceil(events.max(1)));
     PipelineEventGroup {
@@ -150,6 +143,24 @@ fn encode(group: &PipelineEventGroup) -> PipelineEventGroup {
         }),
     }
 }
+
+thread_local! {
+    /// Bytes per event of the last batch this thread serialized. The next buffer is sized from
+    /// it, so that the batch is written once, into the buffer that is handed over, with no copy
+    /// out of a scratch buffer.
+    static PER_EVENT: Cell<usize> = const { Cell::new(256) };
+}
+
+/// The buffer to reserve for a batch of `events`. Capped: after a batch with one huge line, the
+/// next batch must not reserve that size for each of its events (beyond the cap, the buffer
+/// grows as it is written).
+fn reservation(events: usize) -> usize {
+    let guess = events.saturating_mul(PER_EVENT.get()).min(MAX_GUESS);
+    guess + guess / 8 + 256
+}
+
+/// The most a serialization buffer reserves ahead.
+const MAX_GUESS: usize = 8 << 20;
 
 /// The bytes of a group's log contents, keys and values (what `bytes_in` counts).
 fn content_bytes(group: &tailrace::PipelineEventGroup) -> u64 {
@@ -277,6 +288,25 @@ mod tests {
             1,
             "acknowledged once, after both"
         );
+    }
+
+    #[test]
+    fn a_batch_after_one_with_a_huge_line_reserves_a_bounded_buffer() {
+        let batch = |lines: usize, len: usize| {
+            let mut group = PipelineEventGroup::default();
+            for _ in 0..lines {
+                let mut log = LogEvent::new(1, None);
+                log.set_content("content", "x".repeat(len));
+                group.events.push(PipelineEvent::Log(log));
+            }
+            group
+        };
+        encode(&batch(1, 20 << 20));
+        assert_eq!(reservation(4096), MAX_GUESS + MAX_GUESS / 8 + 256);
+        let next = encode(&batch(4096, 10));
+        assert_eq!(next.len(), 4096);
+        // Then the estimate follows the small lines again.
+        assert!(reservation(4096) < 4096 * 32, "{}", reservation(4096));
     }
 
     #[test]
