@@ -320,3 +320,95 @@ fn load(api: &BaseApi, name: &str, config: &BaseConfig) -> bool {
     };
     code == 0
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+    use std::sync::{Mutex, OnceLock};
+
+    use tailrace::rslice::{GoInt, GoInt64};
+    use tailrace::{DeliveryHook, LogEvent, PipelineEvent};
+
+    use super::*;
+
+    /// The pipeline's deliveries, which the fake base reports to from inside its
+    /// `ProcessLogGroup`, and what that call returns.
+    static DELIVERIES: OnceLock<Arc<Deliveries>> = OnceLock::new();
+    static CODE: AtomicI64 = AtomicI64::new(0);
+    /// One test at a time uses the statics above.
+    static SERIAL: Mutex<()> = Mutex::new(());
+
+    unsafe extern "C" fn init_v2(_: GoString) -> GoInt {
+        0
+    }
+    unsafe extern "C" fn load_config(
+        _: GoString,
+        _: GoString,
+        _: GoString,
+        _: GoInt64,
+        _: GoString,
+    ) -> GoInt {
+        0
+    }
+    unsafe extern "C" fn hold_on(_: GoInt) {}
+    unsafe extern "C" fn resume() {}
+
+    /// A base that processes and delivers a batch at once: it reports the pack delivered before
+    /// `ProcessLogGroup` returns (unless it refuses the batch).
+    unsafe extern "C" fn process_log_group(_: GoString, _: GoSlice, pack_id: GoString) -> GoInt {
+        let code = CODE.load(Ordering::SeqCst) as GoInt;
+        if code == 0 {
+            // SAFETY: the feed passes a GoString valid for the duration of the call.
+            let id = unsafe { pack_id.as_str("packId") }.expect("a pack id");
+            assert!(DELIVERIES.get().expect("set by the test").reported(id));
+        }
+        code
+    }
+
+    struct Count(AtomicUsize);
+    impl DeliveryHook for Count {
+        fn delivered(&self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_pack_reported_delivered_inside_process_log_group_is_acknowledged() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let deliveries = DELIVERIES.get_or_init(|| Deliveries::new("p", 1)).clone();
+        let mut feed = BaseFeed {
+            api: BaseApi {
+                init_v2,
+                load_config,
+                hold_on,
+                resume,
+                process_log_group,
+                reports_delivery: true,
+                get_go_metrics: None,
+            },
+            config_name: "p/2".into(),
+            deliveries: Some(deliveries),
+            pb: Vec::new(),
+            reported: None,
+        };
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let mut group = PipelineEventGroup::default();
+        let mut log = LogEvent::new(1, None);
+        log.set_content("content", "a line");
+        group.events.push(PipelineEvent::Log(log));
+        group.acks.push(count.clone());
+
+        // Refused: the batch stays, with its acknowledgement, and no pack waits.
+        CODE.store(-1, Ordering::SeqCst);
+        let mut groups = vec![group];
+        assert!(feed.flush(&mut groups).is_err());
+        assert_eq!(groups.len(), 1);
+        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+
+        // Accepted and reported within the call: acknowledged once the call returns.
+        CODE.store(0, Ordering::SeqCst);
+        feed.flush(&mut groups).unwrap();
+        assert!(groups.is_empty());
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "the report was not lost");
+    }
+}

@@ -190,20 +190,6 @@ mod tests {
     }
 
     #[test]
-    fn a_report_that_comes_before_process_log_group_returns_is_kept() {
-        let d = Deliveries::new("p", 1);
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let (seq, id) = d.next_pack();
-        d.sending(seq, acks(&count));
-        // Inside the call: the base sends the data back and reports the pack at once.
-        let back = d.returned();
-        assert!(d.reported(&id));
-        back.delivered();
-        assert_eq!(count.0.load(Ordering::SeqCst), 1);
-        assert_eq!(d.waiting(), 0);
-    }
-
-    #[test]
     fn a_refused_pack_is_forgotten_and_holds_nothing_up() {
         let d = Deliveries::new("p", 1);
         let (refused, later) = (
