@@ -108,7 +108,7 @@ impl Reader<'_> {
 
     /// [`Reader::pair`]'s checks.
     fn check_pair(&mut self, end: usize) -> Option<()> {
-        if let Some(((_, _), (_, _))) = self.short_pair(end) {
+        if self.short_pair(end).is_some() {
             return Some(());
         }
         while self.pos < end {

@@ -96,7 +96,7 @@ pub fn send_pb(config_name: &str, pb: &[u8], lines: i32) -> i32 {
             Err(e) => not_a_log_group(&e),
         };
     };
-    let group = if route.flushers.iter().all(|q| q.takes_encoded()) {
+    let mut group = if route.flushers.iter().all(|q| q.takes_encoded()) {
         // Every flusher sends LogGroups: this one goes on as the base serialized it, checked
         // and counted but not decoded (iLogtail's core queues SendPb's buffer as it is).
         match LogGroup::count_logs(pb) {
@@ -115,7 +115,6 @@ pub fn send_pb(config_name: &str, pb: &[u8], lines: i32) -> i32 {
             Err(e) => return not_a_log_group(&e),
         }
     };
-    let mut group = group;
     if lines >= 0 && lines as usize != group.len() {
         tracing::debug!(
             config = config_name,

@@ -130,14 +130,14 @@ impl SenderQueue {
         *self.on_room.lock().unwrap_or_else(|e| e.into_inner()) = Some(hook);
     }
 
-    /// Whether another batch may be queued: the upstream checks this before it pops (soft
-    /// capacity: a batch already popped is always taken, so the queue may pass its capacity by
-    /// the number of processor threads at most).
     /// Whether batches should come serialized ([`Flusher::takes_encoded`]).
     pub fn takes_encoded(&self) -> bool {
         self.takes_encoded
     }
 
+    /// Whether another batch may be queued: the upstream checks this before it pops (soft
+    /// capacity: a batch already popped is always taken, so the queue may pass its capacity by
+    /// the number of processor threads at most).
     pub fn has_room(&self) -> bool {
         self.len.load(Ordering::Acquire) < self.capacity
     }
