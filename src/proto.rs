@@ -12,6 +12,9 @@ use prost::Message;
 use crate::event::{LogEvent, MetricValue, PipelineEvent, PipelineEventGroup};
 
 mod direct;
+mod keyed;
+
+pub use keyed::{encode_keyed_log, KeyField, LineValue};
 
 /// One key/value pair of a log.
 #[derive(Clone, PartialEq, Message)]
@@ -193,6 +196,12 @@ pub fn encode_group(group: &PipelineEventGroup, out: &mut Vec<u8>) {
         return;
     }
     encode_logs(&group.events, out);
+    encode_group_tail(group, out);
+}
+
+/// Writes the part of `group`'s LogGroup that follows its logs: its category, topic, source,
+/// machine and tags. [`encode_group`] is the logs of its events, then this.
+pub fn encode_group_tail(group: &PipelineEventGroup, out: &mut Vec<u8>) {
     let strings = [
         (0x12, meta::CATEGORY),
         (0x1a, meta::TOPIC),
@@ -227,43 +236,14 @@ pub fn log_group_bytes<'a>(group: &'a PipelineEventGroup, buf: &'a mut Vec<u8>) 
 
 /// Writes `events` as a LogGroup's logs (field 1, repeated).
 fn encode_logs(events: &[PipelineEvent], out: &mut Vec<u8>) {
-    // Each log's exact size first, so that it is then written into a slice of the right
-    // length with no capacity check per byte (the hot loop of every flusher).
     for event in events {
         match event {
-            PipelineEvent::Log(log) => {
-                let len = log_len(log);
-                let at = out.len();
-                out.resize(at + field_len(len), 0);
-                let mut w = SliceWriter {
-                    buf: &mut out[at..],
-                    pos: 0,
-                };
-                w.byte(0x0a);
-                w.varint(len as u64);
-                w.byte(0x08);
-                w.varint(u64::from(log.time));
-                for (k, v) in &log.contents {
-                    let len = pair_len(k, v);
-                    if len < 0x80 {
-                        w.short_pair(k, v, len);
-                        continue;
-                    }
-                    w.byte(0x12);
-                    w.varint(len as u64);
-                    w.byte(0x0a);
-                    w.varint(k.len() as u64);
-                    w.bytes(k);
-                    w.byte(0x12);
-                    w.varint(v.len() as u64);
-                    w.bytes(v);
-                }
-                if let Some(ns) = log.time_ns {
-                    w.byte(0x25);
-                    w.bytes(&ns.to_le_bytes());
-                }
-                debug_assert_eq!(w.pos, w.buf.len());
-            }
+            PipelineEvent::Log(log) => encode_log(
+                out,
+                log.time,
+                log.time_ns,
+                log.contents.iter().map(|(k, v)| (&k[..], &v[..])),
+            ),
             other => {
                 out.push(0x0a);
                 event_to_log(other)
@@ -274,14 +254,49 @@ fn encode_logs(events: &[PipelineEvent], out: &mut Vec<u8>) {
     }
 }
 
-/// Size of a `Log` message's payload.
-fn log_len(log: &LogEvent) -> usize {
-    let contents_len: usize = log
-        .contents
-        .iter()
-        .map(|(k, v)| field_len(pair_len(k, v)))
-        .sum();
-    1 + varint_len(u64::from(log.time)) + contents_len + if log.time_ns.is_some() { 5 } else { 0 }
+/// Writes `event` as one of a LogGroup's logs (field 1), as [`encode_group`] writes it.
+pub fn encode_event(event: &PipelineEvent, out: &mut Vec<u8>) {
+    encode_logs(std::slice::from_ref(event), out);
+}
+
+/// Writes one log (a LogGroup's field 1) of `time`, `contents` and `time_ns`: the bytes
+/// [`encode_group`] writes for a `LogEvent` of those contents. A parser whose output is only
+/// going to be serialized writes its fields through this, without building them (see
+/// `Processor::process_encoded`).
+#[inline(always)]
+pub fn encode_log<'a, I>(out: &mut Vec<u8>, time: u32, time_ns: Option<u32>, contents: I)
+where
+    I: Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+{
+    // The log's exact size first, so that it is then written into a slice of the right length
+    // with no capacity check per byte (the hot loop of every flusher).
+    let len = 1
+        + varint_len(u64::from(time))
+        + contents
+            .clone()
+            .map(|(k, v)| field_len(pair_len(k, v)))
+            .sum::<usize>()
+        + if time_ns.is_some() { 5 } else { 0 };
+    let at = out.len();
+    out.resize(at + field_len(len), 0);
+    let mut w = SliceWriter {
+        buf: &mut out[at..],
+        pos: 0,
+    };
+    w.byte(0x0a);
+    w.varint(len as u64);
+    w.byte(0x08);
+    w.varint(u64::from(time));
+    for (k, v) in contents {
+        let len = pair_len(k, v);
+        if len < 0x80 {
+            w.short_pair(k, v, len);
+            continue;
+        }
+        w.pair(k, v, len);
+    }
+    w.nanos(time_ns);
+    debug_assert_eq!(w.pos, w.buf.len());
 }
 
 /// Writes into a slice sized exactly beforehand.
@@ -313,6 +328,28 @@ impl SliceWriter<'_> {
         self.pos += n;
     }
 
+    /// A `LogContent` (tag, length, key field, value field) of size `len`, whatever its lengths.
+    #[inline(always)]
+    fn pair(&mut self, k: &[u8], v: &[u8], len: usize) {
+        self.byte(0x12);
+        self.varint(len as u64);
+        self.byte(0x0a);
+        self.varint(k.len() as u64);
+        self.bytes(k);
+        self.byte(0x12);
+        self.varint(v.len() as u64);
+        self.bytes(v);
+    }
+
+    /// A log's `time_ns` field, when it has one.
+    #[inline(always)]
+    fn nanos(&mut self, time_ns: Option<u32>) {
+        if let Some(ns) = time_ns {
+            self.byte(0x25);
+            self.bytes(&ns.to_le_bytes());
+        }
+    }
+
     /// A `LogContent` (tag, length, key field, value field) whose `len` is under 128, the common
     /// case: every length is then one byte, and the whole field is one slice of the buffer,
     /// written with one bounds check instead of one per byte.
@@ -337,10 +374,12 @@ fn copy_into(dst: &mut [u8], src: &[u8]) {
     let n = src.len();
     match n {
         0 => {}
+        // First, middle and last byte: no loop (which the compiler would make a call to
+        // `memcpy`).
         1..=3 => {
-            for (d, s) in dst.iter_mut().zip(src) {
-                *d = *s;
-            }
+            dst[0] = src[0];
+            dst[n / 2] = src[n / 2];
+            dst[n - 1] = src[n - 1];
         }
         // Two overlapping words cover every length from 4 to 16.
         4..=7 => {

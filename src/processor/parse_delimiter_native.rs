@@ -20,6 +20,7 @@ use super::common_parser_options::CommonParserOptions;
 use super::field_names::field_name;
 use super::{parse_options, Options, ProcessorError, Registration};
 use crate::plugin::Processor;
+use crate::proto::{KeyField, LineValue as Column};
 use crate::{PipelineEvent, PipelineEventGroup};
 
 pub const REGISTRATION: Registration =
@@ -94,6 +95,9 @@ pub struct ParseDelimiter {
     keys: Vec<Bytes>,
     /// `__column<i>__` for the columns beyond the keys, made once.
     column_keys: Vec<Bytes>,
+    /// The keys, then the `__column<i>__` made so far, as written in a LogGroup; `None` when
+    /// one is too long for that writer (see [`crate::proto::KeyField`]).
+    key_fields: Option<Vec<KeyField>>,
     allow_short: bool,
     overflow: Overflow,
     overwritten: bool,
@@ -109,56 +113,115 @@ pub struct ParseDelimiter {
     pub discarded: u64,
 }
 
-/// Columns of one line: ranges of it, or unescaped copies of quoted values. A range becomes
-/// a view (`Bytes::slice`, a reference count) only once, when it is set as a field.
+/// Columns of one line: ranges of it, or unescaped copies of quoted values.
 type Columns = Vec<Column>;
 
-enum Column {
-    Range(usize, usize),
-    Owned(Bytes),
+/// The positions of two bytes (a separator and a quote) in a line, in order, found 64 bytes a
+/// step as a bit mask (SSE2 compares). A line is scanned once, however many columns it has: the
+/// splitter takes the next position when it needs it (a few instructions), instead of searching
+/// again per column (a call to `memchr` costs more than the search in columns a few bytes
+/// long).
+struct Hits<'a> {
+    hay: &'a [u8],
+    /// Where the block of `mask` starts.
+    at: usize,
+    /// Bit `i` set where byte `at + i` is one of the two, those already taken cleared.
+    mask: u64,
+    a: u8,
+    b: u8,
 }
 
-impl Column {
-    fn text<'a>(&'a self, line: &'a [u8]) -> &'a [u8] {
-        match self {
-            Column::Range(start, end) => &line[*start..*end],
-            Column::Owned(bytes) => bytes,
-        }
+impl<'a> Hits<'a> {
+    /// The positions of `a` and `b` in `hay` from `from` on.
+    fn new(hay: &'a [u8], from: usize, a: u8, b: u8) -> Self {
+        let mut hits = Hits {
+            hay,
+            at: from,
+            mask: 0,
+            a,
+            b,
+        };
+        hits.mask = hits.block_mask(from);
+        hits
     }
 
-    fn into_bytes(self, line: &Bytes) -> Bytes {
-        match self {
-            Column::Range(start, end) => line.slice(start..end),
-            Column::Owned(bytes) => bytes,
+    /// The mask of the 64 bytes at `at` (the bytes past the end of `hay` never match).
+    #[inline(always)]
+    fn block_mask(&self, at: usize) -> u64 {
+        if let Some(block) = self.hay.get(at..at + 64) {
+            return block_mask(block.try_into().expect("64 bytes"), self.a, self.b);
+        }
+        // The last bytes, fewer than 64: the last 64 of `hay` when it has them (the mask of
+        // those before `at` shifted out), else a copy.
+        let len = self.hay.len();
+        if len >= 64 && at < len {
+            let block = &self.hay[len - 64..];
+            return block_mask(block.try_into().expect("64 bytes"), self.a, self.b)
+                >> (at - (len - 64));
+        }
+        let rest = self.hay.get(at..).unwrap_or_default();
+        let mut block = [0u8; 64];
+        block[..rest.len()].copy_from_slice(rest);
+        block_mask(&block, self.a, self.b) & ((1u64 << rest.len()) - 1)
+    }
+
+    /// The next position of either byte.
+    #[inline(always)]
+    fn next(&mut self) -> Option<usize> {
+        while self.mask == 0 {
+            self.at += 64;
+            if self.at >= self.hay.len() {
+                return None;
+            }
+            self.mask = self.block_mask(self.at);
+        }
+        let at = self.at + self.mask.trailing_zeros() as usize;
+        self.mask &= self.mask - 1;
+        Some(at)
+    }
+
+    /// The next position of `byte` (one of the two), passing over the other.
+    #[inline(always)]
+    fn next_of(&mut self, byte: u8) -> Option<usize> {
+        loop {
+            let at = self.next()?;
+            if self.hay[at] == byte {
+                return Some(at);
+            }
         }
     }
 }
 
-/// The first `needle` in `hay`: eight bytes a step in a word (SWAR), then `memchr` past 64
-/// bytes. Columns are mostly a few to a few dozen bytes long, where a call to `memchr` (an
-/// indirect call, then a byte-by-byte loop under 16 bytes) costs more than the search itself.
+/// Bit `i` set where `block[i]` is `a` or `b`.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    let pattern = ONES * u64::from(needle);
-    let mut i = 0;
-    while let Some(chunk) = hay.get(i..i + 8) {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word) ^ pattern;
-        // Bit 7 of a byte is set exactly where that byte of `x` is zero (no carry crosses
-        // bytes: the low seven bits plus 0x7f stay below 0x100).
-        let found = !(((x & LOW7) + LOW7) | x | LOW7);
-        if found != 0 {
-            return Some(i + (found.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-        if i >= 64 {
-            return memchr::memchr(needle, &hay[i..]).map(|o| i + o);
+fn block_mask(block: &[u8; 64], a: u8, b: u8) -> u64 {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+    };
+    let mut mask = 0u64;
+    // SAFETY: SSE2 is part of every x86_64 CPU; each load reads 16 of the 64 bytes of `block`
+    // (`loadu` has no alignment requirement).
+    unsafe {
+        let (va, vb) = (_mm_set1_epi8(a as i8), _mm_set1_epi8(b as i8));
+        for i in 0..4 {
+            let v = _mm_loadu_si128(block.as_ptr().add(16 * i).cast::<__m128i>());
+            let hit = _mm_or_si128(_mm_cmpeq_epi8(v, va), _mm_cmpeq_epi8(v, vb));
+            mask |= u64::from(_mm_movemask_epi8(hit) as u16) << (16 * i);
         }
     }
-    hay[i..].iter().position(|b| *b == needle).map(|o| i + o)
+    mask
+}
+
+/// Bit `i` set where `block[i]` is `a` or `b`.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn block_mask(block: &[u8; 64], a: u8, b: u8) -> u64 {
+    let mut mask = 0u64;
+    for (i, byte) in block.iter().enumerate() {
+        mask |= u64::from(*byte == a || *byte == b) << i;
+    }
+    mask
 }
 
 impl ParseDelimiter {
@@ -213,6 +276,7 @@ impl ParseDelimiter {
             separator: separator.into_bytes(),
             quote,
             column_keys: Vec::new(),
+            key_fields: keys.iter().map(|k| KeyField::new(k)).collect(),
             keys,
             allow_short: config.allowing_shortened_fields,
             overflow: config.overflowed_fields_treatment,
@@ -226,84 +290,79 @@ impl ParseDelimiter {
         })
     }
 
-    /// Splits `line[begin..end]` without quotes: iLogtail's `SplitString`.
-    fn split_plain(&self, line: &Bytes, begin: usize, end: usize, out: &mut Columns) {
+    /// Splits `line[begin..end]` without quotes: iLogtail's `SplitString`. Each column goes to
+    /// `emit`, which may refuse it (false, returned as is).
+    #[inline(always)]
+    fn split_plain(
+        &self,
+        line: &[u8],
+        begin: usize,
+        end: usize,
+        mut emit: impl FnMut(Column) -> bool,
+    ) -> bool {
         let text = &line[..end];
         let mut pos = begin;
+        let mut count = 0;
         loop {
             let next = self.finder.find(&text[pos..]).map_or(end, |i| pos + i);
-            out.push(Column::Range(pos, next));
-            if next == end {
-                return;
+            if !emit(Column::Range(pos, next)) {
+                return false;
             }
-            if out.len() >= self.keys.len() && self.overflow != Overflow::Extend {
+            count += 1;
+            if next == end {
+                return true;
+            }
+            if count >= self.keys.len() && self.overflow != Overflow::Extend {
                 // The rest, from this separator on, as one column.
-                out.push(Column::Range(next, end));
-                return;
+                return emit(Column::Range(next, end));
             }
             pos = next + self.separator.len();
         }
     }
 
     /// Splits `line[begin..end]` by a one-byte separator with quotes (CSV); false when a quote
-    /// is left open.
+    /// is left open, or when `emit`, which gets each column, refuses one.
+    ///
+    /// A column that starts with the quote runs to the quote that is not doubled (`""` is one
+    /// quote in its value); anything between that quote and the next separator belongs to the
+    /// column too. A quote anywhere else is an ordinary byte.
+    #[inline(always)]
     fn split_quoted(
         &self,
-        line: &Bytes,
+        line: &[u8],
         begin: usize,
         end: usize,
         quote: u8,
-        out: &mut Columns,
-    ) -> bool {
-        self.split_quoted_by(find_byte, line, begin, end, quote, out)
-    }
-
-    /// [`ParseDelimiter::split_quoted`] with `find` as the byte search (the tests compare
-    /// `find_byte` with `memchr` through it).
-    #[inline(always)]
-    fn split_quoted_by(
-        &self,
-        find: impl Fn(u8, &[u8]) -> Option<usize>,
-        line: &Bytes,
-        begin: usize,
-        end: usize,
-        quote: u8,
-        out: &mut Columns,
+        mut emit: impl FnMut(Column) -> bool,
     ) -> bool {
         let sep = self.separator[0];
         let bytes = &line[..end];
+        let mut hits = Hits::new(bytes, begin, sep, quote);
         let mut pos = begin;
         loop {
-            if bytes.get(pos) == Some(&quote) {
-                // A quoted column: up to the quote that is not doubled.
-                let mut value: Option<Vec<u8>> = None;
+            let next = if bytes.get(pos) == Some(&quote) {
+                hits.next(); // the opening quote
                 let start = pos + 1;
-                let mut i = start;
+                let mut value: Option<Vec<u8>> = None;
+                let mut rest = start;
                 let close = loop {
-                    match find(quote, &bytes[i..]) {
-                        None => return false,
-                        Some(off) => {
-                            let at = i + off;
-                            if bytes.get(at + 1) == Some(&quote) {
-                                let buf = value.get_or_insert_with(Vec::new);
-                                if buf.is_empty() {
-                                    buf.extend_from_slice(&bytes[start..at]);
-                                } else {
-                                    buf.extend_from_slice(&bytes[i..at]);
-                                }
-                                buf.push(quote);
-                                i = at + 2;
-                            } else {
-                                if let Some(buf) = value.as_mut() {
-                                    buf.extend_from_slice(&bytes[i..at]);
-                                }
-                                break at;
-                            }
+                    let Some(at) = hits.next_of(quote) else {
+                        return false;
+                    };
+                    if bytes.get(at + 1) == Some(&quote) {
+                        hits.next(); // the second quote of the pair
+                        let buf = value.get_or_insert_with(Vec::new);
+                        buf.extend_from_slice(&bytes[rest..at]);
+                        buf.push(quote);
+                        rest = at + 2;
+                    } else {
+                        if let Some(buf) = value.as_mut() {
+                            buf.extend_from_slice(&bytes[rest..at]);
                         }
+                        break at;
                     }
                 };
-                // Anything between the closing quote and the separator belongs to the column.
-                let after = find(sep, &bytes[close + 1..]).map_or(end, |o| close + 1 + o);
+                let after = hits.next_of(sep).unwrap_or(end);
                 let column = match value {
                     None if after == close + 1 => Column::Range(start, close),
                     None => {
@@ -316,49 +375,66 @@ impl ParseDelimiter {
                         Column::Owned(Bytes::from(v))
                     }
                 };
-                out.push(column);
-                if after == end {
-                    return true;
+                if !emit(column) {
+                    return false;
                 }
-                pos = after + 1;
+                after
             } else {
-                let next = find(sep, &bytes[pos..]).map_or(end, |o| pos + o);
-                out.push(Column::Range(pos, next));
-                if next == end {
-                    return true;
+                let next = hits.next_of(sep).unwrap_or(end);
+                if !emit(Column::Range(pos, next)) {
+                    return false;
                 }
-                pos = next + 1;
-            }
-            if pos == end {
-                // A separator at the very end: one more, empty column.
-                out.push(Column::Owned(Bytes::new()));
+                next
+            };
+            if next == end {
                 return true;
             }
+            pos = next + 1;
+            if pos == end {
+                // A separator at the very end: one more, empty column.
+                return emit(Column::Owned(Bytes::new()));
+            }
         }
     }
 
-    fn column_key(&mut self, index: usize) -> Bytes {
-        while self.column_keys.len() <= index {
+    /// Makes `__column<i>__` for every column index below `count` that has no key.
+    fn make_column_keys(&mut self, count: usize) {
+        while self.column_keys.len() < count {
             let i = self.column_keys.len();
-            self.column_keys.push(Bytes::from(format!("__column{i}__")));
+            let key = Bytes::from(format!("__column{i}__"));
+            if i >= self.keys.len() {
+                if let Some(fields) = self.key_fields.as_mut() {
+                    fields.push(KeyField::new(&key).expect("a short key"));
+                }
+            }
+            self.column_keys.push(key);
         }
-        self.column_keys[index].clone()
     }
 
-    /// Parses one line into `log`; false on a parse failure.
-    fn parse(
-        &mut self,
-        log: &mut crate::LogEvent,
-        raw: &Bytes,
-        begin: usize,
-        end: usize,
-        columns: &mut Columns,
-        only_source: bool,
-    ) -> bool {
+    /// The key of column `i`, or `None` for a column that `discard` drops. Columns beyond the
+    /// keys need their `__column<i>__` made first (`split` does).
+    #[inline(always)]
+    fn key_of(&self, i: usize) -> Option<&Bytes> {
+        let discard = self.overflow == Overflow::Discard;
+        match self.keys.get(i) {
+            Some(key) if discard && key == DISCARDED_KEY => None,
+            Some(key) => Some(key),
+            None if discard => None,
+            None => self.column_keys.get(i),
+        }
+    }
+
+    /// Splits one line into `columns`, those beyond the keys joined as `OverflowedFieldsTreatment`
+    /// says; false on a parse failure.
+    fn split(&mut self, raw: &Bytes, begin: usize, end: usize, columns: &mut Columns) -> bool {
         columns.clear();
+        let push = |column| {
+            columns.push(column);
+            true
+        };
         match self.quote {
             Some(quote) => {
-                if !self.split_quoted(raw, begin, end, quote, columns) {
+                if !self.split_quoted(raw, begin, end, quote, push) {
                     return false;
                 }
                 if self.overflow != Overflow::Extend && columns.len() > self.keys.len() {
@@ -372,25 +448,132 @@ impl ParseDelimiter {
                     columns.push(Column::Owned(Bytes::from(rest)));
                 }
             }
-            None => self.split_plain(raw, begin, end, columns),
+            None => {
+                self.split_plain(raw, begin, end, push);
+            }
         }
         if columns.is_empty() || (!self.allow_short && columns.len() < self.keys.len()) {
             return false;
         }
-        let discard = self.overflow == Overflow::Discard;
+        if self.overflow != Overflow::Discard {
+            self.make_column_keys(columns.len());
+        }
+        true
+    }
+
+    /// Parses one line into `log`; false on a parse failure.
+    fn parse(
+        &mut self,
+        log: &mut crate::LogEvent,
+        raw: &Bytes,
+        begin: usize,
+        end: usize,
+        columns: &mut Columns,
+        only_source: bool,
+    ) -> bool {
+        if !self.split(raw, begin, end, columns) {
+            return false;
+        }
         log.contents.reserve(columns.len());
         for (i, column) in columns.drain(..).enumerate() {
-            let key = match self.keys.get(i) {
-                Some(key) if discard && key == DISCARDED_KEY => continue,
-                Some(key) => key.clone(),
-                None if discard => continue,
-                None => self.column_key(i),
+            let Some(key) = self.key_of(i) else {
+                continue;
             };
+            let key = key.clone();
             let value = column.into_bytes(raw);
             if only_source {
                 log.contents.push((key, value));
             } else {
                 log.set_content(key, value);
+            }
+        }
+        true
+    }
+
+    /// Whether `log` holds only its source, so that its fields can be appended (or written)
+    /// without a search per field: a line as read from a file.
+    fn only_source(&self, log: &crate::LogEvent) -> bool {
+        self.distinct_keys
+            && !self.overwritten
+            && matches!(log.contents.as_slice(), [(key, _)] if *key == self.source_key)
+    }
+
+    /// The non-blank part of `raw`: spaces before the first column and spaces and `\r` after
+    /// the last are not part of any.
+    fn trimmed(raw: &[u8]) -> (usize, usize) {
+        let mut end = raw.len();
+        while end > 0 && matches!(raw[end - 1], b' ' | b'\r') {
+            end -= 1;
+        }
+        let begin = raw[..end].iter().take_while(|b| **b == b' ').count();
+        (begin, end)
+    }
+
+    /// Processes one log; false when it is to be dropped.
+    fn process_log(&mut self, log: &mut crate::LogEvent, columns: &mut Columns) -> bool {
+        let only_source = self.only_source(log);
+        // Taken out rather than cloned: a reference count less each way.
+        let raw = if only_source {
+            match log.contents.pop() {
+                Some((_, raw)) => raw,
+                None => return true,
+            }
+        } else {
+            match log.content(&self.source_key) {
+                Some(raw) => raw.clone(),
+                None => return true,
+            }
+        };
+        let (begin, end) = Self::trimmed(&raw);
+        if begin >= end {
+            // Nothing to split: left as it is, as iLogtail does.
+            if only_source {
+                log.contents.push((self.source_key.clone(), raw));
+            }
+            return true;
+        }
+        let success = self.parse(log, &raw, begin, end, columns, only_source);
+        if !success {
+            self.parse_failures += 1;
+            self.failure_alarm.failed(&raw);
+        }
+        self.common
+            .finish(log, &self.source_key, raw, success, self.overwritten)
+    }
+
+    /// Writes the fields of a line that holds only its source, parsed with success and with the
+    /// source not kept, straight into `out` as a LogGroup's log; false, with nothing written,
+    /// for any other log (which then takes [`ParseDelimiter::process_log`]).
+    fn encode_parsed(
+        &mut self,
+        log: &crate::LogEvent,
+        columns: &mut Columns,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        if self.common.keep_on_success || !self.only_source(log) {
+            return false;
+        }
+        let raw = &log.contents[0].1;
+        let (begin, end) = Self::trimmed(raw);
+        if begin >= end || !self.split(raw, begin, end, columns) {
+            return false;
+        }
+        match &self.key_fields {
+            // Every column has its key (none dropped): keys and columns go by index.
+            Some(keys) if self.overflow != Overflow::Discard => {
+                crate::proto::encode_keyed_log(out, log.time, log.time_ns, raw, keys, columns)
+            }
+            _ => {
+                let this = &*self;
+                crate::proto::encode_log(
+                    out,
+                    log.time,
+                    log.time_ns,
+                    columns
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, column)| Some((&this.key_of(i)?[..], column.text(raw)))),
+                )
             }
         }
         true
@@ -409,50 +592,40 @@ impl Processor for ParseDelimiter {
     fn process(&mut self, group: &mut PipelineEventGroup) {
         let before = group.events.len();
         let mut columns = Columns::with_capacity(self.keys.len() + 1);
-        let mut events = std::mem::take(&mut group.events);
-        events.retain_mut(|event| {
-            let PipelineEvent::Log(log) = event else {
-                return true;
-            };
-            // A line as read from a file holds only its source: the fields then make the new
-            // contents, appended without a search per field.
-            let only_source = self.distinct_keys
-                && !self.overwritten
-                && matches!(log.contents.as_slice(), [(key, _)] if *key == self.source_key);
-            // Taken out rather than cloned: a reference count less each way.
-            let raw = if only_source {
-                match log.contents.pop() {
-                    Some((_, raw)) => raw,
-                    None => return true,
-                }
-            } else {
-                match log.content(&self.source_key) {
-                    Some(raw) => raw.clone(),
-                    None => return true,
-                }
-            };
-            let mut end = raw.len();
-            while end > 0 && matches!(raw[end - 1], b' ' | b'\r') {
-                end -= 1;
-            }
-            let begin = raw[..end].iter().take_while(|b| **b == b' ').count();
-            if begin >= end {
-                // Nothing to split: left as it is, as iLogtail does.
-                if only_source {
-                    log.contents.push((self.source_key.clone(), raw));
-                }
-                return true;
-            }
-            let success = self.parse(log, &raw, begin, end, &mut columns, only_source);
-            if !success {
-                self.parse_failures += 1;
-                self.failure_alarm.failed(&raw);
-            }
-            self.common
-                .finish(log, &self.source_key, raw, success, self.overwritten)
+        group.events.retain_mut(|event| match event {
+            PipelineEvent::Log(log) => self.process_log(log, &mut columns),
+            _ => true,
         });
-        group.events = events;
         self.discarded += (before - group.events.len()) as u64;
+    }
+
+    fn process_encoded(
+        &mut self,
+        group: &mut PipelineEventGroup,
+        out: &mut Vec<u8>,
+    ) -> Option<usize> {
+        let before = group.events.len();
+        let mut columns = Columns::with_capacity(self.keys.len() + 1);
+        let mut written = 0;
+        for event in group.events.iter_mut() {
+            let keep = match event {
+                PipelineEvent::Log(log) => {
+                    if self.encode_parsed(log, &mut columns, out) {
+                        written += 1;
+                        continue;
+                    }
+                    self.process_log(log, &mut columns)
+                }
+                _ => true,
+            };
+            if keep {
+                crate::proto::encode_event(event, out);
+                written += 1;
+            }
+        }
+        group.events.clear();
+        self.discarded += (before - written) as u64;
+        Some(written)
     }
 }
 
@@ -619,35 +792,107 @@ mod tests {
     }
 
     #[test]
-    fn find_byte_agrees_with_memchr() {
+    fn hits_are_every_position_of_either_byte_in_order() {
         let mut seed: u32 = 7;
         for len in 0..300usize {
             for _ in 0..4 {
                 let mut hay = Vec::with_capacity(len);
                 for _ in 0..len {
                     seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-                    // Mostly other bytes, with 0x00, 0x80, 0xff and the needle's neighbours.
+                    // Mostly other bytes, with 0x00, 0x80, 0xff and the needles' neighbours.
                     let pick = (seed >> 16) as usize % 64;
                     hay.push(*b",\"+-\x00\x80\xff\x2c\xac".get(pick).unwrap_or(&b'a'));
                 }
-                for needle in [b',', b'"', 0u8, 0x80, 0xff, 0xac] {
-                    assert_eq!(
-                        find_byte(needle, &hay),
-                        memchr::memchr(needle, &hay),
-                        "{needle:#x} in {hay:?}"
-                    );
+                for (a, b) in [(b',', b'"'), (0u8, 0x80), (0xff, 0xac), (b'\t', b'\'')] {
+                    for from in [0, len / 2, len] {
+                        let expected: Vec<usize> = (from..len)
+                            .filter(|i| hay[*i] == a || hay[*i] == b)
+                            .collect();
+                        let mut hits = Hits::new(&hay, from, a, b);
+                        let got: Vec<usize> = std::iter::from_fn(|| hits.next()).collect();
+                        assert_eq!(got, expected, "{a:#x} {b:#x} from {from} in {hay:?}");
+                        let mut hits = Hits::new(&hay, from, a, b);
+                        let only_b: Vec<usize> = std::iter::from_fn(|| hits.next_of(b)).collect();
+                        let expected_b: Vec<usize> = (from..len).filter(|i| hay[*i] == b).collect();
+                        assert_eq!(only_b, expected_b, "{b:#x} from {from} in {hay:?}");
+                    }
                 }
             }
         }
     }
 
+    /// The splitter the word-at-a-time one replaced, a `memchr` per column, kept as the
+    /// reference it must agree with.
+    fn reference_split_quoted(line: &[u8], begin: usize, end: usize, out: &mut Columns) -> bool {
+        let (sep, quote) = (b',', b'"');
+        let find = memchr::memchr;
+        let bytes = &line[..end];
+        let mut pos = begin;
+        loop {
+            if bytes.get(pos) == Some(&quote) {
+                let mut value: Option<Vec<u8>> = None;
+                let start = pos + 1;
+                let mut i = start;
+                let close = loop {
+                    let Some(off) = find(quote, &bytes[i..]) else {
+                        return false;
+                    };
+                    let at = i + off;
+                    if bytes.get(at + 1) == Some(&quote) {
+                        let buf = value.get_or_insert_with(Vec::new);
+                        buf.extend_from_slice(&bytes[i..at]);
+                        buf.push(quote);
+                        i = at + 2;
+                    } else {
+                        if let Some(buf) = value.as_mut() {
+                            buf.extend_from_slice(&bytes[i..at]);
+                        }
+                        break at;
+                    }
+                };
+                let after = find(sep, &bytes[close + 1..]).map_or(end, |o| close + 1 + o);
+                let mut v = value.unwrap_or_else(|| bytes[start..close].to_vec());
+                v.extend_from_slice(&bytes[close + 1..after]);
+                out.push(Column::Owned(Bytes::from(v)));
+                if after == end {
+                    return true;
+                }
+                pos = after + 1;
+            } else {
+                let next = find(sep, &bytes[pos..]).map_or(end, |o| pos + o);
+                out.push(Column::Range(pos, next));
+                if next == end {
+                    return true;
+                }
+                pos = next + 1;
+            }
+            if pos == end {
+                out.push(Column::Owned(Bytes::new()));
+                return true;
+            }
+        }
+    }
+
+    #[test]
+    fn a_quoted_column_with_nothing_to_unescape_is_a_range_of_the_line() {
+        let p = processor(json!({"Separator": ",", "Keys": ["a", "b", "c"]}));
+        let line = b"x,\"a,b\",\"c\"\"d\"";
+        let mut columns = Columns::new();
+        assert!(p.split_quoted(line, 0, line.len(), b'"', |c| {
+            columns.push(c);
+            true
+        }));
+        let kinds: Vec<(bool, &[u8])> = columns
+            .iter()
+            .map(|c| (matches!(c, Column::Range(..)), c.text(line)))
+            .collect();
+        assert_eq!(kinds, [(true, &b"x"[..]), (true, b"a,b"), (false, b"c\"d")]);
+    }
+
     #[test]
     fn split_quoted_agrees_with_the_memchr_splitter() {
-        fn shape(result: bool, columns: &Columns, line: &[u8]) -> (bool, Vec<(bool, Vec<u8>)>) {
-            let columns = columns
-                .iter()
-                .map(|c| (matches!(c, Column::Range(..)), c.text(line).to_vec()))
-                .collect();
+        fn shape(result: bool, columns: &Columns, line: &[u8]) -> (bool, Vec<Vec<u8>>) {
+            let columns = columns.iter().map(|c| c.text(line).to_vec()).collect();
             (result, columns)
         }
         let p = processor(json!({"Separator": ",", "Keys": ["a", "b", "c"]}));
@@ -659,16 +904,88 @@ mod tests {
             for _ in 0..len {
                 seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
                 let pick = (seed >> 16) as usize % 24;
-                // Runs of plain bytes long enough to reach the `memchr` fallback sometimes.
+                // Runs of plain bytes, and quotes doubled or not, before and after separators.
                 line.push(*b",\",\" \xff\"".get(pick).unwrap_or(&b'x'));
             }
-            let line = Bytes::from(line);
             for begin in [0, len / 3] {
                 new.clear();
                 old.clear();
-                let a = p.split_quoted(&line, begin, len, b'"', &mut new);
-                let b = p.split_quoted_by(memchr::memchr, &line, begin, len, b'"', &mut old);
+                let a = p.split_quoted(&line, begin, len, b'"', |c| {
+                    new.push(c);
+                    true
+                });
+                let b = reference_split_quoted(&line, begin, len, &mut old);
                 assert_eq!(shape(a, &new, &line), shape(b, &old, &line), "{line:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn process_encoded_writes_the_bytes_of_process_then_encode() {
+        let long_key = "k".repeat(40);
+        let configs = [
+            json!({"Separator": ",", "Keys": ["time", "ip", "method", "path", "agent"]}),
+            json!({"Separator": ",", "Keys": ["a", "b"], "OverflowedFieldsTreatment": "keep"}),
+            json!({"Separator": ",", "Keys": ["a", "_", "c"], "OverflowedFieldsTreatment": "discard"}),
+            json!({"Separator": ",", "Keys": ["a", "b", "c"], "AllowingShortenedFields": false,
+                   "KeepingSourceWhenParseFail": true, "CopingRawLog": true}),
+            json!({"Separator": ",", "Keys": ["a", "b"], "KeepingSourceWhenParseSucceed": true,
+                   "RenamedSourceKey": "raw"}),
+            json!({"Separator": ",", "Keys": ["a", "content"]}),
+            json!({"Separator": ",", "Keys": ["a", "a"]}),
+            json!({"Separator": ",", "Keys": [long_key, "b"]}),
+            json!({"Separator": ",", "Quote": "", "Keys": ["a", "b", "c"]}),
+            json!({"Separator": "||", "Keys": ["a", "b", "c"]}),
+            json!({"Separator": "\\t", "Quote": "'", "Keys": ["a", "b", "c"]}),
+        ];
+        let mut seed: u32 = 41;
+        let mut random = |n: usize| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (seed >> 16) as usize % n
+        };
+        for config in configs {
+            let (mut by_events, mut by_bytes) = (processor(config.clone()), processor(config));
+            for _ in 0..300 {
+                let mut group = PipelineEventGroup::default();
+                for _ in 0..1 + random(12) {
+                    // Short and long lines: values past 127 bytes take the general writer, a
+                    // log under 128 bytes or over 16 KiB has a length of other than two bytes.
+                    let kinds = if random(8) == 0 { 4 } else { 3 };
+                    let len =
+                        [random(40), random(200), random(400), 16_000 + random(800)][random(kinds)];
+                    let line: Vec<u8> = (0..len)
+                        .map(|_| *b",,\"\"'\t| \r\xffx".get(random(24)).unwrap_or(&b'v'))
+                        .collect();
+                    let mut log = crate::LogEvent::new(1_700_000_000 + random(100) as u32, None);
+                    if random(4) == 0 {
+                        log.time_ns = Some(random(1_000_000_000) as u32);
+                    }
+                    log.set_content("content", Bytes::from(line));
+                    if random(8) == 0 {
+                        // Not only its source: the fields are set one by one.
+                        log.set_content("host", "h1");
+                    }
+                    if random(16) == 0 {
+                        log.contents.clear();
+                    }
+                    group.events.push(PipelineEvent::Log(log));
+                    if random(32) == 0 {
+                        group.events.push(PipelineEvent::Metric(Box::new(
+                            crate::MetricEvent::new("m", 1, crate::MetricValue::Untyped(1.0)),
+                        )));
+                    }
+                }
+                let mut processed = group.clone();
+                by_events.process(&mut processed);
+                let mut expected = Vec::new();
+                crate::proto::encode_group(&processed, &mut expected);
+                let mut got = Vec::new();
+                let written = by_bytes.process_encoded(&mut group, &mut got);
+                assert_eq!(written, Some(processed.events.len()));
+                assert!(group.events.is_empty());
+                assert_eq!(got, expected);
+                assert_eq!(by_bytes.parse_failures, by_events.parse_failures);
+                assert_eq!(by_bytes.discarded, by_events.discarded);
             }
         }
     }

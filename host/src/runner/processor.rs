@@ -62,13 +62,21 @@ fn run(job: Job, panics: &AtomicU64) {
     let stats = &work.stats;
     PipelineStats::add(&stats.events_in, group.len() as u64);
     PipelineStats::add(&stats.bytes_in, content_bytes(&group));
+    // When every output takes LogGroups, the last processor may write them itself.
+    let serialize_in_last =
+        !work.outputs.is_empty() && work.outputs.iter().all(|q| q.takes_encoded());
     let processed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut processors = work.processors.lock().unwrap_or_else(|e| e.into_inner());
         let mut batch = Vec::with_capacity(processors.len());
-        for processor in processors.iter_mut() {
+        let last = processors.len().wrapping_sub(1);
+        for (i, processor) in processors.iter_mut().enumerate() {
             let events_in = group.len() as u64;
             let began = Instant::now();
-            processor.process(&mut group);
+            if i == last && serialize_in_last && group.encoded.is_none() {
+                process_encoded(processor.as_mut(), &mut group);
+            } else {
+                processor.process(&mut group);
+            }
             batch.push(ProcessorCounts {
                 events_in,
                 events_out: group.len() as u64,
@@ -119,6 +127,30 @@ fn run(job: Job, panics: &AtomicU64) {
                 std::mem::take(&mut group)
             } else {
                 group.clone()
+            });
+        }
+    }
+}
+
+/// Runs `processor` on `group` through `Processor::process_encoded`, when it has that path:
+/// the logs it leaves are then written as a LogGroup by the processor itself, and `group` keeps
+/// them only in that form (as [`encode`] leaves it). Otherwise, `Processor::process`.
+fn process_encoded(
+    processor: &mut dyn tailrace::plugin::Processor,
+    group: &mut PipelineEventGroup,
+) {
+    let mut buf = Vec::with_capacity(reservation(group.events.len()));
+    match processor.process_encoded(group, &mut buf) {
+        None => processor.process(group),
+        // Emptied: goes on as an empty group, as any group its processors emptied.
+        Some(0) => {}
+        Some(events) => {
+            tailrace::proto::encode_group_tail(group, &mut buf);
+            PER_EVENT.set(buf.len().div_ceil(events));
+            group.source_buffer = None;
+            group.encoded = Some(EncodedLogs {
+                log_group: Bytes::from(buf),
+                events,
             });
         }
     }
@@ -288,6 +320,87 @@ mod tests {
             1,
             "acknowledged once, after both"
         );
+    }
+
+    /// A pipeline parsing CSV lines into `outputs`, and the batch of lines it is given.
+    fn csv_work(outputs: Vec<Arc<SenderQueue>>) -> (Arc<Work>, PipelineEventGroup) {
+        let options = serde_json::json!({"Separator": ",", "Keys": ["a", "b"]});
+        let parse = tailrace::processor::build(
+            "processor_parse_delimiter_native",
+            options.as_object().unwrap(),
+        )
+        .unwrap();
+        let work = Arc::new(Work {
+            pipeline: "p".into(),
+            stats: Arc::default(),
+            processors: Mutex::new(vec![parse]),
+            outputs,
+        });
+        let mut group = PipelineEventGroup::default();
+        group.set_tag("__hostname__", "h1");
+        group.set_metadata(tailrace::proto::meta::SOURCE, "10.0.0.1");
+        for line in ["1,x", "2,\"y,z\"", "4,\"unclosed", "3,w,extra"] {
+            let mut log = LogEvent::new(1_700_000_000, None);
+            log.set_content("content", line);
+            group.events.push(PipelineEvent::Log(log));
+        }
+        (work, group)
+    }
+
+    #[test]
+    fn a_last_parser_whose_outputs_all_take_log_groups_writes_them_itself() {
+        let (q, got) = output(true);
+        let (work, group) = csv_work(vec![q.clone()]);
+        // What the parser's events serialize to: the bytes either way.
+        let mut parsed = group.clone();
+        tailrace::processor::build(
+            "processor_parse_delimiter_native",
+            serde_json::json!({"Separator": ",", "Keys": ["a", "b"]})
+                .as_object()
+                .unwrap(),
+        )
+        .unwrap()
+        .process(&mut parsed);
+        assert_eq!(parsed.events.len(), 3, "the unclosed quote is dropped");
+        let mut expected = Vec::new();
+        tailrace::proto::encode_group(&parsed, &mut expected);
+
+        let panics = AtomicU64::new(0);
+        run(
+            Job {
+                id: 1,
+                group,
+                work: work.clone(),
+            },
+            &panics,
+        );
+        flush_all(&q);
+        let got = std::mem::take(&mut *got.lock().unwrap());
+        assert_eq!(got.len(), 1);
+        assert!(got[0].events.is_empty());
+        assert_eq!(got[0].len(), 3);
+        let encoded = got[0].encoded.as_ref().expect("serialized");
+        assert_eq!(encoded.log_group.as_ref(), expected.as_slice());
+        assert_eq!(work.stats.events_in.load(Ordering::SeqCst), 4);
+        assert_eq!(work.stats.events_out.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn a_last_parser_with_an_output_of_events_parses_into_events() {
+        let (bytes_q, bytes_got) = output(true);
+        let (events_q, events_got) = output(false);
+        let (work, group) = csv_work(vec![bytes_q.clone(), events_q.clone()]);
+        let panics = AtomicU64::new(0);
+        run(Job { id: 1, group, work }, &panics);
+        flush_all(&events_q);
+        let events = std::mem::take(&mut *events_got.lock().unwrap());
+        assert_eq!(events[0].events.len(), 3);
+        let mut expected = Vec::new();
+        tailrace::proto::encode_group(&events[0], &mut expected);
+        flush_all(&bytes_q);
+        let bytes = std::mem::take(&mut *bytes_got.lock().unwrap());
+        let encoded = bytes[0].encoded.as_ref().expect("serialized");
+        assert_eq!(encoded.log_group.as_ref(), expected.as_slice());
     }
 
     #[test]

@@ -1,0 +1,207 @@
+//! Writing a log whose keys are known before the data (a parser's configured keys) and whose
+//! values are mostly ranges of one line: each field is written once, from where it was found,
+//! without building it first (see `Processor::process_encoded`).
+//!
+//! Why a writer of its own: [`super::encode_group`] copies keys and values of any length from
+//! anywhere, which costs a branch by length, or a call to `memcpy`, per key and per value. Here a
+//! key's whole prefix is copied as one fixed block from a padded array, and a short value as one
+//! fixed 16-byte block from its line when the line goes on for 16 bytes past its start; the
+//! buffer has room past the log for what such a block writes beyond it. The bytes are those
+//! [`super::encode_group`] writes for the same log (a test checks it).
+
+use bytes::Bytes;
+
+use super::{field_len, pair_len, varint_len, SliceWriter};
+
+/// A key as the start of a `LogContent`: `0x0a`, its length, the key, and the value's tag
+/// `0x12`, padded to a fixed block. `None` from [`KeyField::new`] for a key of 29 bytes or
+/// more (such keys take the general writer).
+#[derive(Clone, Debug)]
+pub struct KeyField {
+    block: [u8; Self::BLOCK],
+    /// Bytes of `block` that are the prefix.
+    len: usize,
+}
+
+impl KeyField {
+    const BLOCK: usize = 32;
+
+    pub fn new(key: &[u8]) -> Option<KeyField> {
+        if key.len() + 3 > Self::BLOCK {
+            return None;
+        }
+        let mut block = [0u8; Self::BLOCK];
+        block[0] = 0x0a;
+        block[1] = key.len() as u8;
+        block[2..2 + key.len()].copy_from_slice(key);
+        block[2 + key.len()] = 0x12;
+        Some(KeyField {
+            block,
+            len: key.len() + 3,
+        })
+    }
+
+    /// The key.
+    pub fn key(&self) -> &[u8] {
+        &self.block[2..self.len - 1]
+    }
+}
+
+/// A value found in a line: a range of it, or bytes of its own (an unescaped value). A range
+/// becomes a view of the line (`Bytes::slice`, a reference count) only if it is made a field.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LineValue {
+    Range(usize, usize),
+    Owned(Bytes),
+}
+
+impl LineValue {
+    pub fn text<'a>(&'a self, line: &'a [u8]) -> &'a [u8] {
+        match self {
+            LineValue::Range(start, end) => &line[*start..*end],
+            LineValue::Owned(bytes) => bytes,
+        }
+    }
+
+    pub fn into_bytes(self, line: &Bytes) -> Bytes {
+        match self {
+            LineValue::Range(start, end) => line.slice(start..end),
+            LineValue::Owned(bytes) => bytes,
+        }
+    }
+
+    #[inline(always)]
+    fn len(&self) -> usize {
+        match self {
+            LineValue::Range(start, end) => end - start,
+            LineValue::Owned(bytes) => bytes.len(),
+        }
+    }
+}
+
+/// The part of the buffer a short field is written in: its tag and size, the key block, the
+/// value's length and a 16-byte block of the value.
+const WINDOW: usize = 64;
+
+/// Room past a log for the fixed blocks written beyond its end: a window starts before it.
+const SLACK: usize = WINDOW;
+
+/// Writes one log (a LogGroup's field 1) of `time`, the fields `keys[i] = values[i]` (values
+/// being ranges of `line` or bytes of their own; `keys` at least as many) and `time_ns`, into
+/// `out`: the bytes `encode_group` writes for a `LogEvent` with those contents.
+pub fn encode_keyed_log(
+    out: &mut Vec<u8>,
+    time: u32,
+    time_ns: Option<u32>,
+    line: &[u8],
+    keys: &[KeyField],
+    values: &[LineValue],
+) {
+    let keys = &keys[..values.len()];
+    let contents: usize = keys
+        .iter()
+        .zip(values)
+        .map(|(key, value)| field_len(key.len - 1 + field_len(value.len())))
+        .sum();
+    let len = 1 + varint_len(u64::from(time)) + contents + if time_ns.is_some() { 5 } else { 0 };
+    let at = out.len();
+    let total = field_len(len);
+    // Zeroed here, just before it is written: still in the cache then.
+    out.resize(at + total + SLACK, 0);
+    let mut w = SliceWriter {
+        buf: &mut out[at..],
+        pos: 0,
+    };
+    w.byte(0x0a);
+    w.varint(len as u64);
+    w.byte(0x08);
+    w.varint(u64::from(time));
+    for (key, value) in keys.iter().zip(values) {
+        let v = value.text(line);
+        // The LogContent's size when the value's length is one byte: the key field (tag,
+        // length, key: the block's prefix less its last byte) and the value field (tag,
+        // length, value).
+        let pair = key.len + 1 + v.len();
+        if pair < 0x80 {
+            // Every length one byte: tag, size, the key block, the value's length, the value,
+            // in one window of the buffer (one bounds check; the slack covers it).
+            let pos = w.pos;
+            let window: &mut [u8; WINDOW] = (&mut w.buf[pos..pos + WINDOW])
+                .try_into()
+                .expect("a window");
+            window[0] = 0x12;
+            window[1] = pair as u8;
+            window[2..2 + KeyField::BLOCK].copy_from_slice(&key.block);
+            let vpos = 2 + key.len;
+            window[vpos] = v.len() as u8;
+            let dst = vpos + 1;
+            match value {
+                LineValue::Range(start, _) if v.len() <= 16 && start + 16 <= line.len() => {
+                    window[dst..dst + 16].copy_from_slice(&line[*start..start + 16]);
+                }
+                _ => w.buf[pos + dst..pos + dst + v.len()].copy_from_slice(v),
+            }
+            w.pos = pos + dst + v.len();
+            continue;
+        }
+        let k = key.key();
+        w.pair(k, v, pair_len(k, v));
+    }
+    w.nanos(time_ns);
+    debug_assert_eq!(w.pos, total);
+    out.truncate(at + total);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{LogEvent, PipelineEvent, PipelineEventGroup};
+
+    #[test]
+    fn a_keyed_log_is_the_log_encode_group_writes() {
+        let mut seed: u32 = 5;
+        let mut random = |n: usize| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (seed >> 16) as usize % n
+        };
+        assert!(
+            KeyField::new(&[b'k'; 30]).is_none(),
+            "too long for the block"
+        );
+        for _ in 0..2_000 {
+            // Values short and long, near the line's end or not, ranges and bytes of their own.
+            let line: Vec<u8> = (0..random(300)).map(|i| b'a' + (i % 26) as u8).collect();
+            let fields = random(12);
+            let keys: Vec<KeyField> = (0..fields)
+                .map(|i| KeyField::new(&vec![b'k'; 1 + (i * 7) % 29]).unwrap())
+                .collect();
+            let values: Vec<LineValue> = (0..fields)
+                .map(|_| match random(4) {
+                    0 => LineValue::Owned(Bytes::from(vec![b'o'; random(200)])),
+                    _ => {
+                        let start = random(line.len() + 1);
+                        LineValue::Range(start, start + random(line.len() - start + 1))
+                    }
+                })
+                .collect();
+            let time = [0, 1_700_000_000, u32::MAX][random(3)];
+            let time_ns = [None, Some(random(1_000_000_000) as u32)][random(2)];
+
+            let mut log = LogEvent::new(time, time_ns);
+            for (key, value) in keys.iter().zip(&values) {
+                log.contents.push((
+                    Bytes::copy_from_slice(key.key()),
+                    Bytes::copy_from_slice(value.text(&line)),
+                ));
+            }
+            let mut group = PipelineEventGroup::default();
+            group.events.push(PipelineEvent::Log(log));
+            let mut expected = vec![7u8; 3];
+            crate::proto::encode_group(&group, &mut expected);
+
+            let mut got = vec![7u8; 3];
+            encode_keyed_log(&mut got, time, time_ns, &line, &keys, &values);
+            assert_eq!(got, expected);
+        }
+    }
+}
