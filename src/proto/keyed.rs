@@ -52,7 +52,8 @@ impl KeyField {
 #[derive(Clone, Debug, PartialEq)]
 pub enum LineValue {
     Range(usize, usize),
-    Owned(Bytes),
+    /// Boxed: a value is then 24 bytes, not 40 (a line's values are written, then read back).
+    Owned(Box<Bytes>),
 }
 
 impl LineValue {
@@ -66,7 +67,7 @@ impl LineValue {
     pub fn into_bytes(self, line: &Bytes) -> Bytes {
         match self {
             LineValue::Range(start, end) => line.slice(start..end),
-            LineValue::Owned(bytes) => bytes,
+            LineValue::Owned(bytes) => *bytes,
         }
     }
 
@@ -177,7 +178,7 @@ mod tests {
                 .collect();
             let values: Vec<LineValue> = (0..fields)
                 .map(|_| match random(4) {
-                    0 => LineValue::Owned(Bytes::from(vec![b'o'; random(200)])),
+                    0 => LineValue::Owned(Box::new(Bytes::from(vec![b'o'; random(200)]))),
                     _ => {
                         let start = random(line.len() + 1);
                         LineValue::Range(start, start + random(line.len() - start + 1))
