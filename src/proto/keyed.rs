@@ -11,7 +11,7 @@
 
 use bytes::Bytes;
 
-use super::{field_len, pair_len, varint_len, SliceWriter};
+use super::{pair_len, varint_len, SliceWriter};
 
 /// A key as the start of a `LogContent`: `0x0a`, its length, the key, and the value's tag
 /// `0x12`, padded to a fixed block. `None` from [`KeyField::new`] for a key of 29 bytes or
@@ -70,14 +70,6 @@ impl LineValue {
             LineValue::Owned(bytes) => *bytes,
         }
     }
-
-    #[inline(always)]
-    fn len(&self) -> usize {
-        match self {
-            LineValue::Range(start, end) => end - start,
-            LineValue::Owned(bytes) => bytes.len(),
-        }
-    }
 }
 
 /// The part of the buffer a short field is written in: its tag and size, the key block, the
@@ -86,6 +78,10 @@ const WINDOW: usize = 64;
 
 /// Room past a log for the fixed blocks written beyond its end: a window starts before it.
 const SLACK: usize = WINDOW;
+
+/// Bytes reserved for a log's length before its fields are written: a log of 128 bytes to
+/// 16 KiB. Another length moves the fields once it is known.
+const LENGTH_GUESS: usize = 2;
 
 /// Writes one log (a LogGroup's field 1) of `time`, the fields `keys[i] = values[i]` (values
 /// being ranges of `line` or bytes of their own; `keys` at least as many) and `time_ns`, into
@@ -99,24 +95,31 @@ pub fn encode_keyed_log(
     values: &[LineValue],
 ) {
     let keys = &keys[..values.len()];
-    let contents: usize = keys
+    // Room for the most it can take, zeroed here, just before it is written: still in the cache
+    // then. The fields are written first, after room for a length of two bytes (a log of 128
+    // bytes to 16 KiB): the sizes of the fields are not needed before.
+    let sizes: usize = keys
         .iter()
         .zip(values)
-        .map(|(key, value)| field_len(key.len - 1 + field_len(value.len())))
+        .map(|(key, value)| {
+            key.len
+                + match value {
+                    LineValue::Range(start, end) => end - start,
+                    LineValue::Owned(bytes) => bytes.len(),
+                }
+        })
         .sum();
-    let len = 1 + varint_len(u64::from(time)) + contents + if time_ns.is_some() { 5 } else { 0 };
     let at = out.len();
-    let total = field_len(len);
-    // Zeroed here, just before it is written: still in the cache then.
-    out.resize(at + total + SLACK, 0);
+    let time_len = varint_len(u64::from(time));
+    let body = at + 1 + LENGTH_GUESS + 1 + time_len;
+    // Per field, beyond its key block and value: the LogContent's tag and size and the value's
+    // size (no size is larger than `sizes` and the ten bytes of a varint).
+    let most = sizes + values.len() * (1 + 2 * varint_len(sizes as u64 + 10)) + 5;
+    out.resize(body + most + SLACK, 0);
     let mut w = SliceWriter {
-        buf: &mut out[at..],
+        buf: &mut out[body..],
         pos: 0,
     };
-    w.byte(0x0a);
-    w.varint(len as u64);
-    w.byte(0x08);
-    w.varint(u64::from(time));
     for (key, value) in keys.iter().zip(values) {
         let v = value.text(line);
         // The LogContent's size when the value's length is one byte: the key field (tag,
@@ -149,8 +152,22 @@ pub fn encode_keyed_log(
         w.pair(k, v, pair_len(k, v));
     }
     w.nanos(time_ns);
-    debug_assert_eq!(w.pos, total);
-    out.truncate(at + total);
+    let body_len = w.pos;
+    let len = 1 + time_len + body_len;
+    let head = 1 + varint_len(len as u64) + 1 + time_len;
+    if at + head != body {
+        // Not the length guessed: the fields move (the room covers a longer length too).
+        out.copy_within(body..body + body_len, at + head);
+    }
+    let mut w = SliceWriter {
+        buf: &mut out[at..at + head],
+        pos: 0,
+    };
+    w.byte(0x0a);
+    w.varint(len as u64);
+    w.byte(0x08);
+    w.varint(u64::from(time));
+    out.truncate(at + head + body_len);
 }
 
 #[cfg(test)]
