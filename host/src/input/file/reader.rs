@@ -395,21 +395,27 @@ impl TailedFile {
         let (secs, nanos) = now();
         let mut group = self.new_group(ranges.len(), block_offset, settings);
         let content_key = Bytes::from_static(b"content");
-        let event = |content: Bytes, position: Option<(u64, u64)>| {
-            let mut event = LogEvent::new(secs, Some(nanos));
-            event.contents.push((content_key.clone(), content));
-            event.position = position;
-            PipelineEvent::Log(event)
-        };
+        let event =
+            |content: Bytes, position| line_event(secs, nanos, &content_key, content, position);
         match &mut self.multiline {
             None => {
-                for (i, r) in ranges.iter().enumerate() {
+                // Empty events first, then each filled where it is: an event built aside and
+                // moved into the list was a copy of its whole size (a call to `memcpy`) per line.
+                let first = group.events.len();
+                group.events.resize_with(first + ranges.len(), || {
+                    PipelineEvent::Log(LogEvent::default())
+                });
+                for (i, (r, slot)) in ranges.iter().zip(&mut group.events[first..]).enumerate() {
+                    let PipelineEvent::Log(log) = slot else {
+                        unreachable!("made as logs just above")
+                    };
                     // What the line occupies in the file: up to the next line (newline included).
                     let next = ranges.get(i + 1).map_or(block.len(), |n| n.start);
-                    let position = (block_offset + r.start as u64, (next - r.start) as u64);
-                    group
-                        .events
-                        .push(event(block.slice(r.clone()), Some(position)));
+                    log.time = secs;
+                    log.time_ns = Some(nanos);
+                    log.position = Some((block_offset + r.start as u64, (next - r.start) as u64));
+                    log.contents
+                        .push((content_key.clone(), block.slice(r.clone())));
                 }
             }
             Some(ml) => {
@@ -556,6 +562,27 @@ fn now() -> (u32, u32) {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     (d.as_secs() as u32, d.subsec_nanos())
+}
+
+/// The event of one line. Inlined where it is pushed, so that the event is written in place
+/// in the group's list rather than built aside and copied there (a call to `memcpy` per line,
+/// a tenth of the reader's time).
+#[inline(always)]
+fn line_event(
+    secs: u32,
+    nanos: u32,
+    key: &Bytes,
+    content: Bytes,
+    position: Option<(u64, u64)>,
+) -> PipelineEvent {
+    let mut contents = tailrace::event::Contents::new();
+    contents.push((key.clone(), content));
+    PipelineEvent::Log(LogEvent {
+        time: secs,
+        time_ns: Some(nanos),
+        contents,
+        position,
+    })
 }
 
 #[cfg(test)]
