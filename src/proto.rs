@@ -14,7 +14,7 @@ use crate::event::{LogEvent, MetricValue, PipelineEvent, PipelineEventGroup};
 mod direct;
 mod keyed;
 
-pub use keyed::{encode_keyed_log, KeyField, LineValue};
+pub use keyed::{encode_keyed_log, KeyField, LineValue, LineValues};
 
 /// One key/value pair of a log.
 #[derive(Clone, PartialEq, Message)]

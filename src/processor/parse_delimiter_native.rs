@@ -20,7 +20,7 @@ use super::common_parser_options::CommonParserOptions;
 use super::field_names::field_name;
 use super::{parse_options, Options, ProcessorError, Registration};
 use crate::plugin::Processor;
-use crate::proto::{KeyField, LineValue as Column};
+use crate::proto::{KeyField, LineValues};
 use crate::{PipelineEvent, PipelineEventGroup};
 
 pub const REGISTRATION: Registration =
@@ -114,7 +114,7 @@ pub struct ParseDelimiter {
 }
 
 /// Columns of one line: ranges of it, or unescaped copies of quoted values.
-type Columns = Vec<Column>;
+type Columns = LineValues;
 
 /// The positions of two bytes (a separator and a quote) in a line, in order, found 64 bytes a
 /// step as bit masks (SSE2 compares). A line is scanned once, however many columns it has: the
@@ -294,50 +294,38 @@ impl ParseDelimiter {
         })
     }
 
-    /// Splits `line[begin..end]` without quotes: iLogtail's `SplitString`. Each column goes to
-    /// `emit`, which may refuse it (false, returned as is).
-    #[inline(always)]
-    fn split_plain(
-        &self,
-        line: &[u8],
-        begin: usize,
-        end: usize,
-        mut emit: impl FnMut(Column) -> bool,
-    ) -> bool {
+    /// Splits `line[begin..end]` without quotes: iLogtail's `SplitString`.
+    fn split_plain(&self, line: &[u8], begin: usize, end: usize, out: &mut Columns) {
         let text = &line[..end];
         let mut pos = begin;
-        let mut count = 0;
         loop {
             let next = self.finder.find(&text[pos..]).map_or(end, |i| pos + i);
-            if !emit(Column::Range(pos, next)) {
-                return false;
-            }
-            count += 1;
+            out.push_range(pos, next);
             if next == end {
-                return true;
+                return;
             }
-            if count >= self.keys.len() && self.overflow != Overflow::Extend {
+            if out.len() >= self.keys.len() && self.overflow != Overflow::Extend {
                 // The rest, from this separator on, as one column.
-                return emit(Column::Range(next, end));
+                out.push_range(next, end);
+                return;
             }
             pos = next + self.separator.len();
         }
     }
 
     /// Splits `line[begin..end]` by a one-byte separator with quotes (CSV); false when a quote
-    /// is left open, or when `emit`, which gets each column, refuses one.
+    /// is left open.
     ///
     /// A column that starts with the quote runs to the quote that is not doubled (`""` is one
     /// quote in its value); anything between that quote and the next separator belongs to the
     /// column too. A quote anywhere else is an ordinary byte.
-    #[inline(always)]
     fn split_quoted(
         &self,
         line: &[u8],
         begin: usize,
         end: usize,
         quote: u8,
-        mut emit: impl FnMut(Column) -> bool,
+        out: &mut Columns,
     ) -> bool {
         let sep = self.separator[0];
         let bytes = &line[..end];
@@ -349,7 +337,8 @@ impl ParseDelimiter {
             let next = if bytes.get(pos) == Some(&quote) {
                 hits.next_of(QUOTE); // the opening quote
                 let start = pos + 1;
-                let mut value: Option<Vec<u8>> = None;
+                // Where the unescaped value began being made, once a doubled quote is met.
+                let mut made = None;
                 let mut rest = start;
                 let close = loop {
                     let Some(at) = hits.next_of(QUOTE) else {
@@ -357,39 +346,29 @@ impl ParseDelimiter {
                     };
                     if bytes.get(at + 1) == Some(&quote) {
                         hits.next_of(QUOTE); // the second quote of the pair
-                        let buf = value.get_or_insert_with(Vec::new);
-                        buf.extend_from_slice(&bytes[rest..at]);
-                        buf.push(quote);
+                        made.get_or_insert_with(|| out.begin_made());
+                        out.extend_made(&bytes[rest..=at]);
                         rest = at + 2;
                     } else {
-                        if let Some(buf) = value.as_mut() {
-                            buf.extend_from_slice(&bytes[rest..at]);
+                        if made.is_some() {
+                            out.extend_made(&bytes[rest..at]);
                         }
                         break at;
                     }
                 };
                 let after = hits.next_of(SEPARATOR).unwrap_or(end);
-                let column = match value {
-                    None if after == close + 1 => Column::Range(start, close),
-                    None => {
-                        let mut v = bytes[start..close].to_vec();
-                        v.extend_from_slice(&bytes[close + 1..after]);
-                        Column::Owned(Box::new(Bytes::from(v)))
+                match made {
+                    None if after == close + 1 => out.push_range(start, close),
+                    None => out.push_made(&[&bytes[start..close], &bytes[close + 1..after]]),
+                    Some(made) => {
+                        out.extend_made(&bytes[close + 1..after]);
+                        out.end_made(made);
                     }
-                    Some(mut v) => {
-                        v.extend_from_slice(&bytes[close + 1..after]);
-                        Column::Owned(Box::new(Bytes::from(v)))
-                    }
-                };
-                if !emit(column) {
-                    return false;
                 }
                 after
             } else {
                 let next = hits.next_of(SEPARATOR).unwrap_or(end);
-                if !emit(Column::Range(pos, next)) {
-                    return false;
-                }
+                out.push_range(pos, next);
                 next
             };
             if next == end {
@@ -398,7 +377,8 @@ impl ParseDelimiter {
             pos = next + 1;
             if pos == end {
                 // A separator at the very end: one more, empty column.
-                return emit(Column::Range(end, end));
+                out.push_range(end, end);
+                return true;
             }
         }
     }
@@ -434,29 +414,23 @@ impl ParseDelimiter {
     /// says; false on a parse failure.
     fn split(&mut self, raw: &Bytes, begin: usize, end: usize, columns: &mut Columns) -> bool {
         columns.clear();
-        let push = |column| {
-            columns.push(column);
-            true
-        };
         match self.quote {
             Some(quote) => {
-                if !self.split_quoted(raw, begin, end, quote, push) {
+                if !self.split_quoted(raw, begin, end, quote, columns) {
                     return false;
                 }
                 if self.overflow != Overflow::Extend && columns.len() > self.keys.len() {
                     // iLogtail joins the extra columns, each after a separator.
                     let mut rest = Vec::new();
-                    for column in &columns[self.keys.len()..] {
+                    for text in columns.texts(raw).skip(self.keys.len()) {
                         rest.push(self.separator[0]);
-                        rest.extend_from_slice(column.text(raw));
+                        rest.extend_from_slice(text);
                     }
                     columns.truncate(self.keys.len());
-                    columns.push(Column::Owned(Box::new(Bytes::from(rest))));
+                    columns.push_made(&[&rest]);
                 }
             }
-            None => {
-                self.split_plain(raw, begin, end, push);
-            }
+            None => self.split_plain(raw, begin, end, columns),
         }
         if columns.is_empty() || (!self.allow_short && columns.len() < self.keys.len()) {
             return false;
@@ -481,12 +455,11 @@ impl ParseDelimiter {
             return false;
         }
         log.contents.reserve(columns.len());
-        for (i, column) in columns.drain(..).enumerate() {
+        for (i, value) in columns.to_bytes(raw).enumerate() {
             let Some(key) = self.key_of(i) else {
                 continue;
             };
             let key = key.clone();
-            let value = column.into_bytes(raw);
             if only_source {
                 log.contents.push((key, value));
             } else {
@@ -576,9 +549,9 @@ impl ParseDelimiter {
                     log.time,
                     log.time_ns,
                     columns
-                        .iter()
+                        .texts(raw)
                         .enumerate()
-                        .filter_map(|(i, column)| Some((&this.key_of(i)?[..], column.text(raw)))),
+                        .filter_map(|(i, text)| Some((&this.key_of(i)?[..], text))),
                 )
             }
         }
@@ -871,21 +844,21 @@ mod tests {
                 let after = find(sep, &bytes[close + 1..]).map_or(end, |o| close + 1 + o);
                 let mut v = value.unwrap_or_else(|| bytes[start..close].to_vec());
                 v.extend_from_slice(&bytes[close + 1..after]);
-                out.push(Column::Owned(Box::new(Bytes::from(v))));
+                out.push_made(&[&v]);
                 if after == end {
                     return true;
                 }
                 pos = after + 1;
             } else {
                 let next = find(sep, &bytes[pos..]).map_or(end, |o| pos + o);
-                out.push(Column::Range(pos, next));
+                out.push_range(pos, next);
                 if next == end {
                     return true;
                 }
                 pos = next + 1;
             }
             if pos == end {
-                out.push(Column::Range(end, end));
+                out.push_range(end, end);
                 return true;
             }
         }
@@ -895,14 +868,13 @@ mod tests {
     fn a_quoted_column_with_nothing_to_unescape_is_a_range_of_the_line() {
         let p = processor(json!({"Separator": ",", "Keys": ["a", "b", "c"]}));
         let line = b"x,\"a,b\",\"c\"\"d\"";
-        let mut columns = Columns::new();
-        assert!(p.split_quoted(line, 0, line.len(), b'"', |c| {
-            columns.push(c);
-            true
-        }));
+        let mut columns = Columns::default();
+        assert!(p.split_quoted(line, 0, line.len(), b'"', &mut columns));
         let kinds: Vec<(bool, &[u8])> = columns
+            .values()
             .iter()
-            .map(|c| (matches!(c, Column::Range(..)), c.text(line)))
+            .map(|c| matches!(c, crate::proto::LineValue::Range(..)))
+            .zip(columns.texts(line))
             .collect();
         assert_eq!(kinds, [(true, &b"x"[..]), (true, b"a,b"), (false, b"c\"d")]);
     }
@@ -910,12 +882,12 @@ mod tests {
     #[test]
     fn split_quoted_agrees_with_the_memchr_splitter() {
         fn shape(result: bool, columns: &Columns, line: &[u8]) -> (bool, Vec<Vec<u8>>) {
-            let columns = columns.iter().map(|c| c.text(line).to_vec()).collect();
+            let columns = columns.texts(line).map(<[u8]>::to_vec).collect();
             (result, columns)
         }
         let p = processor(json!({"Separator": ",", "Keys": ["a", "b", "c"]}));
         let mut seed: u32 = 23;
-        let (mut new, mut old) = (Columns::new(), Columns::new());
+        let (mut new, mut old) = (Columns::default(), Columns::default());
         for round in 0..20_000usize {
             let len = 1 + round % 180;
             let mut line = Vec::with_capacity(len);
@@ -928,10 +900,7 @@ mod tests {
             for begin in [0, len / 3] {
                 new.clear();
                 old.clear();
-                let a = p.split_quoted(&line, begin, len, b'"', |c| {
-                    new.push(c);
-                    true
-                });
+                let a = p.split_quoted(&line, begin, len, b'"', &mut new);
                 let b = reference_split_quoted(&line, begin, len, &mut old);
                 assert_eq!(shape(a, &new, &line), shape(b, &old, &line), "{line:?}");
             }

@@ -47,28 +47,102 @@ impl KeyField {
     }
 }
 
-/// A value found in a line: a range of it, or bytes of its own (an unescaped value). A range
-/// becomes a view of the line (`Bytes::slice`, a reference count) only if it is made a field.
-#[derive(Clone, Debug, PartialEq)]
+/// A value found in a line: a range of it, or a range of the values made for it (unescaped,
+/// joined) in [`LineValues`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LineValue {
     Range(usize, usize),
-    /// Boxed: a value is then 24 bytes, not 40 (a line's values are written, then read back).
-    Owned(Box<Bytes>),
+    Made(usize, usize),
 }
 
-impl LineValue {
-    pub fn text<'a>(&'a self, line: &'a [u8]) -> &'a [u8] {
-        match self {
-            LineValue::Range(start, end) => &line[*start..*end],
-            LineValue::Owned(bytes) => bytes,
+/// The values found in one line, in order. Values that are not a range of the line are made
+/// into one buffer of its own: nothing to allocate or free per value, and clearing it is
+/// setting two lengths (a line's values are written, then read back, for every line).
+#[derive(Debug, Default)]
+pub struct LineValues {
+    values: Vec<LineValue>,
+    made: Vec<u8>,
+}
+
+impl LineValues {
+    pub fn with_capacity(values: usize) -> Self {
+        LineValues {
+            values: Vec::with_capacity(values),
+            made: Vec::new(),
         }
     }
 
-    pub fn into_bytes(self, line: &Bytes) -> Bytes {
-        match self {
-            LineValue::Range(start, end) => line.slice(start..end),
-            LineValue::Owned(bytes) => *bytes,
+    pub fn clear(&mut self) {
+        self.values.clear();
+        self.made.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Keeps the first `len` values (those made after them stay in the buffer, unused).
+    pub fn truncate(&mut self, len: usize) {
+        self.values.truncate(len);
+    }
+
+    /// Adds the value `line[start..end]`.
+    #[inline(always)]
+    pub fn push_range(&mut self, start: usize, end: usize) {
+        self.values.push(LineValue::Range(start, end));
+    }
+
+    /// Adds a value made of `pieces`, one after the other.
+    pub fn push_made(&mut self, pieces: &[&[u8]]) {
+        let start = self.made.len();
+        for piece in pieces {
+            self.made.extend_from_slice(piece);
         }
+        self.values.push(LineValue::Made(start, self.made.len()));
+    }
+
+    /// Starts a value made piece by piece ([`LineValues::extend_made`]), ended by
+    /// [`LineValues::end_made`] with what this returns.
+    pub fn begin_made(&mut self) -> usize {
+        self.made.len()
+    }
+
+    pub fn extend_made(&mut self, piece: &[u8]) {
+        self.made.extend_from_slice(piece);
+    }
+
+    pub fn end_made(&mut self, start: usize) {
+        self.values.push(LineValue::Made(start, self.made.len()));
+    }
+
+    /// The values, each with its text (`line` being the line they were found in).
+    pub fn texts<'a>(&'a self, line: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + Clone + 'a {
+        self.values.iter().map(move |value| self.text(*value, line))
+    }
+
+    #[inline(always)]
+    fn text<'a>(&'a self, value: LineValue, line: &'a [u8]) -> &'a [u8] {
+        match value {
+            LineValue::Range(start, end) => &line[start..end],
+            LineValue::Made(start, end) => &self.made[start..end],
+        }
+    }
+
+    /// The values as `Bytes`: views of `line`, or copies of those made.
+    pub fn to_bytes<'a>(&'a self, line: &'a Bytes) -> impl Iterator<Item = Bytes> + 'a {
+        self.values.iter().map(move |value| match *value {
+            LineValue::Range(start, end) => line.slice(start..end),
+            LineValue::Made(start, end) => Bytes::copy_from_slice(&self.made[start..end]),
+        })
+    }
+
+    /// The kinds of the values, in order (whether each is a range of the line).
+    pub fn values(&self) -> &[LineValue] {
+        &self.values
     }
 }
 
@@ -84,16 +158,17 @@ const SLACK: usize = WINDOW;
 const LENGTH_GUESS: usize = 2;
 
 /// Writes one log (a LogGroup's field 1) of `time`, the fields `keys[i] = values[i]` (values
-/// being ranges of `line` or bytes of their own; `keys` at least as many) and `time_ns`, into
-/// `out`: the bytes `encode_group` writes for a `LogEvent` with those contents.
+/// found in `line`; `keys` at least as many) and `time_ns`, into `out`: the bytes
+/// `encode_group` writes for a `LogEvent` with those contents.
 pub fn encode_keyed_log(
     out: &mut Vec<u8>,
     time: u32,
     time_ns: Option<u32>,
     line: &[u8],
     keys: &[KeyField],
-    values: &[LineValue],
+    found: &LineValues,
 ) {
+    let values = &found.values[..];
     let keys = &keys[..values.len()];
     // Room for the most it can take, zeroed here, just before it is written: still in the cache
     // then. The fields are written first, after room for a length of two bytes (a log of 128
@@ -103,9 +178,8 @@ pub fn encode_keyed_log(
         .zip(values)
         .map(|(key, value)| {
             key.len
-                + match value {
-                    LineValue::Range(start, end) => end - start,
-                    LineValue::Owned(bytes) => bytes.len(),
+                + match *value {
+                    LineValue::Range(start, end) | LineValue::Made(start, end) => end - start,
                 }
         })
         .sum();
@@ -121,7 +195,7 @@ pub fn encode_keyed_log(
         pos: 0,
     };
     for (key, value) in keys.iter().zip(values) {
-        let v = value.text(line);
+        let v = found.text(*value, line);
         // The LogContent's size when the value's length is one byte: the key field (tag,
         // length, key: the block's prefix less its last byte) and the value field (tag,
         // length, value).
@@ -141,7 +215,7 @@ pub fn encode_keyed_log(
             let dst = vpos + 1;
             match value {
                 LineValue::Range(start, _) if v.len() <= 16 && start + 16 <= line.len() => {
-                    window[dst..dst + 16].copy_from_slice(&line[*start..start + 16]);
+                    window[dst..dst + 16].copy_from_slice(&line[*start..*start + 16]);
                 }
                 _ => w.buf[pos + dst..pos + dst + v.len()].copy_from_slice(v),
             }
@@ -193,23 +267,24 @@ mod tests {
             let keys: Vec<KeyField> = (0..fields)
                 .map(|i| KeyField::new(&vec![b'k'; 1 + (i * 7) % 29]).unwrap())
                 .collect();
-            let values: Vec<LineValue> = (0..fields)
-                .map(|_| match random(4) {
-                    0 => LineValue::Owned(Box::new(Bytes::from(vec![b'o'; random(200)]))),
+            let mut values = LineValues::default();
+            for _ in 0..fields {
+                match random(4) {
+                    0 => values.push_made(&[&vec![b'o'; random(200)], b"p"]),
                     _ => {
                         let start = random(line.len() + 1);
-                        LineValue::Range(start, start + random(line.len() - start + 1))
+                        values.push_range(start, start + random(line.len() - start + 1))
                     }
-                })
-                .collect();
+                }
+            }
             let time = [0, 1_700_000_000, u32::MAX][random(3)];
             let time_ns = [None, Some(random(1_000_000_000) as u32)][random(2)];
 
             let mut log = LogEvent::new(time, time_ns);
-            for (key, value) in keys.iter().zip(&values) {
+            for (key, value) in keys.iter().zip(values.texts(&line)) {
                 log.contents.push((
                     Bytes::copy_from_slice(key.key()),
-                    Bytes::copy_from_slice(value.text(&line)),
+                    Bytes::copy_from_slice(value),
                 ));
             }
             let mut group = PipelineEventGroup::default();
