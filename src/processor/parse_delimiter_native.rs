@@ -78,6 +78,13 @@ fn yes() -> bool {
     true
 }
 
+/// Whether two field names are equal: the same interned name (one pointer compared, as for a
+/// line from the file input and a configured `SourceKey`), or the same bytes.
+#[inline(always)]
+fn same_name(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && (a.as_ptr() == b.as_ptr() || a == b)
+}
+
 /// The key of a column that `discard` drops.
 const DISCARDED_KEY: &[u8] = b"_";
 
@@ -474,7 +481,7 @@ impl ParseDelimiter {
     fn only_source(&self, log: &crate::LogEvent) -> bool {
         self.distinct_keys
             && !self.overwritten
-            && matches!(log.contents.as_slice(), [(key, _)] if *key == self.source_key)
+            && matches!(log.contents.as_slice(), [(key, _)] if same_name(key, &self.source_key))
     }
 
     /// The non-blank part of `raw`: spaces before the first column and spaces and `\r` after

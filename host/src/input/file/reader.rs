@@ -394,7 +394,9 @@ impl TailedFile {
         }
         let (secs, nanos) = now();
         let mut group = self.new_group(ranges.len(), block_offset, settings);
-        let content_key = Bytes::from_static(b"content");
+        // The interned name, as processors hold it: a key compared with theirs is then the
+        // same pointer (see `tailrace::processor::field_names`).
+        let content_key = tailrace::processor::field_names::field_name("content");
         let event =
             |content: Bytes, position| line_event(secs, nanos, &content_key, content, position);
         match &mut self.multiline {
