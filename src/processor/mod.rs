@@ -278,6 +278,65 @@ fn regex_problem(e: &::regex::Error) -> String {
         .unwrap_or_else(|| text.lines().map(str::trim).collect::<Vec<_>>().join(" "))
 }
 
+/// Whether two field names are equal: the same interned name (one pointer compared, as for a
+/// line from the file input and a configured `SourceKey`), or the same bytes.
+#[inline(always)]
+pub(crate) fn same_name(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && (a.as_ptr() == b.as_ptr() || a == b)
+}
+
+/// The source of `log` when it holds nothing else (a line as read from a file): a parser with
+/// distinct keys, none of them the source's, can then append its fields without a search per
+/// field, or write them straight into a LogGroup.
+#[inline(always)]
+pub(crate) fn only_source<'a>(
+    log: &'a crate::LogEvent,
+    source_key: &[u8],
+) -> Option<&'a bytes::Bytes> {
+    match log.contents.as_slice() {
+        [(key, raw)] if same_name(key, source_key) => Some(raw),
+        _ => None,
+    }
+}
+
+/// What a parser did with one log in [`encode_logs`].
+pub(crate) enum Encoded {
+    /// Written into the LogGroup by the parser itself.
+    Written,
+    /// Processed as an event, to be kept (and written by the general encoder).
+    Keep,
+    /// Processed as an event, and dropped.
+    Drop,
+}
+
+/// The loop of a parser's `Processor::process_encoded`: `each` gets every log of `group` in
+/// order, with `out`, and writes it itself or processes it as an event; events kept, and
+/// events that are not logs, are written by the general encoder in their place. `group` is
+/// left empty. Returns how many logs were written and how many dropped.
+pub(crate) fn encode_logs(
+    group: &mut crate::PipelineEventGroup,
+    out: &mut Vec<u8>,
+    mut each: impl FnMut(&mut crate::LogEvent, &mut Vec<u8>) -> Encoded,
+) -> (usize, u64) {
+    let (mut written, mut dropped) = (0, 0);
+    for event in group.events.iter_mut() {
+        let outcome = match event {
+            crate::PipelineEvent::Log(log) => each(log, out),
+            _ => Encoded::Keep,
+        };
+        match outcome {
+            Encoded::Written => written += 1,
+            Encoded::Keep => {
+                crate::proto::encode_event(event, out);
+                written += 1;
+            }
+            Encoded::Drop => dropped += 1,
+        }
+    }
+    group.events.clear();
+    (written, dropped)
+}
+
 #[cfg(test)]
 pub(crate) mod test_support {
     //! Groups of logs for the processors' tests.

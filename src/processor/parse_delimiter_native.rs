@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use super::common_parser_options::CommonParserOptions;
 use super::field_names::field_name;
-use super::{parse_options, Options, ProcessorError, Registration};
+use super::{parse_options, Encoded, Options, ProcessorError, Registration};
 use crate::plugin::Processor;
 use crate::proto::{KeyField, LineValues};
 use crate::{PipelineEvent, PipelineEventGroup};
@@ -76,13 +76,6 @@ fn default_source_key() -> String {
 
 fn yes() -> bool {
     true
-}
-
-/// Whether two field names are equal: the same interned name (one pointer compared, as for a
-/// line from the file input and a configured `SourceKey`), or the same bytes.
-#[inline(always)]
-fn same_name(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && (a.as_ptr() == b.as_ptr() || a == b)
 }
 
 /// The key of a column that `discard` drops.
@@ -481,7 +474,7 @@ impl ParseDelimiter {
     fn only_source(&self, log: &crate::LogEvent) -> bool {
         self.distinct_keys
             && !self.overwritten
-            && matches!(log.contents.as_slice(), [(key, _)] if same_name(key, &self.source_key))
+            && super::only_source(log, &self.source_key).is_some()
     }
 
     /// The non-blank part of `raw`: spaces before the first column and spaces and `\r` after
@@ -590,27 +583,17 @@ impl Processor for ParseDelimiter {
         group: &mut PipelineEventGroup,
         out: &mut Vec<u8>,
     ) -> Option<usize> {
-        let before = group.events.len();
         let mut columns = Columns::with_capacity(self.keys.len() + 1);
-        let mut written = 0;
-        for event in group.events.iter_mut() {
-            let keep = match event {
-                PipelineEvent::Log(log) => {
-                    if self.encode_parsed(log, &mut columns, out) {
-                        written += 1;
-                        continue;
-                    }
-                    self.process_log(log, &mut columns)
-                }
-                _ => true,
-            };
-            if keep {
-                crate::proto::encode_event(event, out);
-                written += 1;
+        let (written, dropped) = super::encode_logs(group, out, |log, out| {
+            if self.encode_parsed(log, &mut columns, out) {
+                Encoded::Written
+            } else if self.process_log(log, &mut columns) {
+                Encoded::Keep
+            } else {
+                Encoded::Drop
             }
-        }
-        group.events.clear();
-        self.discarded += (before - written) as u64;
+        });
+        self.discarded += dropped;
         Some(written)
     }
 }

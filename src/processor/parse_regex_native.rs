@@ -10,8 +10,9 @@ use serde::Deserialize;
 use super::common_parser_options::CommonParserOptions;
 use super::field_names::field_name;
 use super::native_regex::NativeRegex;
-use super::{parse_options, Options, ProcessorError, Registration};
+use super::{parse_options, Encoded, Options, ProcessorError, Registration};
 use crate::plugin::Processor;
+use crate::proto::{KeyField, LineValues};
 use crate::PipelineEventGroup;
 
 pub const REGISTRATION: Registration =
@@ -64,6 +65,9 @@ pub struct ParseRegex {
     /// come, without looking for a field of the same name.
     distinct_keys: bool,
     common: CommonParserOptions,
+    /// The keys as written in a LogGroup; `None` when one is too long for that writer (see
+    /// [`crate::proto::KeyField`]).
+    key_fields: Option<Vec<KeyField>>,
     /// Lines that did not match (iLogtail's parse-failure count).
     pub parse_failures: u64,
     /// Reports failures (rate-limited) through the services of the side that runs it.
@@ -104,6 +108,7 @@ impl ParseRegex {
             distinct_keys: sorted.len() == keys.len(),
             source_key: field_name(&config.source_key),
             keys: keys.iter().map(|k| field_name(k)).collect(),
+            key_fields: keys.iter().map(|k| KeyField::new(k.as_bytes())).collect(),
             regex,
             common,
             parse_failures: 0,
@@ -124,56 +129,128 @@ impl Processor for ParseRegex {
 
     fn process(&mut self, group: &mut PipelineEventGroup) {
         let before = group.events.len();
-        group.events.retain_mut(|event| {
-            let crate::PipelineEvent::Log(log) = event else {
-                return true;
-            };
-            // A line as read from a file holds only its source: the fields then make the new
-            // contents, in one growth and without a search per field.
-            let only_source = self.distinct_keys
-                && !self.overwritten
-                && matches!(log.contents.as_slice(), [(key, _)] if *key == self.source_key);
-            let raw = if only_source {
-                log.contents.pop().map(|(_, value)| value)
-            } else {
-                log.content(&self.source_key).cloned()
-            };
-            let Some(raw) = raw else {
-                return true;
-            };
-            let success = match &mut self.regex {
-                Some(regex) => {
-                    let matched = regex.find_at(&raw, 0).is_some();
-                    if matched {
-                        // A group that did not take part in the match is an empty value, as
-                        // in iLogtail.
-                        log.contents.reserve(self.keys.len());
-                        for (i, key) in self.keys.iter().enumerate() {
-                            let value = match regex.group(i + 1) {
-                                Some((start, end)) => raw.slice(start..end),
-                                None => Bytes::new(),
-                            };
-                            if only_source {
-                                log.contents.push((key.clone(), value));
-                            } else {
-                                log.set_content(key.clone(), value);
-                            }
-                        }
-                    } else {
-                        self.parse_failures += 1;
-                        self.failure_alarm.failed(&raw);
-                    }
-                    matched
-                }
-                None => {
-                    log.set_content(self.keys[0].clone(), raw.clone());
-                    true
-                }
-            };
-            self.common
-                .finish(log, &self.source_key, raw, success, self.overwritten)
+        group.events.retain_mut(|event| match event {
+            crate::PipelineEvent::Log(log) => self.process_log(log),
+            _ => true,
         });
         self.discarded += (before - group.events.len()) as u64;
+    }
+
+    fn process_encoded(
+        &mut self,
+        group: &mut PipelineEventGroup,
+        out: &mut Vec<u8>,
+    ) -> Option<usize> {
+        // Not in whole-line mode (one view of the line: nothing to gain).
+        self.regex.as_ref()?;
+        let mut values = LineValues::with_capacity(self.keys.len());
+        let (written, dropped) = super::encode_logs(group, out, |log, out| {
+            if self.encode_parsed(log, &mut values, out) {
+                Encoded::Written
+            } else if self.process_log(log) {
+                Encoded::Keep
+            } else {
+                Encoded::Drop
+            }
+        });
+        self.discarded += dropped;
+        Some(written)
+    }
+}
+
+impl ParseRegex {
+    /// Whether `log` holds only its source, so that its fields can be appended (or written)
+    /// without a search per field: a line as read from a file.
+    fn only_source(&self, log: &crate::LogEvent) -> bool {
+        self.distinct_keys
+            && !self.overwritten
+            && super::only_source(log, &self.source_key).is_some()
+    }
+
+    /// Processes one log; false when it is to be dropped.
+    fn process_log(&mut self, log: &mut crate::LogEvent) -> bool {
+        // A line as read from a file holds only its source: the fields then make the new
+        // contents, in one growth and without a search per field.
+        let only_source = self.only_source(log);
+        let raw = if only_source {
+            log.contents.pop().map(|(_, value)| value)
+        } else {
+            log.content(&self.source_key).cloned()
+        };
+        let Some(raw) = raw else {
+            return true;
+        };
+        let success = match &mut self.regex {
+            Some(regex) => {
+                let matched = regex.find_at(&raw, 0).is_some();
+                if matched {
+                    // A group that did not take part in the match is an empty value, as
+                    // in iLogtail.
+                    log.contents.reserve(self.keys.len());
+                    for (i, key) in self.keys.iter().enumerate() {
+                        let value = match regex.group(i + 1) {
+                            Some((start, end)) => raw.slice(start..end),
+                            None => Bytes::new(),
+                        };
+                        if only_source {
+                            log.contents.push((key.clone(), value));
+                        } else {
+                            log.set_content(key.clone(), value);
+                        }
+                    }
+                } else {
+                    self.parse_failures += 1;
+                    self.failure_alarm.failed(&raw);
+                }
+                matched
+            }
+            None => {
+                log.set_content(self.keys[0].clone(), raw.clone());
+                true
+            }
+        };
+        self.common
+            .finish(log, &self.source_key, raw, success, self.overwritten)
+    }
+
+    /// Writes the fields of a line that holds only its source, matched, with the source not
+    /// kept, straight into `out` as a LogGroup's log; false, with nothing written, for any
+    /// other log (which then takes [`ParseRegex::process_log`]; a line that did not match is
+    /// matched again there, and counted).
+    fn encode_parsed(
+        &mut self,
+        log: &crate::LogEvent,
+        values: &mut LineValues,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        if self.common.keep_on_success || !self.only_source(log) {
+            return false;
+        }
+        let Some(regex) = &mut self.regex else {
+            return false;
+        };
+        let raw = &log.contents[0].1;
+        if regex.find_at(raw, 0).is_none() {
+            return false;
+        }
+        values.clear();
+        for i in 1..=self.keys.len() {
+            // A group that did not take part in the match is an empty value.
+            let (start, end) = regex.group(i).unwrap_or((0, 0));
+            values.push_range(start, end);
+        }
+        match &self.key_fields {
+            Some(keys) => {
+                crate::proto::encode_keyed_log(out, log.time, log.time_ns, raw, keys, values)
+            }
+            None => crate::proto::encode_log(
+                out,
+                log.time,
+                log.time_ns,
+                self.keys.iter().map(|k| &k[..]).zip(values.texts(raw)),
+            ),
+        }
+        true
     }
 }
 
@@ -218,6 +295,65 @@ mod tests {
         "ref_url",
         "browser",
     ];
+
+    #[test]
+    fn process_encoded_writes_the_bytes_of_process_then_encode() {
+        let nginx = br#"127.0.0.1 - - [07/Jul/2022:10:43:30 +0800] "POST /PutData?Category=YunOsAccountOpLog" 0.024 18204 200 37 "-" "aliyun-sdk-java""#;
+        let configs = [
+            json!({"Regex": NGINX, "Keys": NGINX_KEYS}),
+            json!({"Regex": NGINX, "Keys": NGINX_KEYS, "KeepingSourceWhenParseFail": true,
+                   "CopingRawLog": true}),
+            json!({"Regex": NGINX, "Keys": NGINX_KEYS, "KeepingSourceWhenParseSucceed": true}),
+            // Groups that take no part in a match are empty values.
+            json!({"Regex": r"(\d+)(x)?(y)?-?(.*)", "Keys": ["n", "x", "y", "rest"]}),
+            json!({"Regex": r"(\w+) (\w+)", "Keys": ["a", "a"]}),
+            json!({"Regex": r"(\w+) (.*)", "Keys": ["a", "content"]}),
+            json!({"Regex": r"(\w+) (.*)", "Keys": ["k".repeat(40), "b"]}),
+        ];
+        let mut seed: u32 = 3;
+        let mut random = |n: usize| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (seed >> 16) as usize % n
+        };
+        for config in configs {
+            let (mut by_events, mut by_bytes) = (processor(config.clone()), processor(config));
+            for _ in 0..200 {
+                let mut group = PipelineEventGroup::default();
+                for _ in 0..1 + random(10) {
+                    let line: Vec<u8> = match random(4) {
+                        0 => nginx.to_vec(),
+                        1 => format!("{} {}x-tail", random(1000), random(9)).into_bytes(),
+                        2 => (0..random(300)).map(|_| b"ab 1-x\""[random(7)]).collect(),
+                        _ => b"no match here %%".to_vec(),
+                    };
+                    let mut log = crate::LogEvent::new(1_700_000_000, None);
+                    if random(4) == 0 {
+                        log.time_ns = Some(random(1_000_000_000) as u32);
+                    }
+                    log.set_content("content", Bytes::from(line));
+                    if random(8) == 0 {
+                        log.set_content("host", "h1");
+                    }
+                    group.events.push(crate::PipelineEvent::Log(log));
+                }
+                let mut processed = group.clone();
+                by_events.process(&mut processed);
+                let mut expected = Vec::new();
+                crate::proto::encode_group(&processed, &mut expected);
+                let mut got = Vec::new();
+                let written = by_bytes.process_encoded(&mut group, &mut got);
+                assert_eq!(written, Some(processed.events.len()));
+                assert!(group.events.is_empty());
+                assert_eq!(got, expected);
+                assert_eq!(by_bytes.parse_failures(), by_events.parse_failures());
+            }
+        }
+        // Whole-line mode keeps to the events.
+        let mut whole = processor(json!({"Regex": "(.*)", "Keys": ["line"]}));
+        let mut group = lines(&[b"x"]);
+        assert_eq!(whole.process_encoded(&mut group, &mut Vec::new()), None);
+        assert_eq!(group.events.len(), 1);
+    }
 
     #[test]
     fn nginx_line_from_ilogtail_docs() {
