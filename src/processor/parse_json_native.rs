@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 use smallvec::SmallVec;
 
 use super::common_parser_options::CommonParserOptions;
-use super::{parse_options, Options, ProcessorError, Registration};
+use super::{parse_options, Encoded, Options, ProcessorError, Registration};
 use crate::plugin::Processor;
 use crate::{PipelineEvent, PipelineEventGroup};
 
@@ -106,54 +106,107 @@ impl Processor for ParseJson {
     fn process(&mut self, group: &mut PipelineEventGroup) {
         let before = group.events.len();
         let mut members = Members::new();
-        group.events.retain_mut(|event| {
-            let PipelineEvent::Log(log) = event else {
-                return true;
-            };
-            // A line as read from a file holds only its source: it is taken out rather than
-            // cloned (a reference count less each way), and put back if a member needs it.
-            let only_source =
-                matches!(log.contents.as_slice(), [(key, _)] if *key == self.source_key);
-            let raw = if only_source {
-                log.contents.pop().map(|(_, raw)| raw)
-            } else {
-                log.content(&self.source_key).cloned()
-            };
-            let Some(raw) = raw else {
-                return true;
-            };
-            members.clear();
-            // The whole object is parsed before any field is set: broken JSON adds nothing.
-            let success = parse_object(&raw, &mut members);
-            let mut overwritten = false;
-            if success {
-                // When the object's keys are distinct and none is the source's, they make the
-                // new contents of a line that held only its source, appended without a search
-                // per field (`finish` puts a kept source back at the end).
-                if only_source && distinct_and_not(&members, &self.source_key) {
-                    log.contents.extend(members.drain(..));
-                } else {
-                    if only_source {
-                        log.contents.push((self.source_key.clone(), raw.clone()));
-                    }
-                    log.contents.reserve(members.len());
-                    for (key, value) in members.drain(..) {
-                        overwritten |= key == self.source_key;
-                        log.set_content(key, value);
-                    }
-                }
-            } else {
-                self.parse_failures += 1;
-                self.failure_alarm.failed(&raw);
-            }
-            self.common
-                .finish(log, &self.source_key, raw, success, overwritten)
+        group.events.retain_mut(|event| match event {
+            PipelineEvent::Log(log) => self.process_log(log, &mut members),
+            _ => true,
         });
         self.discarded += (before - group.events.len()) as u64;
     }
+
+    fn process_encoded(
+        &mut self,
+        group: &mut PipelineEventGroup,
+        out: &mut Vec<u8>,
+    ) -> Option<usize> {
+        let mut members = Members::new();
+        let (written, dropped) = super::encode_logs(group, out, |log, out| {
+            if self.encode_parsed(log, &mut members, out) {
+                Encoded::Written
+            } else if self.process_log(log, &mut members) {
+                Encoded::Keep
+            } else {
+                Encoded::Drop
+            }
+        });
+        self.discarded += dropped;
+        Some(written)
+    }
 }
 
-/// Parses `source` as one JSON object into `members`; false when it is not one.
+impl ParseJson {
+    /// Processes one log; false when it is to be dropped.
+    fn process_log(&mut self, log: &mut crate::LogEvent, members: &mut Members) -> bool {
+        // A line as read from a file holds only its source: it is taken out rather than
+        // cloned (a reference count less each way), and put back if a member needs it.
+        let only_source = super::only_source(log, &self.source_key).is_some();
+        let raw = if only_source {
+            log.contents.pop().map(|(_, raw)| raw)
+        } else {
+            log.content(&self.source_key).cloned()
+        };
+        let Some(raw) = raw else {
+            return true;
+        };
+        members.clear();
+        // The whole object is parsed before any field is set: broken JSON adds nothing.
+        let success = parse_object(&raw, members);
+        let mut overwritten = false;
+        if success {
+            // When the object's keys are distinct and none is the source's, they make the
+            // new contents of a line that held only its source, appended without a search
+            // per field (`finish` puts a kept source back at the end).
+            if only_source && distinct_and_not(members, &self.source_key) {
+                log.contents.extend(members.drain(..));
+            } else {
+                if only_source {
+                    log.contents.push((self.source_key.clone(), raw.clone()));
+                }
+                log.contents.reserve(members.len());
+                for (key, value) in members.drain(..) {
+                    overwritten |= key == self.source_key;
+                    log.set_content(key, value);
+                }
+            }
+        } else {
+            self.parse_failures += 1;
+            self.failure_alarm.failed(&raw);
+        }
+        self.common
+            .finish(log, &self.source_key, raw, success, overwritten)
+    }
+
+    /// Writes the members of a line that holds only its source, a JSON object whose keys are
+    /// distinct and none of them the source's, with the source not kept, straight into `out`
+    /// as a LogGroup's log; false, with nothing written, for any other log (which then takes
+    /// [`ParseJson::process_log`]; a line that does not parse is parsed again there, and
+    /// counted).
+    fn encode_parsed(
+        &mut self,
+        log: &crate::LogEvent,
+        members: &mut Members,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        if self.common.keep_on_success {
+            return false;
+        }
+        let Some(raw) = super::only_source(log, &self.source_key) else {
+            return false;
+        };
+        members.clear();
+        if !parse_object(raw, members) || !distinct_and_not(members, &self.source_key) {
+            return false;
+        }
+        crate::proto::encode_log(
+            out,
+            log.time,
+            log.time_ns,
+            members.iter().map(|(k, v)| (&k[..], &v[..])),
+        );
+        members.clear();
+        true
+    }
+}
+
 fn parse_object(source: &Bytes, members: &mut Members) -> bool {
     if source.is_empty() {
         return false;
@@ -486,6 +539,62 @@ mod tests {
 
     fn processor(value: serde_json::Value) -> ParseJson {
         ParseJson::new(serde_json::from_value(value).unwrap())
+    }
+
+    #[test]
+    fn process_encoded_writes_the_bytes_of_process_then_encode() {
+        let samples: [&[u8]; 9] = [
+            br#"{"time":"2026-11-24T10:00:00Z","level":"INFO","msg":"a \"quoted\" word","n":42}"#,
+            br#"{"a":{"b":[1,2,{"c":null}]},"d":true,"e":-1.5e3}"#,
+            br#"{"k":"v","k":"w"}"#,
+            br#"{"content":"inner","x":"y"}"#,
+            br#"{"u":"\u00e9\ud83d\ude00","t":"tab\there"}"#,
+            br#"{"broken":"#,
+            b"not json at all",
+            br#"[1,2,3]"#,
+            b"  {\"spaced\" : \"out\" }  ",
+        ];
+        let configs = [
+            json!({}),
+            json!({"KeepingSourceWhenParseFail": true, "CopingRawLog": true}),
+            json!({"KeepingSourceWhenParseSucceed": true, "RenamedSourceKey": "raw"}),
+        ];
+        let mut seed: u32 = 9;
+        let mut random = |n: usize| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (seed >> 16) as usize % n
+        };
+        for config in configs {
+            let (mut by_events, mut by_bytes) = (processor(config.clone()), processor(config));
+            for _ in 0..200 {
+                let mut group = PipelineEventGroup::default();
+                for _ in 0..1 + random(10) {
+                    let mut log = crate::LogEvent::new(1_700_000_000, None);
+                    if random(4) == 0 {
+                        log.time_ns = Some(random(1_000_000_000) as u32);
+                    }
+                    log.set_content(
+                        "content",
+                        Bytes::from_static(samples[random(samples.len())]),
+                    );
+                    if random(8) == 0 {
+                        log.set_content("host", "h1");
+                    }
+                    group.events.push(PipelineEvent::Log(log));
+                }
+                let mut processed = group.clone();
+                by_events.process(&mut processed);
+                let mut expected = Vec::new();
+                crate::proto::encode_group(&processed, &mut expected);
+                let mut got = Vec::new();
+                let written = by_bytes.process_encoded(&mut group, &mut got);
+                assert_eq!(written, Some(processed.events.len()));
+                assert!(group.events.is_empty());
+                assert_eq!(got, expected);
+                assert_eq!(by_bytes.parse_failures, by_events.parse_failures);
+                assert_eq!(by_bytes.discarded, by_events.discarded);
+            }
+        }
     }
 
     #[test]
