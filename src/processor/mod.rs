@@ -299,38 +299,50 @@ pub(crate) fn only_source<'a>(
     }
 }
 
-/// What a parser did with one log in [`encode_logs`].
-pub(crate) enum Encoded {
-    /// Written into the LogGroup by the parser itself.
-    Written,
-    /// Processed as an event, to be kept (and written by the general encoder).
-    Keep,
-    /// Processed as an event, and dropped.
-    Drop,
+/// A parser that can write the logs it parses straight into a LogGroup (see
+/// `Processor::process_encoded`), and otherwise processes them as events.
+pub(crate) trait EncodingParser {
+    /// What it reuses from one line to the next.
+    type Scratch;
+    /// Writes `log` parsed into `out`; false, with nothing written, when it cannot (the log then
+    /// takes [`EncodingParser::process_log`]).
+    fn encode_parsed(
+        &mut self,
+        log: &crate::LogEvent,
+        scratch: &mut Self::Scratch,
+        out: &mut Vec<u8>,
+    ) -> bool;
+    /// Processes `log` as an event; false when it is to be dropped.
+    fn process_log(&mut self, log: &mut crate::LogEvent, scratch: &mut Self::Scratch) -> bool;
 }
 
-/// The loop of a parser's `Processor::process_encoded`: `each` gets every log of `group` in
-/// order, with `out`, and writes it itself or processes it as an event; events kept, and
-/// events that are not logs, are written by the general encoder in their place. `group` is
-/// left empty. Returns how many logs were written and how many dropped.
-pub(crate) fn encode_logs(
+/// The loop of a parser's `Processor::process_encoded`: every log of `group`, in order, is
+/// written by the parser itself or processed as an event; events kept, and events that are not
+/// logs, are written by the general encoder in their place. `group` is left empty. Returns how
+/// many logs were written and how many dropped.
+pub(crate) fn encode_logs<P: EncodingParser>(
+    parser: &mut P,
+    scratch: &mut P::Scratch,
     group: &mut crate::PipelineEventGroup,
     out: &mut Vec<u8>,
-    mut each: impl FnMut(&mut crate::LogEvent, &mut Vec<u8>) -> Encoded,
 ) -> (usize, u64) {
     let (mut written, mut dropped) = (0, 0);
     for event in group.events.iter_mut() {
-        let outcome = match event {
-            crate::PipelineEvent::Log(log) => each(log, out),
-            _ => Encoded::Keep,
-        };
-        match outcome {
-            Encoded::Written => written += 1,
-            Encoded::Keep => {
-                crate::proto::encode_event(event, out);
-                written += 1;
+        let keep = match event {
+            crate::PipelineEvent::Log(log) => {
+                if parser.encode_parsed(log, scratch, out) {
+                    written += 1;
+                    continue;
+                }
+                parser.process_log(log, scratch)
             }
-            Encoded::Drop => dropped += 1,
+            _ => true,
+        };
+        if keep {
+            crate::proto::encode_event(event, out);
+            written += 1;
+        } else {
+            dropped += 1;
         }
     }
     group.events.clear();

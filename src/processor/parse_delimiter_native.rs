@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use super::common_parser_options::CommonParserOptions;
 use super::field_names::field_name;
-use super::{parse_options, Encoded, Options, ProcessorError, Registration};
+use super::{parse_options, EncodingParser, Options, ProcessorError, Registration};
 use crate::plugin::Processor;
 use crate::proto::{KeyField, LineValues};
 use crate::{PipelineEvent, PipelineEventGroup};
@@ -487,6 +487,41 @@ impl ParseDelimiter {
         let begin = raw[..end].iter().take_while(|b| **b == b' ').count();
         (begin, end)
     }
+}
+
+impl Processor for ParseDelimiter {
+    fn init(&mut self, services: std::sync::Arc<dyn crate::context::Services>) {
+        self.failure_alarm.attach(services);
+    }
+
+    fn parse_failures(&self) -> u64 {
+        self.parse_failures
+    }
+
+    fn process(&mut self, group: &mut PipelineEventGroup) {
+        let before = group.events.len();
+        let mut columns = Columns::with_capacity(self.keys.len() + 1);
+        group.events.retain_mut(|event| match event {
+            PipelineEvent::Log(log) => self.process_log(log, &mut columns),
+            _ => true,
+        });
+        self.discarded += (before - group.events.len()) as u64;
+    }
+
+    fn process_encoded(
+        &mut self,
+        group: &mut PipelineEventGroup,
+        out: &mut Vec<u8>,
+    ) -> Option<usize> {
+        let mut columns = Columns::with_capacity(self.keys.len() + 1);
+        let (written, dropped) = super::encode_logs(self, &mut columns, group, out);
+        self.discarded += dropped;
+        Some(written)
+    }
+}
+
+impl EncodingParser for ParseDelimiter {
+    type Scratch = Columns;
 
     /// Processes one log; false when it is to be dropped.
     fn process_log(&mut self, log: &mut crate::LogEvent, columns: &mut Columns) -> bool {
@@ -556,45 +591,6 @@ impl ParseDelimiter {
             }
         }
         true
-    }
-}
-
-impl Processor for ParseDelimiter {
-    fn init(&mut self, services: std::sync::Arc<dyn crate::context::Services>) {
-        self.failure_alarm.attach(services);
-    }
-
-    fn parse_failures(&self) -> u64 {
-        self.parse_failures
-    }
-
-    fn process(&mut self, group: &mut PipelineEventGroup) {
-        let before = group.events.len();
-        let mut columns = Columns::with_capacity(self.keys.len() + 1);
-        group.events.retain_mut(|event| match event {
-            PipelineEvent::Log(log) => self.process_log(log, &mut columns),
-            _ => true,
-        });
-        self.discarded += (before - group.events.len()) as u64;
-    }
-
-    fn process_encoded(
-        &mut self,
-        group: &mut PipelineEventGroup,
-        out: &mut Vec<u8>,
-    ) -> Option<usize> {
-        let mut columns = Columns::with_capacity(self.keys.len() + 1);
-        let (written, dropped) = super::encode_logs(group, out, |log, out| {
-            if self.encode_parsed(log, &mut columns, out) {
-                Encoded::Written
-            } else if self.process_log(log, &mut columns) {
-                Encoded::Keep
-            } else {
-                Encoded::Drop
-            }
-        });
-        self.discarded += dropped;
-        Some(written)
     }
 }
 

@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 use smallvec::SmallVec;
 
 use super::common_parser_options::CommonParserOptions;
-use super::{parse_options, Encoded, Options, ProcessorError, Registration};
+use super::{parse_options, EncodingParser, Options, ProcessorError, Registration};
 use crate::plugin::Processor;
 use crate::{PipelineEvent, PipelineEventGroup};
 
@@ -119,93 +119,13 @@ impl Processor for ParseJson {
         out: &mut Vec<u8>,
     ) -> Option<usize> {
         let mut members = Members::new();
-        let (written, dropped) = super::encode_logs(group, out, |log, out| {
-            if self.encode_parsed(log, &mut members, out) {
-                Encoded::Written
-            } else if self.process_log(log, &mut members) {
-                Encoded::Keep
-            } else {
-                Encoded::Drop
-            }
-        });
+        let (written, dropped) = super::encode_logs(self, &mut members, group, out);
         self.discarded += dropped;
         Some(written)
     }
 }
 
-impl ParseJson {
-    /// Processes one log; false when it is to be dropped.
-    fn process_log(&mut self, log: &mut crate::LogEvent, members: &mut Members) -> bool {
-        // A line as read from a file holds only its source: it is taken out rather than
-        // cloned (a reference count less each way), and put back if a member needs it.
-        let only_source = super::only_source(log, &self.source_key).is_some();
-        let raw = if only_source {
-            log.contents.pop().map(|(_, raw)| raw)
-        } else {
-            log.content(&self.source_key).cloned()
-        };
-        let Some(raw) = raw else {
-            return true;
-        };
-        members.clear();
-        // The whole object is parsed before any field is set: broken JSON adds nothing.
-        let success = parse_object(&raw, members);
-        let mut overwritten = false;
-        if success {
-            // When the object's keys are distinct and none is the source's, they make the
-            // new contents of a line that held only its source, appended without a search
-            // per field (`finish` puts a kept source back at the end).
-            if only_source && distinct_and_not(members, &self.source_key) {
-                log.contents.extend(members.drain(..));
-            } else {
-                if only_source {
-                    log.contents.push((self.source_key.clone(), raw.clone()));
-                }
-                log.contents.reserve(members.len());
-                for (key, value) in members.drain(..) {
-                    overwritten |= key == self.source_key;
-                    log.set_content(key, value);
-                }
-            }
-        } else {
-            self.parse_failures += 1;
-            self.failure_alarm.failed(&raw);
-        }
-        self.common
-            .finish(log, &self.source_key, raw, success, overwritten)
-    }
-
-    /// Writes the members of a line that holds only its source, a JSON object whose keys are
-    /// distinct and none of them the source's, with the source not kept, straight into `out`
-    /// as a LogGroup's log; false, with nothing written, for any other log (which then takes
-    /// [`ParseJson::process_log`]; a line that does not parse is parsed again there, and
-    /// counted).
-    fn encode_parsed(
-        &mut self,
-        log: &crate::LogEvent,
-        members: &mut Members,
-        out: &mut Vec<u8>,
-    ) -> bool {
-        if self.common.keep_on_success {
-            return false;
-        }
-        let Some(raw) = super::only_source(log, &self.source_key) else {
-            return false;
-        };
-        members.clear();
-        if !parse_object(raw, members) || !distinct_and_not(members, &self.source_key) {
-            return false;
-        }
-        crate::proto::encode_log(
-            out,
-            log.time,
-            log.time_ns,
-            members.iter().map(|(k, v)| (&k[..], &v[..])),
-        );
-        members.clear();
-        true
-    }
-}
+impl ParseJson {}
 
 fn parse_object(source: &Bytes, members: &mut Members) -> bool {
     if source.is_empty() {
@@ -529,6 +449,82 @@ fn compact(source: &Bytes, raw: &str) -> Bytes {
         }
     }
     Bytes::from(out)
+}
+
+impl EncodingParser for ParseJson {
+    type Scratch = Members;
+
+    /// Processes one log; false when it is to be dropped.
+    fn process_log(&mut self, log: &mut crate::LogEvent, members: &mut Members) -> bool {
+        // A line as read from a file holds only its source: it is taken out rather than
+        // cloned (a reference count less each way), and put back if a member needs it.
+        let only_source = super::only_source(log, &self.source_key).is_some();
+        let raw = if only_source {
+            log.contents.pop().map(|(_, raw)| raw)
+        } else {
+            log.content(&self.source_key).cloned()
+        };
+        let Some(raw) = raw else {
+            return true;
+        };
+        members.clear();
+        // The whole object is parsed before any field is set: broken JSON adds nothing.
+        let success = parse_object(&raw, members);
+        let mut overwritten = false;
+        if success {
+            // When the object's keys are distinct and none is the source's, they make the
+            // new contents of a line that held only its source, appended without a search
+            // per field (`finish` puts a kept source back at the end).
+            if only_source && distinct_and_not(members, &self.source_key) {
+                log.contents.extend(members.drain(..));
+            } else {
+                if only_source {
+                    log.contents.push((self.source_key.clone(), raw.clone()));
+                }
+                log.contents.reserve(members.len());
+                for (key, value) in members.drain(..) {
+                    overwritten |= key == self.source_key;
+                    log.set_content(key, value);
+                }
+            }
+        } else {
+            self.parse_failures += 1;
+            self.failure_alarm.failed(&raw);
+        }
+        self.common
+            .finish(log, &self.source_key, raw, success, overwritten)
+    }
+
+    /// Writes the members of a line that holds only its source, a JSON object whose keys are
+    /// distinct and none of them the source's, with the source not kept, straight into `out`
+    /// as a LogGroup's log; false, with nothing written, for any other log (which then takes
+    /// [`ParseJson::process_log`]; a line that does not parse is parsed again there, and
+    /// counted).
+    fn encode_parsed(
+        &mut self,
+        log: &crate::LogEvent,
+        members: &mut Members,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        if self.common.keep_on_success {
+            return false;
+        }
+        let Some(raw) = super::only_source(log, &self.source_key) else {
+            return false;
+        };
+        members.clear();
+        if !parse_object(raw, members) || !distinct_and_not(members, &self.source_key) {
+            return false;
+        }
+        crate::proto::encode_log(
+            out,
+            log.time,
+            log.time_ns,
+            members.iter().map(|(k, v)| (&k[..], &v[..])),
+        );
+        members.clear();
+        true
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::common_parser_options::CommonParserOptions;
 use super::field_names::field_name;
 use super::native_regex::NativeRegex;
-use super::{parse_options, Encoded, Options, ProcessorError, Registration};
+use super::{parse_options, EncodingParser, Options, ProcessorError, Registration};
 use crate::plugin::Processor;
 use crate::proto::{KeyField, LineValues};
 use crate::PipelineEventGroup;
@@ -129,8 +129,9 @@ impl Processor for ParseRegex {
 
     fn process(&mut self, group: &mut PipelineEventGroup) {
         let before = group.events.len();
+        let mut values = LineValues::default();
         group.events.retain_mut(|event| match event {
-            crate::PipelineEvent::Log(log) => self.process_log(log),
+            crate::PipelineEvent::Log(log) => self.process_log(log, &mut values),
             _ => true,
         });
         self.discarded += (before - group.events.len()) as u64;
@@ -144,15 +145,7 @@ impl Processor for ParseRegex {
         // Not in whole-line mode (one view of the line: nothing to gain).
         self.regex.as_ref()?;
         let mut values = LineValues::with_capacity(self.keys.len());
-        let (written, dropped) = super::encode_logs(group, out, |log, out| {
-            if self.encode_parsed(log, &mut values, out) {
-                Encoded::Written
-            } else if self.process_log(log) {
-                Encoded::Keep
-            } else {
-                Encoded::Drop
-            }
-        });
+        let (written, dropped) = super::encode_logs(self, &mut values, group, out);
         self.discarded += dropped;
         Some(written)
     }
@@ -166,9 +159,13 @@ impl ParseRegex {
             && !self.overwritten
             && super::only_source(log, &self.source_key).is_some()
     }
+}
+
+impl EncodingParser for ParseRegex {
+    type Scratch = LineValues;
 
     /// Processes one log; false when it is to be dropped.
-    fn process_log(&mut self, log: &mut crate::LogEvent) -> bool {
+    fn process_log(&mut self, log: &mut crate::LogEvent, _: &mut LineValues) -> bool {
         // A line as read from a file holds only its source: the fields then make the new
         // contents, in one growth and without a search per field.
         let only_source = self.only_source(log);
