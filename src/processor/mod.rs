@@ -316,6 +316,21 @@ pub(crate) trait EncodingParser {
     fn process_log(&mut self, log: &mut crate::LogEvent, scratch: &mut Self::Scratch) -> bool;
 }
 
+/// The loop of a parser's `Processor::process`: every log of `group` processed as an event
+/// ([`EncodingParser::process_log`]), those it drops removed. Returns how many were dropped.
+pub(crate) fn process_logs<P: EncodingParser>(
+    parser: &mut P,
+    scratch: &mut P::Scratch,
+    group: &mut crate::PipelineEventGroup,
+) -> u64 {
+    let before = group.events.len();
+    group.events.retain_mut(|event| match event {
+        crate::PipelineEvent::Log(log) => parser.process_log(log, scratch),
+        _ => true,
+    });
+    (before - group.events.len()) as u64
+}
+
 /// The loop of a parser's `Processor::process_encoded`: every log of `group`, in order, is
 /// written by the parser itself or processed as an event; events kept, and events that are not
 /// logs, are written by the general encoder in their place. `group` is left empty. Returns how

@@ -21,7 +21,7 @@ use super::field_names::field_name;
 use super::{parse_options, EncodingParser, Options, ProcessorError, Registration};
 use crate::plugin::Processor;
 use crate::proto::{KeyField, LineValues};
-use crate::{PipelineEvent, PipelineEventGroup};
+use crate::PipelineEventGroup;
 
 pub const REGISTRATION: Registration =
     Registration::new::<ParseDelimiterConfig>("processor_parse_delimiter_native", build);
@@ -499,13 +499,8 @@ impl Processor for ParseDelimiter {
     }
 
     fn process(&mut self, group: &mut PipelineEventGroup) {
-        let before = group.events.len();
         let mut columns = Columns::with_capacity(self.keys.len() + 1);
-        group.events.retain_mut(|event| match event {
-            PipelineEvent::Log(log) => self.process_log(log, &mut columns),
-            _ => true,
-        });
-        self.discarded += (before - group.events.len()) as u64;
+        self.discarded += super::process_logs(self, &mut columns, group);
     }
 
     fn process_encoded(
@@ -598,6 +593,7 @@ impl EncodingParser for ParseDelimiter {
 mod tests {
     use super::super::test_support::{contents, lines, options, pairs};
     use super::*;
+    use crate::PipelineEvent;
     use serde_json::json;
 
     fn processor(value: serde_json::Value) -> ParseDelimiter {

@@ -16,7 +16,7 @@ use smallvec::SmallVec;
 use super::common_parser_options::CommonParserOptions;
 use super::{parse_options, EncodingParser, Options, ProcessorError, Registration};
 use crate::plugin::Processor;
-use crate::{PipelineEvent, PipelineEventGroup};
+use crate::PipelineEventGroup;
 
 pub const REGISTRATION: Registration =
     Registration::new::<ParseJsonConfig>("processor_parse_json_native", build);
@@ -104,13 +104,8 @@ impl Processor for ParseJson {
     }
 
     fn process(&mut self, group: &mut PipelineEventGroup) {
-        let before = group.events.len();
         let mut members = Members::new();
-        group.events.retain_mut(|event| match event {
-            PipelineEvent::Log(log) => self.process_log(log, &mut members),
-            _ => true,
-        });
-        self.discarded += (before - group.events.len()) as u64;
+        self.discarded += super::process_logs(self, &mut members, group);
     }
 
     fn process_encoded(
@@ -531,6 +526,7 @@ impl EncodingParser for ParseJson {
 mod tests {
     use super::super::test_support::{contents, lines, options, pairs};
     use super::*;
+    use crate::PipelineEvent;
     use serde_json::json;
 
     fn processor(value: serde_json::Value) -> ParseJson {

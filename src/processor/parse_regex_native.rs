@@ -128,13 +128,8 @@ impl Processor for ParseRegex {
     }
 
     fn process(&mut self, group: &mut PipelineEventGroup) {
-        let before = group.events.len();
         let mut values = LineValues::default();
-        group.events.retain_mut(|event| match event {
-            crate::PipelineEvent::Log(log) => self.process_log(log, &mut values),
-            _ => true,
-        });
-        self.discarded += (before - group.events.len()) as u64;
+        self.discarded += super::process_logs(self, &mut values, group);
     }
 
     fn process_encoded(
