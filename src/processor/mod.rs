@@ -373,6 +373,26 @@ pub(crate) mod test_support {
     use crate::{LogEvent, PipelineEvent, PipelineEventGroup};
 
     /// A group of one log per line, each with the line as `content`.
+    /// `group` through `by_events.process` then `encode_group`, and through
+    /// `by_bytes.process_encoded`: the same bytes, the same number of logs, the same failures,
+    /// and the group left empty by the latter.
+    pub fn assert_encoded_as_events(
+        by_events: &mut dyn crate::plugin::Processor,
+        by_bytes: &mut dyn crate::plugin::Processor,
+        mut group: PipelineEventGroup,
+    ) {
+        let mut processed = group.clone();
+        by_events.process(&mut processed);
+        let mut expected = Vec::new();
+        crate::proto::encode_group(&processed, &mut expected);
+        let mut got = Vec::new();
+        let written = by_bytes.process_encoded(&mut group, &mut got);
+        assert_eq!(written, Some(processed.events.len()));
+        assert!(group.events.is_empty());
+        assert_eq!(got, expected);
+        assert_eq!(by_bytes.parse_failures(), by_events.parse_failures());
+    }
+
     pub fn lines(lines: &[&[u8]]) -> PipelineEventGroup {
         let mut group = PipelineEventGroup::default();
         for line in lines {

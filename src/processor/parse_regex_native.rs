@@ -248,6 +248,7 @@ impl EncodingParser for ParseRegex {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::assert_encoded_as_events;
     use super::super::test_support::{contents, lines, options, pairs};
     use super::*;
     use serde_json::json;
@@ -328,16 +329,7 @@ mod tests {
                     }
                     group.events.push(crate::PipelineEvent::Log(log));
                 }
-                let mut processed = group.clone();
-                by_events.process(&mut processed);
-                let mut expected = Vec::new();
-                crate::proto::encode_group(&processed, &mut expected);
-                let mut got = Vec::new();
-                let written = by_bytes.process_encoded(&mut group, &mut got);
-                assert_eq!(written, Some(processed.events.len()));
-                assert!(group.events.is_empty());
-                assert_eq!(got, expected);
-                assert_eq!(by_bytes.parse_failures(), by_events.parse_failures());
+                assert_encoded_as_events(&mut *by_events, &mut *by_bytes, group);
             }
         }
         // Whole-line mode keeps to the events.
