@@ -29,7 +29,7 @@ pub mod rslice;
 pub mod stdout_format;
 
 pub use event::{
-    Acks, DeliveryHook, EncodedLogs, LogEvent, MetricEvent, MetricValue, PipelineEvent,
+    Acks, DeliveryHook, EncodedLogs, Lines, LogEvent, MetricEvent, MetricValue, PipelineEvent,
     PipelineEventGroup, RawEvent, SpanEvent,
 };
 pub use proto::{Log, LogContent, LogGroup, LogTag};

@@ -30,6 +30,13 @@ pub trait Processor: Send {
         let _ = (group, out);
         None
     }
+    /// Whether [`Processor::process_encoded`] takes a group's [`crate::Lines`] as they are
+    /// (else the runner makes them into events first). Only a parser of a line at a time that
+    /// writes LogGroups does: the file reader then hands it lines, when it is the pipeline's one
+    /// processor, and no event is ever made for them.
+    fn takes_lines(&self) -> bool {
+        false
+    }
     /// Values it failed to parse so far (statistics; 0 for a processor that does not parse).
     fn parse_failures(&self) -> u64 {
         0

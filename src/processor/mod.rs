@@ -299,16 +299,44 @@ pub(crate) fn only_source<'a>(
     }
 }
 
+/// A line a parser may write straight into a LogGroup: a log whose only content is `key` =
+/// the line (one of a group's [`crate::Lines`], or a log that holds nothing else).
+pub(crate) struct Line<'a> {
+    pub time: u32,
+    pub time_ns: Option<u32>,
+    pub key: &'a [u8],
+    /// The buffer the line is in, and where.
+    buffer: &'a bytes::Bytes,
+    range: std::ops::Range<usize>,
+}
+
+impl<'a> Line<'a> {
+    /// The line.
+    #[inline(always)]
+    pub fn text(&self) -> &'a [u8] {
+        &self.buffer[self.range.clone()]
+    }
+
+    /// The line as a view of its buffer.
+    pub fn to_bytes(&self) -> bytes::Bytes {
+        if self.range.len() == self.buffer.len() {
+            self.buffer.clone()
+        } else {
+            self.buffer.slice(self.range.clone())
+        }
+    }
+}
+
 /// A parser that can write the logs it parses straight into a LogGroup (see
 /// `Processor::process_encoded`), and otherwise processes them as events.
 pub(crate) trait EncodingParser {
     /// What it reuses from one line to the next.
     type Scratch;
-    /// Writes `log` parsed into `out`; false, with nothing written, when it cannot (the log then
-    /// takes [`EncodingParser::process_log`]).
-    fn encode_parsed(
+    /// Writes `line` parsed into `out`; false, with nothing written, when it cannot (the line
+    /// then takes [`EncodingParser::process_log`] as a log).
+    fn encode_line(
         &mut self,
-        log: &crate::LogEvent,
+        line: &Line<'_>,
         scratch: &mut Self::Scratch,
         out: &mut Vec<u8>,
     ) -> bool;
@@ -323,6 +351,7 @@ pub(crate) fn process_logs<P: EncodingParser>(
     scratch: &mut P::Scratch,
     group: &mut crate::PipelineEventGroup,
 ) -> u64 {
+    group.make_events();
     let before = group.events.len();
     group.events.retain_mut(|event| match event {
         crate::PipelineEvent::Log(log) => parser.process_log(log, scratch),
@@ -331,10 +360,10 @@ pub(crate) fn process_logs<P: EncodingParser>(
     (before - group.events.len()) as u64
 }
 
-/// The loop of a parser's `Processor::process_encoded`: every log of `group`, in order, is
-/// written by the parser itself or processed as an event; events kept, and events that are not
-/// logs, are written by the general encoder in their place. `group` is left empty. Returns how
-/// many logs were written and how many dropped.
+/// The loop of a parser's `Processor::process_encoded`: every log of `group` (its lines first,
+/// then its events), in order, is written by the parser itself or processed as an event;
+/// events kept, and events that are not logs, are written by the general encoder in their
+/// place. `group` is left empty. Returns how many logs were written and how many dropped.
 pub(crate) fn encode_logs<P: EncodingParser>(
     parser: &mut P,
     scratch: &mut P::Scratch,
@@ -342,12 +371,43 @@ pub(crate) fn encode_logs<P: EncodingParser>(
     out: &mut Vec<u8>,
 ) -> (usize, u64) {
     let (mut written, mut dropped) = (0, 0);
+    if let Some(lines) = group.lines.take() {
+        for (i, range) in lines.ranges.iter().enumerate() {
+            let line = Line {
+                time: lines.time,
+                time_ns: lines.time_ns,
+                key: &lines.key,
+                buffer: &lines.block,
+                range: range.clone(),
+            };
+            if parser.encode_line(&line, scratch, out) {
+                written += 1;
+                continue;
+            }
+            let mut log = lines.event(i);
+            if parser.process_log(&mut log, scratch) {
+                crate::proto::encode_event(&crate::PipelineEvent::Log(log), out);
+                written += 1;
+            } else {
+                dropped += 1;
+            }
+        }
+    }
     for event in group.events.iter_mut() {
         let keep = match event {
             crate::PipelineEvent::Log(log) => {
-                if parser.encode_parsed(log, scratch, out) {
-                    written += 1;
-                    continue;
+                if let [(key, value)] = log.contents.as_slice() {
+                    let line = Line {
+                        time: log.time,
+                        time_ns: log.time_ns,
+                        key,
+                        buffer: value,
+                        range: 0..value.len(),
+                    };
+                    if parser.encode_line(&line, scratch, out) {
+                        written += 1;
+                        continue;
+                    }
                 }
                 parser.process_log(log, scratch)
             }

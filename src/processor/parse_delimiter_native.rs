@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use super::common_parser_options::CommonParserOptions;
 use super::field_names::field_name;
-use super::{parse_options, EncodingParser, Options, ProcessorError, Registration};
+use super::{parse_options, EncodingParser, Line, Options, ProcessorError, Registration};
 use crate::plugin::Processor;
 use crate::proto::{KeyField, LineValues};
 use crate::PipelineEventGroup;
@@ -412,7 +412,7 @@ impl ParseDelimiter {
 
     /// Splits one line into `columns`, those beyond the keys joined as `OverflowedFieldsTreatment`
     /// says; false on a parse failure.
-    fn split(&mut self, raw: &Bytes, begin: usize, end: usize, columns: &mut Columns) -> bool {
+    fn split(&mut self, raw: &[u8], begin: usize, end: usize, columns: &mut Columns) -> bool {
         columns.clear();
         match self.quote {
             Some(quote) => {
@@ -477,6 +477,12 @@ impl ParseDelimiter {
             && super::only_source(log, &self.source_key).is_some()
     }
 
+    /// Whether a line that is the content `key` and nothing else can be written without a
+    /// search per field (see [`ParseDelimiter::only_source`]).
+    fn appends_to(&self, key: &[u8]) -> bool {
+        self.distinct_keys && !self.overwritten && super::same_name(key, &self.source_key)
+    }
+
     /// The non-blank part of `raw`: spaces before the first column and spaces and `\r` after
     /// the last are not part of any.
     fn trimmed(raw: &[u8]) -> (usize, usize) {
@@ -501,6 +507,10 @@ impl Processor for ParseDelimiter {
     fn process(&mut self, group: &mut PipelineEventGroup) {
         let mut columns = Columns::with_capacity(self.keys.len() + 1);
         self.discarded += super::process_logs(self, &mut columns, group);
+    }
+
+    fn takes_lines(&self) -> bool {
+        true
     }
 
     fn process_encoded(
@@ -550,19 +560,14 @@ impl EncodingParser for ParseDelimiter {
             .finish(log, &self.source_key, raw, success, self.overwritten)
     }
 
-    /// Writes the fields of a line that holds only its source, parsed with success and with the
-    /// source not kept, straight into `out` as a LogGroup's log; false, with nothing written,
-    /// for any other log (which then takes [`ParseDelimiter::process_log`]).
-    fn encode_parsed(
-        &mut self,
-        log: &crate::LogEvent,
-        columns: &mut Columns,
-        out: &mut Vec<u8>,
-    ) -> bool {
-        if self.common.keep_on_success || !self.only_source(log) {
+    /// Writes the fields of a line parsed with success, with the source not kept, straight into
+    /// `out` as a LogGroup's log; false, with nothing written, for any other line (which then
+    /// takes [`ParseDelimiter::process_log`]).
+    fn encode_line(&mut self, line: &Line<'_>, columns: &mut Columns, out: &mut Vec<u8>) -> bool {
+        if self.common.keep_on_success || !self.appends_to(line.key) {
             return false;
         }
-        let raw = &log.contents[0].1;
+        let raw = line.text();
         let (begin, end) = Self::trimmed(raw);
         if begin >= end || !self.split(raw, begin, end, columns) {
             return false;
@@ -570,14 +575,14 @@ impl EncodingParser for ParseDelimiter {
         match &self.key_fields {
             // Every column has its key (none dropped): keys and columns go by index.
             Some(keys) if self.overflow != Overflow::Discard => {
-                crate::proto::encode_keyed_log(out, log.time, log.time_ns, raw, keys, columns)
+                crate::proto::encode_keyed_log(out, line.time, line.time_ns, raw, keys, columns)
             }
             _ => {
                 let this = &*self;
                 crate::proto::encode_log(
                     out,
-                    log.time,
-                    log.time_ns,
+                    line.time,
+                    line.time_ns,
                     columns
                         .texts(raw)
                         .enumerate()

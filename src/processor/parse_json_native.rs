@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 use smallvec::SmallVec;
 
 use super::common_parser_options::CommonParserOptions;
-use super::{parse_options, EncodingParser, Options, ProcessorError, Registration};
+use super::{parse_options, EncodingParser, Line, Options, ProcessorError, Registration};
 use crate::plugin::Processor;
 use crate::PipelineEventGroup;
 
@@ -106,6 +106,10 @@ impl Processor for ParseJson {
     fn process(&mut self, group: &mut PipelineEventGroup) {
         let mut members = Members::new();
         self.discarded += super::process_logs(self, &mut members, group);
+    }
+
+    fn takes_lines(&self) -> bool {
+        true
     }
 
     fn process_encoded(
@@ -490,31 +494,24 @@ impl EncodingParser for ParseJson {
             .finish(log, &self.source_key, raw, success, overwritten)
     }
 
-    /// Writes the members of a line that holds only its source, a JSON object whose keys are
+    /// Writes the members of a line that is a JSON object whose keys are
     /// distinct and none of them the source's, with the source not kept, straight into `out`
     /// as a LogGroup's log; false, with nothing written, for any other log (which then takes
     /// [`ParseJson::process_log`]; a line that does not parse is parsed again there, and
     /// counted).
-    fn encode_parsed(
-        &mut self,
-        log: &crate::LogEvent,
-        members: &mut Members,
-        out: &mut Vec<u8>,
-    ) -> bool {
-        if self.common.keep_on_success {
+    fn encode_line(&mut self, line: &Line<'_>, members: &mut Members, out: &mut Vec<u8>) -> bool {
+        if self.common.keep_on_success || !super::same_name(line.key, &self.source_key) {
             return false;
         }
-        let Some(raw) = super::only_source(log, &self.source_key) else {
-            return false;
-        };
         members.clear();
-        if !parse_object(raw, members) || !distinct_and_not(members, &self.source_key) {
+        let raw = line.to_bytes();
+        if !parse_object(&raw, members) || !distinct_and_not(members, &self.source_key) {
             return false;
         }
         crate::proto::encode_log(
             out,
-            log.time,
-            log.time_ns,
+            line.time,
+            line.time_ns,
             members.iter().map(|(k, v)| (&k[..], &v[..])),
         );
         members.clear();

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::common_parser_options::CommonParserOptions;
 use super::field_names::field_name;
 use super::native_regex::NativeRegex;
-use super::{parse_options, EncodingParser, Options, ProcessorError, Registration};
+use super::{parse_options, EncodingParser, Line, Options, ProcessorError, Registration};
 use crate::plugin::Processor;
 use crate::proto::{KeyField, LineValues};
 use crate::PipelineEventGroup;
@@ -132,6 +132,11 @@ impl Processor for ParseRegex {
         self.discarded += super::process_logs(self, &mut values, group);
     }
 
+    fn takes_lines(&self) -> bool {
+        // Not in whole-line mode, which has no `process_encoded`.
+        self.regex.is_some()
+    }
+
     fn process_encoded(
         &mut self,
         group: &mut PipelineEventGroup,
@@ -153,6 +158,12 @@ impl ParseRegex {
         self.distinct_keys
             && !self.overwritten
             && super::only_source(log, &self.source_key).is_some()
+    }
+
+    /// Whether a line that is the content `key` and nothing else can be written without a
+    /// search per field (see [`ParseRegex::only_source`]).
+    fn appends_to(&self, key: &[u8]) -> bool {
+        self.distinct_keys && !self.overwritten && super::same_name(key, &self.source_key)
     }
 }
 
@@ -205,23 +216,18 @@ impl EncodingParser for ParseRegex {
             .finish(log, &self.source_key, raw, success, self.overwritten)
     }
 
-    /// Writes the fields of a line that holds only its source, matched, with the source not
-    /// kept, straight into `out` as a LogGroup's log; false, with nothing written, for any
-    /// other log (which then takes [`ParseRegex::process_log`]; a line that did not match is
-    /// matched again there, and counted).
-    fn encode_parsed(
-        &mut self,
-        log: &crate::LogEvent,
-        values: &mut LineValues,
-        out: &mut Vec<u8>,
-    ) -> bool {
-        if self.common.keep_on_success || !self.only_source(log) {
+    /// Writes the fields of a line matched, with the source not kept, straight into `out` as a
+    /// LogGroup's log; false, with nothing written, for any other line (which then takes
+    /// [`ParseRegex::process_log`]; a line that did not match is matched again there, and
+    /// counted).
+    fn encode_line(&mut self, line: &Line<'_>, values: &mut LineValues, out: &mut Vec<u8>) -> bool {
+        if self.common.keep_on_success || !self.appends_to(line.key) {
             return false;
         }
         let Some(regex) = &mut self.regex else {
             return false;
         };
-        let raw = &log.contents[0].1;
+        let raw = line.text();
         if regex.find_at(raw, 0).is_none() {
             return false;
         }
@@ -233,12 +239,12 @@ impl EncodingParser for ParseRegex {
         }
         match &self.key_fields {
             Some(keys) => {
-                crate::proto::encode_keyed_log(out, log.time, log.time_ns, raw, keys, values)
+                crate::proto::encode_keyed_log(out, line.time, line.time_ns, raw, keys, values)
             }
             None => crate::proto::encode_log(
                 out,
-                log.time,
-                log.time_ns,
+                line.time,
+                line.time_ns,
                 self.keys.iter().map(|k| &k[..]).zip(values.texts(raw)),
             ),
         }

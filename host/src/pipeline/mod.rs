@@ -165,6 +165,9 @@ impl Built {
         };
         if let Some(spec) = &mut input {
             spec.whole_block = whole_block(&config).map_err(fail)?;
+            // Lines without events for a processor that writes LogGroups from them; the
+            // processor runner makes them into events whenever it does not hand them to it.
+            spec.hand_lines = matches!(&processors[..], [one] if one.takes_lines());
         }
         Ok(Built {
             base: base_part(&config),

@@ -67,6 +67,12 @@ fn run(job: Job, panics: &AtomicU64) {
         !work.outputs.is_empty() && work.outputs.iter().all(|q| q.takes_encoded());
     let processed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut processors = work.processors.lock().unwrap_or_else(|e| e.into_inner());
+        // Lines read from a file go as they are only to a processor that writes them into a
+        // LogGroup itself (see `tailrace::Lines`); anything else sees them as events.
+        let lines_taken = serialize_in_last && processors.len() == 1 && processors[0].takes_lines();
+        if !lines_taken {
+            group.make_events();
+        }
         let mut batch = Vec::with_capacity(processors.len());
         let last = processors.len().wrapping_sub(1);
         for (i, processor) in processors.iter_mut().enumerate() {
@@ -139,9 +145,12 @@ fn process_encoded(
     processor: &mut dyn tailrace::plugin::Processor,
     group: &mut PipelineEventGroup,
 ) {
-    let mut buf = Vec::with_capacity(reservation(group.events.len()));
+    let mut buf = Vec::with_capacity(reservation(group.len()));
     match processor.process_encoded(group, &mut buf) {
-        None => processor.process(group),
+        None => {
+            group.make_events();
+            processor.process(group)
+        }
         // Emptied: goes on as an empty group, as any group its processors emptied.
         Some(0) => {}
         Some(events) => {
@@ -169,6 +178,7 @@ fn encode(group: &PipelineEventGroup) -> PipelineEventGroup {
         metadata: group.metadata.clone(),
         source_buffer: None,
         acks: group.acks.clone(),
+        lines: None,
         encoded: Some(EncodedLogs {
             log_group: Bytes::from(buf),
             events: group.len(),
@@ -196,18 +206,19 @@ const MAX_GUESS: usize = 8 << 20;
 
 /// The bytes of a group's log contents, keys and values (what `bytes_in` counts).
 fn content_bytes(group: &tailrace::PipelineEventGroup) -> u64 {
-    group
-        .events
-        .iter()
-        .map(|event| match event {
-            tailrace::PipelineEvent::Log(log) => log
-                .contents
-                .iter()
-                .map(|(k, v)| k.len() + v.len())
-                .sum::<usize>() as u64,
-            _ => 0,
-        })
-        .sum()
+    group.lines.as_ref().map_or(0, |l| l.content_bytes() as u64)
+        + group
+            .events
+            .iter()
+            .map(|event| match event {
+                tailrace::PipelineEvent::Log(log) => log
+                    .contents
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum::<usize>() as u64,
+                _ => 0,
+            })
+            .sum::<u64>()
 }
 
 #[cfg(test)]

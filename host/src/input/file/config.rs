@@ -140,6 +140,9 @@ pub struct FileInputSpec {
     /// processors): files are read into one event per block, ended by this rule, instead of
     /// one event per line.
     pub whole_block: Option<BlockRule>,
+    /// Set by the pipeline when its one processor writes LogGroups from lines as they are
+    /// (`Processor::takes_lines`): files hand their lines as `tailrace::Lines`, no event made.
+    pub hand_lines: bool,
 }
 
 impl InputFileConfig {
@@ -187,6 +190,7 @@ impl InputFileConfig {
             exclude_files: compile("ExcludeFiles", &config.exclude_files, false)?,
             exclude_dirs: compile("ExcludeDirs", &config.exclude_dirs, true)?,
             whole_block: None,
+            hand_lines: false,
             config,
         })
     }

@@ -966,6 +966,7 @@ impl Server {
                     file.set_gbk(input.spec.is_gbk());
                     file.set_position_meta(input.spec.config.appending_log_position_meta);
                     file.set_whole_block(input.spec.whole_block.clone());
+                    file.set_hand_lines(input.spec.hand_lines);
                     tracing::info!(pipeline = %input.pipeline, path = %path.display(), offset = start, "tailing file");
                     if reader::open_descriptors() > MAX_OPEN_FILES {
                         // Reopened when it is read: thousands of new files at once must not

@@ -111,6 +111,9 @@ pub struct TailedFile {
     position_meta: bool,
     /// Whole-block mode: one event per block, ended where this rule allows.
     whole_block: Option<BlockRule>,
+    /// Hand complete lines as `tailrace::Lines` rather than events (see
+    /// [`TailedFile::set_hand_lines`]).
+    hand_lines: bool,
 }
 
 impl TailedFile {
@@ -140,6 +143,7 @@ impl TailedFile {
             last_size: 0,
             position_meta: false,
             whole_block: None,
+            hand_lines: false,
         })
     }
 
@@ -268,6 +272,13 @@ impl TailedFile {
         self.whole_block = rule;
     }
 
+    /// Lines as `tailrace::Lines`, not events, for a pipeline whose one processor writes
+    /// LogGroups from them (`Processor::takes_lines`): no event is made per line. Not for a
+    /// multiline, GBK or position-meta file, whose events are made here.
+    pub fn set_hand_lines(&mut self, on: bool) {
+        self.hand_lines = on;
+    }
+
     /// Whether the path now names another file than the one open (rotated, deleted, re-created).
     pub fn path_moved_on(&self) -> bool {
         match std::fs::metadata(&self.path) {
@@ -393,58 +404,57 @@ impl TailedFile {
             });
         }
         let (secs, nanos) = now();
-        let mut group = self.new_group(ranges.len(), block_offset, settings);
         // The interned name, as processors hold it: a key compared with theirs is then the
         // same pointer (see `tailrace::processor::field_names`).
         let content_key = tailrace::processor::field_names::field_name("content");
+        if self.multiline.is_none() {
+            let lines = tailrace::Lines {
+                block: block.clone(),
+                offset: block_offset,
+                key: content_key,
+                time: secs,
+                time_ns: Some(nanos),
+                ranges,
+            };
+            // As lines when the pipeline's processor takes them and nothing here has to change
+            // the events (transcoding, offsets as contents).
+            let group = if self.hand_lines && !self.gbk && !self.position_meta {
+                let mut group = self.new_group(0, block_offset, settings);
+                group.lines = Some(lines);
+                group
+            } else {
+                let mut group = self.new_group(lines.len(), block_offset, settings);
+                lines.push_events(&mut group.events);
+                group
+            };
+            return self.finish(group, block);
+        }
+        let mut group = self.new_group(ranges.len(), block_offset, settings);
         let event =
             |content: Bytes, position| line_event(secs, nanos, &content_key, content, position);
-        match &mut self.multiline {
-            None => {
-                // Empty events first, then each filled where it is: an event built aside and
-                // moved into the list was a copy of its whole size (a call to `memcpy`) per line.
-                let first = group.events.len();
-                group.events.resize_with(first + ranges.len(), || {
-                    PipelineEvent::Log(LogEvent::default())
-                });
-                for (i, (r, slot)) in ranges.iter().zip(&mut group.events[first..]).enumerate() {
-                    let PipelineEvent::Log(log) = slot else {
-                        unreachable!("made as logs just above")
-                    };
-                    // What the line occupies in the file: up to the next line (newline included).
-                    let next = ranges.get(i + 1).map_or(block.len(), |n| n.start);
-                    log.time = secs;
-                    log.time_ns = Some(nanos);
-                    log.position = Some((block_offset + r.start as u64, (next - r.start) as u64));
-                    log.contents
-                        .push((content_key.clone(), block.slice(r.clone())));
-                }
-            }
-            Some(ml) => {
-                // Events that are not views into this block began in earlier ones: the pending
-                // event carried over, which starts this far before the block (and, when it
-                // comes out as unmatched lines, each line follows the one before).
-                let mut carried_at = block_offset.saturating_sub(ml.pending_bytes());
-                let mut joined = Vec::new();
-                ml.push_block(&block, &ranges, &mut joined);
-                if flush_all {
-                    ml.flush(&mut joined);
-                }
-                let base = block.as_ptr() as usize;
-                for content in joined {
-                    // In-block events are views into the block: their offset is where they start.
-                    let at = (content.as_ptr() as usize).wrapping_sub(base);
-                    let len = content.len() as u64;
-                    let position = if at < block.len() {
-                        (block_offset + at as u64, len)
-                    } else {
-                        let position = (carried_at, len);
-                        carried_at += len + 1;
-                        position
-                    };
-                    group.events.push(event(content, Some(position)));
-                }
-            }
+        let ml = self.multiline.as_mut().expect("checked just above");
+        // Events that are not views into this block began in earlier ones: the pending
+        // event carried over, which starts this far before the block (and, when it
+        // comes out as unmatched lines, each line follows the one before).
+        let mut carried_at = block_offset.saturating_sub(ml.pending_bytes());
+        let mut joined = Vec::new();
+        ml.push_block(&block, &ranges, &mut joined);
+        if flush_all {
+            ml.flush(&mut joined);
+        }
+        let base = block.as_ptr() as usize;
+        for content in joined {
+            // In-block events are views into the block: their offset is where they start.
+            let at = (content.as_ptr() as usize).wrapping_sub(base);
+            let len = content.len() as u64;
+            let position = if at < block.len() {
+                (block_offset + at as u64, len)
+            } else {
+                let position = (carried_at, len);
+                carried_at += len + 1;
+                position
+            };
+            group.events.push(event(content, Some(position)));
         }
         self.finish(group, block)
     }
