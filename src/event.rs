@@ -31,7 +31,7 @@ pub struct PipelineEventGroup {
     pub encoded: Option<EncodedLogs>,
     /// Lines read from a file and not made into events yet: the group's first logs, before
     /// `events` (see [`Lines`]).
-    pub lines: Option<Lines>,
+    pub lines: Option<Box<Lines>>,
 }
 
 /// Lines read from a file that are not events yet: each stands for a log whose only content is
@@ -309,7 +309,7 @@ impl PipelineEventGroup {
     pub fn len(&self) -> usize {
         self.events.len()
             + self.encoded.as_ref().map_or(0, |e| e.events)
-            + self.lines.as_ref().map_or(0, Lines::len)
+            + self.lines.as_ref().map_or(0, |l| l.len())
     }
 
     /// Makes the group's [`Lines`] into events, in their place before the other events.
@@ -444,6 +444,56 @@ mod tests {
         assert_eq!(log.contents[0].1, Bytes::from_static(b"3"));
         assert_eq!(log.remove_content(b"a"), Some(Bytes::from_static(b"3")));
         assert!(!log.has_content(b"a"));
+    }
+
+    #[test]
+    fn lines_become_the_first_events_of_their_group_with_their_places_in_the_file() {
+        let block = Bytes::from_static(b"a\nbb\r\nccc");
+        let lines = Lines {
+            block: block.clone(),
+            offset: 100,
+            key: Bytes::from_static(b"content"),
+            time: 7,
+            time_ns: Some(9),
+            ranges: vec![0..1, 2..4, 6..9],
+        };
+        assert_eq!(lines.content_bytes(), 3 * 7 + 1 + 2 + 3);
+        let mut group = PipelineEventGroup::default();
+        group
+            .events
+            .push(PipelineEvent::Log(LogEvent::new(1, None)));
+        group.lines = Some(Box::new(lines));
+        assert_eq!(group.len(), 4);
+        group.make_events();
+        assert!(group.lines.is_none());
+        assert_eq!(group.len(), 4);
+        let logs: Vec<_> = group
+            .events
+            .iter()
+            .map(|e| match e {
+                PipelineEvent::Log(log) => (
+                    log.time,
+                    log.time_ns,
+                    log.position,
+                    log.content(b"content").map(|v| v.to_vec()),
+                ),
+                _ => panic!("not a log"),
+            })
+            .collect();
+        assert_eq!(
+            logs,
+            [
+                (7, Some(9), Some((100, 2)), Some(b"a".to_vec())),
+                (7, Some(9), Some((102, 4)), Some(b"bb".to_vec())),
+                (7, Some(9), Some((106, 3)), Some(b"ccc".to_vec())),
+                (1, None, None, None),
+            ]
+        );
+        // Views of the block, not copies.
+        let PipelineEvent::Log(first) = &group.events[0] else {
+            unreachable!()
+        };
+        assert_eq!(first.contents[0].1.as_ptr(), block.as_ptr());
     }
 
     #[test]

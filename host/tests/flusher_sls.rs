@@ -399,6 +399,11 @@ impl Drop for Daemon {
 
 /// A pipeline input_file(`root/logs/*.log`) → flusher_sls(the mock), with `extra` options.
 fn write_config(root: &Path, port: u16, extra: &str) {
+    write_config_with(root, port, "", extra)
+}
+
+/// [`write_config`] with `processors` (YAML list items) between the input and the flusher.
+fn write_config_with(root: &Path, port: u16, processors: &str, extra: &str) {
     fs::create_dir_all(root.join("conf")).unwrap();
     let config = format!(
         r#"enable: true
@@ -406,6 +411,8 @@ inputs:
   - Type: input_file
     FilePaths:
       - "{logs}/*.log"
+processors:
+{processors}
 flushers:
   - Type: flusher_sls
     Endpoint: "http://127.0.0.1:{port}"
@@ -510,6 +517,87 @@ fn lz4_lines_arrive_signed_with_path_tag() {
     });
 
     assert_all_accepted_once(&sls, &daemon, 300);
+    assert_path_tags(&sls, root);
+    assert!(daemon.stop(), "no exit on SIGTERM:\n{}", daemon.stderr());
+    assert!(!daemon.stderr().contains("ERROR"), "{}", daemon.stderr());
+}
+
+/// One native parser before `flusher_sls` writes each LogGroup itself from the lines as read
+/// (no event per line): every line arrives once, as exactly its fields, across a restart.
+#[test]
+fn lines_parsed_into_fields_arrive_once_each_across_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let sls = MockSls::start(
+        Expect {
+            compress_type: Some("lz4"),
+            signed: false,
+        },
+        ok(),
+    );
+    let parser = "  - Type: processor_parse_regex_native\n    SourceKey: content\n    Regex: '(line-\\d+) (\\S+) (.*)'\n    Keys: [n, first, rest]\n";
+    write_config_with(root, sls.port, parser, "");
+    // Each accepted log, by its line number: how often, and whether its fields were those of
+    // its line.
+    let received = || {
+        sls.with(|r| {
+            let mut lines: BTreeMap<u32, (usize, bool)> = BTreeMap::new();
+            for (status, group) in &r.requests {
+                if *status != 200 {
+                    continue;
+                }
+                for log in &group.logs {
+                    let fields: Vec<(String, String)> = log
+                        .contents
+                        .iter()
+                        .map(|c| {
+                            (
+                                String::from_utf8_lossy(&c.key).into_owned(),
+                                String::from_utf8_lossy(&c.value).into_owned(),
+                            )
+                        })
+                        .collect();
+                    let Some(n) = fields
+                        .first()
+                        .and_then(|(_, v)| v.strip_prefix("line-")?.parse::<u32>().ok())
+                    else {
+                        panic!("a log that is not a parsed line: {fields:?}");
+                    };
+                    let text = line(n);
+                    let text = text.strip_suffix('\n').unwrap();
+                    let (head, rest) = text.split_once(" the ").unwrap();
+                    let expected = [
+                        ("n".to_owned(), head.to_owned()),
+                        ("first".to_owned(), "the".to_owned()),
+                        ("rest".to_owned(), rest.to_owned()),
+                    ];
+                    let entry = lines.entry(n).or_insert((0, true));
+                    entry.0 += 1;
+                    entry.1 &= fields == expected;
+                }
+            }
+            lines
+        })
+    };
+    write_lines(root, 0..2000);
+    let mut daemon = Daemon::start(root);
+    wait_until("the first 2000 lines", &daemon, || received().len() >= 2000);
+    assert!(daemon.stop(), "no exit on SIGTERM:\n{}", daemon.stderr());
+    write_lines(root, 2000..2500);
+    let mut daemon = Daemon::start(root);
+    write_lines(root, 2500..3000);
+    wait_until("all 3000 lines", &daemon, || received().len() >= 3000);
+
+    let lines = received();
+    assert_eq!(
+        lines.keys().copied().collect::<Vec<_>>(),
+        (0..3000).collect::<Vec<_>>()
+    );
+    let repeated: Vec<_> = lines.iter().filter(|(_, (c, _))| *c > 1).collect();
+    assert!(repeated.is_empty(), "accepted more than once: {repeated:?}");
+    let wrong: Vec<_> = lines.iter().filter(|(_, (_, ok))| !ok).collect();
+    assert!(wrong.is_empty(), "not the line's fields: {wrong:?}");
+    assert_eq!(sls.problems(), Vec::<String>::new());
     assert_path_tags(&sls, root);
     assert!(daemon.stop(), "no exit on SIGTERM:\n{}", daemon.stderr());
     assert!(!daemon.stderr().contains("ERROR"), "{}", daemon.stderr());

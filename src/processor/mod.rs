@@ -432,11 +432,35 @@ pub(crate) mod test_support {
 
     use crate::{LogEvent, PipelineEvent, PipelineEventGroup};
 
-    /// A group of one log per line, each with the line as `content`.
     /// `group` through `by_events.process` then `encode_group`, and through
     /// `by_bytes.process_encoded`: the same bytes, the same number of logs, the same failures,
-    /// and the group left empty by the latter.
+    /// and the group left empty by the latter. The same then for the `content` values of its
+    /// logs as the [`crate::Lines`] of a group (as the file reader hands them), against the
+    /// events they make.
     pub fn assert_encoded_as_events(
+        by_events: &mut dyn crate::plugin::Processor,
+        by_bytes: &mut dyn crate::plugin::Processor,
+        group: PipelineEventGroup,
+    ) {
+        let as_lines = lines_of(&group);
+        assert_same_encoding(by_events, by_bytes, group);
+        let mut made = as_lines.clone();
+        made.make_events();
+        assert!(made.lines.is_none());
+        assert_eq!(made.len(), as_lines.len());
+        let mut expected = Vec::new();
+        by_events.process(&mut made);
+        crate::proto::encode_group(&made, &mut expected);
+        let mut from_lines = as_lines;
+        let mut got = Vec::new();
+        let written = by_bytes.process_encoded(&mut from_lines, &mut got);
+        assert_eq!(written, Some(made.events.len()));
+        assert!(from_lines.is_empty());
+        assert_eq!(got, expected);
+        assert_eq!(by_bytes.parse_failures(), by_events.parse_failures());
+    }
+
+    fn assert_same_encoding(
         by_events: &mut dyn crate::plugin::Processor,
         by_bytes: &mut dyn crate::plugin::Processor,
         mut group: PipelineEventGroup,
@@ -453,6 +477,45 @@ pub(crate) mod test_support {
         assert_eq!(by_bytes.parse_failures(), by_events.parse_failures());
     }
 
+    /// The `content` values of `group`'s logs as the lines of a block, with the time of its
+    /// first log; the key interned (as the file reader's) when the group has an even number
+    /// of events, else not.
+    fn lines_of(group: &PipelineEventGroup) -> PipelineEventGroup {
+        let mut block = Vec::new();
+        let mut ranges = Vec::new();
+        let (mut time, mut time_ns) = (1_700_000_000, None);
+        for event in &group.events {
+            let PipelineEvent::Log(log) = event else {
+                continue;
+            };
+            if ranges.is_empty() {
+                (time, time_ns) = (log.time, log.time_ns);
+            }
+            if let Some(value) = log.content(b"content") {
+                ranges.push(block.len()..block.len() + value.len());
+                block.extend_from_slice(value);
+                block.push(b'\n');
+            }
+        }
+        let key = if group.events.len().is_multiple_of(2) {
+            crate::processor::field_names::field_name("content")
+        } else {
+            Bytes::from_static(b"content")
+        };
+        PipelineEventGroup {
+            lines: Some(Box::new(crate::Lines {
+                block: Bytes::from(block),
+                offset: 1000,
+                key,
+                time,
+                time_ns,
+                ranges,
+            })),
+            ..Default::default()
+        }
+    }
+
+    /// A group of one log per line, each with the line as `content`.
     pub fn lines(lines: &[&[u8]]) -> PipelineEventGroup {
         let mut group = PipelineEventGroup::default();
         for line in lines {

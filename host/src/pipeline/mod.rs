@@ -489,6 +489,32 @@ mod tests {
     }
 
     #[test]
+    fn one_parser_that_takes_lines_makes_the_input_hand_lines() {
+        let with = |processors: &str| {
+            let built = Built::new(config(&format!(
+                "inputs: [{{Type: input_file, FilePaths: [/a/*.log]}}]\nprocessors: {processors}\nflushers: [{{Type: flusher_blackhole}}]\n"
+            )))
+            .unwrap();
+            built.input.unwrap().hand_lines
+        };
+        assert!(with(
+            "[{Type: processor_parse_delimiter_native, Separator: ',', Keys: [a]}]"
+        ));
+        assert!(with(
+            "[{Type: processor_parse_regex_native, Regex: '(.*) (.*)', Keys: [a, b]}]"
+        ));
+        assert!(with("[{Type: processor_parse_json_native}]"));
+        // A second processor, whole-line mode, or no processor: events.
+        assert!(!with(
+            "[{Type: processor_parse_json_native}, {Type: processor_add_fields, Fields: {a: b}}]"
+        ));
+        assert!(!with(
+            "[{Type: processor_parse_regex_native, Regex: '(.*)', Keys: [a]}]"
+        ));
+        assert!(!with("[]"));
+    }
+
+    #[test]
     fn all_native_has_no_base_part() {
         assert!(base_part(&config(
             "inputs: [{Type: input_file, FilePaths: [/a/*.log]}]\nflushers: [{Type: flusher_blackhole}]\n"

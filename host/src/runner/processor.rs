@@ -414,6 +414,126 @@ mod tests {
         assert_eq!(encoded.log_group.as_ref(), expected.as_slice());
     }
 
+    /// `group`'s lines (its logs' `content`) as the file reader hands them to a parser that
+    /// takes them: `tailrace::Lines`, no events.
+    fn as_lines(group: &PipelineEventGroup) -> PipelineEventGroup {
+        let mut block = Vec::new();
+        let mut ranges = Vec::new();
+        for log in group.clone().logs_mut() {
+            let line = log.content(b"content").unwrap();
+            ranges.push(block.len()..block.len() + line.len());
+            block.extend_from_slice(line);
+            block.push(b'\n');
+        }
+        let mut lines = PipelineEventGroup {
+            tags: group.tags.clone(),
+            metadata: group.metadata.clone(),
+            ..Default::default()
+        };
+        lines.lines = Some(Box::new(tailrace::Lines {
+            block: Bytes::from(block),
+            offset: 0,
+            key: tailrace::processor::field_names::field_name("content"),
+            time: 1_700_000_000,
+            time_ns: None,
+            ranges,
+        }));
+        lines
+    }
+
+    #[test]
+    fn lines_go_as_they_are_only_to_a_last_parser_that_writes_log_groups_from_them() {
+        let (q, got) = output(true);
+        let (work, group) = csv_work(vec![q.clone()]);
+        let (from_events, _) = output(true);
+        let (events_work, _) = csv_work(vec![from_events.clone()]);
+        let panics = AtomicU64::new(0);
+        run(
+            Job {
+                id: 1,
+                group: group.clone(),
+                work: events_work.clone(),
+            },
+            &panics,
+        );
+        flush_all(&from_events);
+        let lines = as_lines(&group);
+        assert!(work.processors.lock().unwrap()[0].takes_lines());
+        run(
+            Job {
+                id: 2,
+                group: lines.clone(),
+                work: work.clone(),
+            },
+            &panics,
+        );
+        flush_all(&q);
+        let got = std::mem::take(&mut *got.lock().unwrap());
+        assert_eq!(got[0].len(), 3);
+        let mut expected = Vec::new();
+        let mut parsed = lines.clone();
+        parsed.make_events();
+        tailrace::processor::build(
+            "processor_parse_delimiter_native",
+            serde_json::json!({"Separator": ",", "Keys": ["a", "b"]})
+                .as_object()
+                .unwrap(),
+        )
+        .unwrap()
+        .process(&mut parsed);
+        tailrace::proto::encode_group(&parsed, &mut expected);
+        let encoded = got[0].encoded.as_ref().expect("serialized");
+        assert_eq!(encoded.log_group.as_ref(), expected.as_slice());
+        // Counted as the same lines as events are.
+        for counter in ["events_in", "events_out", "bytes_in"] {
+            let value = |w: &Work| match counter {
+                "events_in" => w.stats.events_in.load(Ordering::SeqCst),
+                "events_out" => w.stats.events_out.load(Ordering::SeqCst),
+                _ => w.stats.bytes_in.load(Ordering::SeqCst),
+            };
+            assert_eq!(value(&work), value(&events_work), "{counter}");
+        }
+
+        // An output of events, or no processor: the lines are made into events first.
+        let (bytes_q, _) = output(true);
+        let (events_q, events_got) = output(false);
+        let (work, _) = csv_work(vec![bytes_q, events_q.clone()]);
+        run(
+            Job {
+                id: 3,
+                group: lines.clone(),
+                work,
+            },
+            &panics,
+        );
+        flush_all(&events_q);
+        let events = std::mem::take(&mut *events_got.lock().unwrap());
+        assert!(events[0].lines.is_none());
+        assert_eq!(events[0].events, parsed.events);
+        let (events_q, events_got) = output(false);
+        let work = Arc::new(Work {
+            pipeline: "p".into(),
+            stats: Arc::default(),
+            processors: Mutex::new(Vec::new()),
+            outputs: vec![events_q.clone()],
+        });
+        run(
+            Job {
+                id: 4,
+                group: lines.clone(),
+                work,
+            },
+            &panics,
+        );
+        flush_all(&events_q);
+        let events = std::mem::take(&mut *events_got.lock().unwrap());
+        let mut made = lines;
+        made.make_events();
+        assert_eq!(events[0].events, made.events);
+        assert_eq!(events[0].events.len(), 4);
+        assert_eq!(panics.load(Ordering::SeqCst), 0);
+    }
+
     #[test]
     fn a_batch_after_one_with_a_huge_line_reserves_a_bounded_buffer() {
         let batch = |lines: usize, len: usize| {

@@ -420,7 +420,7 @@ impl TailedFile {
             // the events (transcoding, offsets as contents).
             let group = if self.hand_lines && !self.gbk && !self.position_meta {
                 let mut group = self.new_group(0, block_offset, settings);
-                group.lines = Some(lines);
+                group.lines = Some(Box::new(lines));
                 group
             } else {
                 let mut group = self.new_group(lines.len(), block_offset, settings);
@@ -701,6 +701,52 @@ mod tests {
         };
         assert_eq!(contents(&group), vec![b"three".to_vec()]);
         assert_eq!(end, 15);
+    }
+
+    #[test]
+    fn handed_lines_are_the_events_read_otherwise_unless_the_reader_changes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        let data: &[u8] = b"one\r\n\ntwo,2\n\xff\xfe\nthree is longer than ten\nlast";
+        std::fs::write(&path, data).unwrap();
+        let host = Bytes::from_static(b"h");
+        let settings = ReadSettings {
+            hostname: &host,
+            max_line: 10,
+        };
+        let read_all = |hand_lines: bool, position_meta: bool| {
+            let mut file = TailedFile::open(path.clone(), 0, None).unwrap();
+            file.set_hand_lines(hand_lines);
+            file.set_position_meta(position_meta);
+            let Read::Lines(group, end) = file.read(&settings).unwrap() else {
+                panic!()
+            };
+            let (last, _) = file.flush_partial(&settings).unwrap();
+            assert_eq!(end, data.len() as u64 - 4);
+            (group, last)
+        };
+        let (events, events_last) = read_all(false, false);
+        assert!(events.lines.is_none() && !events.events.is_empty());
+        let (lines, lines_last) = read_all(true, false);
+        assert!(lines.events.is_empty());
+        assert_eq!(lines.len(), events.len());
+        assert_eq!(lines.tags, events.tags);
+        assert_eq!(lines.metadata, events.metadata);
+        for (mut handed, mut made) in [(lines, events), (lines_last, events_last)] {
+            handed.make_events();
+            // The read time differs from one read to the next.
+            for g in [&mut handed, &mut made] {
+                for log in g.logs_mut() {
+                    log.time_ns = None;
+                    log.time = 0;
+                }
+            }
+            assert_eq!(handed.events, made.events);
+        }
+        // Offsets as contents are made by the reader: events then.
+        let (with_offsets, _) = read_all(true, true);
+        assert!(with_offsets.lines.is_none());
+        assert_eq!(offsets(&with_offsets)[..3], [0, 5, 6]);
     }
 
     /// Counts allocations made on the thread that turned counting on (the test's own).
