@@ -92,14 +92,28 @@ struct Matcher {
     /// The fields, in the order of their first group; each with its groups (a name used twice,
     /// as in alternatives, has several).
     fields: Vec<(Bytes, Vec<usize>)>,
+    /// Whether one of the fields is named like the source content.
+    names_source: bool,
 }
 
 /// What became of one value.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Outcome {
-    Parsed,
+    /// By the matcher at this index, which matched this many times.
+    Parsed {
+        matcher: usize,
+        matches: usize,
+    },
     NoMatch,
     TimedOut,
+}
+
+/// A field found in a value: which of its matcher's fields, and where in the value.
+#[derive(Clone, Copy, Debug)]
+struct Found {
+    field: usize,
+    from: usize,
+    to: usize,
 }
 
 pub struct ProcessorGrok {
@@ -111,7 +125,7 @@ pub struct ProcessorGrok {
     keep_source: bool,
     no_key_error: bool,
     /// The fields found in the current value (kept to reuse its allocation).
-    found: Vec<(Bytes, Bytes)>,
+    found: Vec<Found>,
     /// Values no expression matched.
     pub parse_failures: u64,
     /// Values whose matching timed out or hit PCRE2's limits.
@@ -180,6 +194,9 @@ impl ProcessorGrok {
             matchers.push(Matcher {
                 locations: regex.capture_locations(),
                 regex,
+                names_source: fields
+                    .iter()
+                    .any(|(k, _)| k[..] == *config.source_key.as_bytes()),
                 fields,
             });
         }
@@ -198,29 +215,63 @@ impl ProcessorGrok {
         })
     }
 
-    /// Parses one content of `log`, then keeps or drops it as the options say.
-    fn process_content(&mut self, log: &mut LogEvent, key: &Bytes, value: &Bytes) {
+    /// Matches `value`, and counts a value not parsed.
+    fn outcome(&mut self, value: &[u8]) -> Outcome {
         let outcome = grok(&mut self.matchers, value, self.timeout, &mut self.found);
         match outcome {
-            Outcome::Parsed => {}
+            Outcome::Parsed { .. } => {}
             Outcome::NoMatch => self.parse_failures += 1,
             Outcome::TimedOut => self.timeouts += 1,
         }
-        let keep = if outcome == Outcome::Parsed {
-            self.keep_source
-        } else {
-            self.ignore_parse_failure
-        };
+        outcome
+    }
+
+    /// Whether the source stays after `outcome`.
+    fn keeps_source(&self, outcome: Outcome) -> bool {
+        match outcome {
+            Outcome::Parsed { .. } => self.keep_source,
+            _ => self.ignore_parse_failure,
+        }
+    }
+
+    /// Parses one content of `log`, then keeps or drops it as the options say.
+    fn process_content(&mut self, log: &mut LogEvent, key: &Bytes, value: &Bytes) {
+        let outcome = self.outcome(value);
         // The source goes before the fields come, so a field named like it stays.
-        if !keep {
+        if !self.keeps_source(outcome) {
             log.remove_content(key);
         }
-        if outcome == Outcome::Parsed {
+        if let Outcome::Parsed { matcher, .. } = outcome {
+            let fields = &self.matchers[matcher].fields;
             // One allocation for all the fields, not one per doubling of the inline contents.
             log.contents.reserve(self.found.len());
-            for (field, capture) in self.found.drain(..) {
-                log.set_content(field, capture);
+            for found in self.found.drain(..) {
+                log.set_content(
+                    fields[found.field].0.clone(),
+                    value.slice(found.from..found.to),
+                );
             }
+        }
+    }
+
+    /// Processes one log: its source content, or every content when the source key is empty.
+    fn process_log(&mut self, log: &mut LogEvent) {
+        if self.source_key.is_empty() {
+            // iLogtail parses every content of the log as it was before this processor.
+            let sources: Vec<(Bytes, Bytes)> = log.contents.iter().cloned().collect();
+            if sources.is_empty() && self.no_key_error {
+                self.missing_key += 1;
+            }
+            for (key, value) in &sources {
+                self.process_content(log, key, value);
+            }
+            return;
+        }
+        let key = self.source_key.clone();
+        match log.content(&key).cloned() {
+            Some(value) => self.process_content(log, &key, &value),
+            None if self.no_key_error => self.missing_key += 1,
+            None => {}
         }
     }
 }
@@ -229,18 +280,19 @@ impl ProcessorGrok {
 /// give at least one field wins, and `found` holds its fields.
 fn grok(
     matchers: &mut [Matcher],
-    value: &Bytes,
+    value: &[u8],
     timeout: Option<Duration>,
-    found: &mut Vec<(Bytes, Bytes)>,
+    found: &mut Vec<Found>,
 ) -> Outcome {
     let started = timeout.map(|_| Instant::now());
-    let timed_out = |found: &mut Vec<(Bytes, Bytes)>| {
+    let timed_out = |found: &mut Vec<Found>| {
         found.clear();
         Outcome::TimedOut
     };
-    for matcher in matchers.iter_mut() {
+    for (index, matcher) in matchers.iter_mut().enumerate() {
         found.clear();
         let mut start = 0;
+        let mut matches = 0;
         while start <= value.len() {
             let span = match matcher
                 .regex
@@ -251,13 +303,14 @@ fn grok(
                 Ok(None) => break,
                 Ok(Some(span)) => (span.start(), span.end()),
             };
-            for (field, groups) in &matcher.fields {
+            matches += 1;
+            for (field, (_, groups)) in matcher.fields.iter().enumerate() {
                 let last = groups
                     .iter()
                     .rev()
                     .find_map(|&group| matcher.locations.get(group));
                 if let Some((from, to)) = last.filter(|(from, to)| from < to) {
-                    found.push((field.clone(), value.slice(from..to)));
+                    found.push(Found { field, from, to });
                 }
             }
             // After an empty match, the next one starts a byte further.
@@ -269,10 +322,65 @@ fn grok(
             }
         }
         if !found.is_empty() {
-            return Outcome::Parsed;
+            return Outcome::Parsed {
+                matcher: index,
+                matches,
+            };
         }
     }
     Outcome::NoMatch
+}
+
+impl super::EncodingParser for ProcessorGrok {
+    type Scratch = ();
+
+    fn process_log(&mut self, log: &mut LogEvent, _: &mut ()) -> bool {
+        ProcessorGrok::process_log(self, log);
+        true
+    }
+
+    /// Writes the log a line becomes straight into `out`: the source when it stays, then the
+    /// fields, as [`ProcessorGrok::process_content`] sets them on a log that holds only the
+    /// line. Not in every-content mode (an empty source key).
+    fn encode_line(&mut self, line: &super::Line<'_>, _: &mut (), out: &mut Vec<u8>) -> bool {
+        if self.source_key.is_empty() || !super::same_name(line.key, &self.source_key) {
+            return false;
+        }
+        let value = line.text();
+        let outcome = self.outcome(value);
+        let source = self
+            .keeps_source(outcome)
+            .then_some((&self.source_key[..], value));
+        let Outcome::Parsed { matcher, matches } = outcome else {
+            crate::proto::encode_log(out, line.time, line.time_ns, source.into_iter());
+            return true;
+        };
+        let matcher = &self.matchers[matcher];
+        let fields = self
+            .found
+            .iter()
+            .map(|f| (&matcher.fields[f.field].0[..], &value[f.from..f.to]));
+        if matches == 1 && !(source.is_some() && matcher.names_source) {
+            // Distinct keys (one match), none of them the kept source's: in order.
+            crate::proto::encode_log(
+                out,
+                line.time,
+                line.time_ns,
+                source.into_iter().chain(fields),
+            );
+        } else {
+            // A key met again takes its new value in its first place (`set_content`).
+            let mut pairs: smallvec::SmallVec<[(&[u8], &[u8]); 32]> = source.into_iter().collect();
+            for (key, text) in fields {
+                match pairs.iter_mut().find(|(k, _)| *k == key) {
+                    Some(pair) => pair.1 = text,
+                    None => pairs.push((key, text)),
+                }
+            }
+            crate::proto::encode_log(out, line.time, line.time_ns, pairs.iter().copied());
+        }
+        true
+    }
 }
 
 impl Processor for ProcessorGrok {
@@ -281,28 +389,25 @@ impl Processor for ProcessorGrok {
     }
 
     fn process(&mut self, group: &mut PipelineEventGroup) {
+        group.make_events();
         for event in &mut group.events {
-            let PipelineEvent::Log(log) = event else {
-                continue;
-            };
-            if self.source_key.is_empty() {
-                // iLogtail parses every content of the log as it was before this processor.
-                let sources: Vec<(Bytes, Bytes)> = log.contents.iter().cloned().collect();
-                if sources.is_empty() && self.no_key_error {
-                    self.missing_key += 1;
-                }
-                for (key, value) in &sources {
-                    self.process_content(log, key, value);
-                }
-                continue;
-            }
-            let key = self.source_key.clone();
-            match log.content(&key).cloned() {
-                Some(value) => self.process_content(log, &key, &value),
-                None if self.no_key_error => self.missing_key += 1,
-                None => {}
+            if let PipelineEvent::Log(log) = event {
+                self.process_log(log);
             }
         }
+    }
+
+    fn takes_lines(&self) -> bool {
+        !self.source_key.is_empty()
+    }
+
+    fn process_encoded(
+        &mut self,
+        group: &mut PipelineEventGroup,
+        out: &mut Vec<u8>,
+    ) -> Option<usize> {
+        let (written, _) = super::encode_logs(self, &mut (), group, out);
+        Some(written)
     }
 }
 

@@ -451,3 +451,60 @@ fn long_values_with_many_escapes_parse() {
     };
     assert_eq!(log.content(b"agent").unwrap().as_ref(), agent.as_bytes());
 }
+
+#[test]
+fn process_encoded_writes_the_bytes_of_process_then_encode() {
+    use super::super::test_support::assert_encoded_as_events;
+    let samples: [&[u8]; 7] = [
+        APACHE,
+        br#"10.3.0.212 - bob [24/Nov/2026:10:03:00 +0000] "GET /api?id=3 HTTP/1.1" 200 21703 "-" "curl/8.5.0""#,
+        b"not an access line at all",
+        b"",
+        b"a=1 b=2 a=3",
+        b"content=inner x=y",
+        b"\xff\xfe 42 \xc3",
+    ];
+    let configs = [
+        json!({"Match": ["%{COMBINEDAPACHELOG}"]}),
+        json!({"Match": ["%{COMBINEDAPACHELOG}"], "KeepSource": false}),
+        json!({"Match": ["%{COMBINEDAPACHELOG}"], "KeepSource": false,
+               "IgnoreParseFailure": false}),
+        // Several matches in one value: a key met again keeps its first place.
+        json!({"Match": ["%{WORD:k}=%{NUMBER:v}"]}),
+        json!({"Match": ["%{WORD:k}=%{NUMBER:v}"], "KeepSource": false}),
+        // A field named like the source.
+        json!({"Match": ["%{WORD:content}=%{WORD:x}"]}),
+        json!({"Match": ["%{WORD:content}=%{WORD:x}"], "KeepSource": false}),
+        json!({"Match": ["%{NUMBER:n}", "%{COMBINEDAPACHELOG}"]}),
+    ];
+    let mut seed: u32 = 17;
+    let mut random = |n: usize| {
+        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        (seed >> 16) as usize % n
+    };
+    for config in configs {
+        let (mut by_events, mut by_bytes) = (processor(config.clone()), processor(config));
+        for _ in 0..100 {
+            let mut group = PipelineEventGroup::default();
+            for _ in 0..1 + random(8) {
+                let mut log = LogEvent::new(1_700_000_000, None);
+                if random(4) == 0 {
+                    log.time_ns = Some(random(1_000_000_000) as u32);
+                }
+                log.set_content(
+                    "content",
+                    Bytes::from_static(samples[random(samples.len())]),
+                );
+                if random(8) == 0 {
+                    log.set_content("host", "h1");
+                }
+                group.events.push(PipelineEvent::Log(log));
+            }
+            assert_encoded_as_events(&mut by_events, &mut by_bytes, group);
+            assert_eq!(by_bytes.timeouts, by_events.timeouts);
+        }
+    }
+    // Every content parsed (an empty source key): events, as they are.
+    let mut every = processor(json!({"Match": ["%{NUMBER:n}"], "SourceKey": ""}));
+    assert!(!every.takes_lines());
+}
