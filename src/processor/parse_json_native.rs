@@ -16,6 +16,7 @@ use smallvec::SmallVec;
 use super::common_parser_options::CommonParserOptions;
 use super::{parse_options, EncodingParser, Line, Options, ProcessorError, Registration};
 use crate::plugin::Processor;
+use crate::proto::LineValues;
 use crate::PipelineEventGroup;
 
 pub const REGISTRATION: Registration =
@@ -85,13 +86,36 @@ impl ParseJson {
 /// on the stack.
 type Members = SmallVec<[(Bytes, Bytes); 16]>;
 
-/// Whether no two members share a key and none is `source`. Keys of different lengths or first
-/// bytes differ without a call to `memcmp`.
-fn distinct_and_not(members: &Members, source: &[u8]) -> bool {
+/// Whether no two of `members` share a key (`key_of`) and none is `source`. Keys of different
+/// lengths or first bytes differ without a call to `memcmp`.
+fn distinct_and_not<T>(members: &[T], key_of: impl Fn(&T) -> &[u8], source: &[u8]) -> bool {
     let same = |a: &[u8], b: &[u8]| a.len() == b.len() && a.first() == b.first() && a == b;
-    members.iter().enumerate().all(|(i, (key, _))| {
-        !same(key, source) && members[..i].iter().all(|(other, _)| !same(key, other))
+    members.iter().enumerate().all(|(i, member)| {
+        let key = key_of(member);
+        !same(key, source) && members[..i].iter().all(|other| !same(key, key_of(other)))
     })
+}
+
+/// The key of a member.
+fn member_key(member: &(Bytes, Bytes)) -> &[u8] {
+    &member.0
+}
+
+/// What the parser reuses from one line to the next: the members of the flat fast path, keys
+/// and values in turn, as ranges of the line (or made, unescaped); those of serde_json.
+#[derive(Default)]
+pub struct Scratch {
+    flat: LineValues,
+    members: Members,
+}
+
+/// The members [`flat_object`] found in `line`, as (key, value) texts.
+fn flat_members<'a>(
+    flat: &'a LineValues,
+    line: &'a [u8],
+) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone + 'a {
+    let mut texts = flat.texts(line);
+    std::iter::from_fn(move || Some((texts.next()?, texts.next()?)))
 }
 
 impl Processor for ParseJson {
@@ -104,8 +128,8 @@ impl Processor for ParseJson {
     }
 
     fn process(&mut self, group: &mut PipelineEventGroup) {
-        let mut members = Members::new();
-        self.discarded += super::process_logs(self, &mut members, group);
+        let mut scratch = Scratch::default();
+        self.discarded += super::process_logs(self, &mut scratch, group);
     }
 
     fn takes_lines(&self) -> bool {
@@ -117,8 +141,8 @@ impl Processor for ParseJson {
         group: &mut PipelineEventGroup,
         out: &mut Vec<u8>,
     ) -> Option<usize> {
-        let mut members = Members::new();
-        let (written, dropped) = super::encode_logs(self, &mut members, group, out);
+        let mut scratch = Scratch::default();
+        let (written, dropped) = super::encode_logs(self, &mut scratch, group, out);
         self.discarded += dropped;
         Some(written)
     }
@@ -126,15 +150,21 @@ impl Processor for ParseJson {
 
 impl ParseJson {}
 
-fn parse_object(source: &Bytes, members: &mut Members) -> bool {
+/// The members of the object `source` is into `scratch.members`; false when it is not one.
+fn parse_object(source: &Bytes, scratch: &mut Scratch) -> bool {
+    scratch.members.clear();
     if source.is_empty() {
         return false;
     }
-    if flat_object(source, members) {
+    scratch.flat.clear();
+    if flat_object(source, &mut scratch.flat) {
+        let mut values = scratch.flat.to_bytes(source);
+        while let (Some(key), Some(value)) = (values.next(), values.next()) {
+            scratch.members.push((key, value));
+        }
         return true;
     }
-    members.clear();
-    serde_object(source, members)
+    serde_object(source, &mut scratch.members)
 }
 
 /// [`parse_object`] through serde_json: every object, nested values and escapes included.
@@ -153,8 +183,7 @@ fn serde_object(source: &Bytes, members: &mut Members) -> bool {
 /// that serde_json accepts, giving the same members; anything else (nested values, `\u`
 /// escapes, anything malformed) returns false and the line goes through serde_json, which then
 /// decides.
-fn flat_object(source: &Bytes, members: &mut Members) -> bool {
-    let s: &[u8] = source;
+fn flat_object(s: &[u8], found: &mut LineValues) -> bool {
     let mut at = skip_ws(s, 0);
     if s.get(at) != Some(&b'{') {
         return false;
@@ -164,7 +193,7 @@ fn flat_object(source: &Bytes, members: &mut Members) -> bool {
         return skip_ws(s, at + 1) == s.len();
     }
     loop {
-        let Some((key, key_end)) = string(source, at) else {
+        let Some(key_end) = string(s, at, found) else {
             return false;
         };
         at = skip_ws(s, key_end + 1);
@@ -172,37 +201,33 @@ fn flat_object(source: &Bytes, members: &mut Members) -> bool {
             return false;
         }
         at = skip_ws(s, at + 1);
-        let value = match s.get(at) {
-            Some(b'"') => match string(source, at) {
-                Some((text, end)) => {
-                    at = end + 1;
-                    text
-                }
+        // The value: its text in the line (`true` is the text `true`), or made.
+        match s.get(at) {
+            Some(b'"') => match string(s, at, found) {
+                Some(end) => at = end + 1,
                 None => return false,
             },
             Some(b't') if s[at..].starts_with(b"true") => {
+                found.push_range(at, at + 4);
                 at += 4;
-                Bytes::from_static(b"true")
             }
             Some(b'f') if s[at..].starts_with(b"false") => {
+                found.push_range(at, at + 5);
                 at += 5;
-                Bytes::from_static(b"false")
             }
             Some(b'n') if s[at..].starts_with(b"null") => {
+                found.push_range(at, at);
                 at += 4;
-                Bytes::new()
             }
             Some(b'-' | b'0'..=b'9') => match number_end(s, at) {
                 Some(end) => {
-                    let value = source.slice(at..end);
+                    found.push_range(at, end);
                     at = end;
-                    value
                 }
                 None => return false,
             },
             _ => return false,
-        };
-        members.push((key, value));
+        }
         at = skip_ws(s, at);
         match s.get(at) {
             Some(b',') => at = skip_ws(s, at + 1),
@@ -220,12 +245,11 @@ fn skip_ws(s: &[u8], mut at: usize) -> usize {
     at
 }
 
-/// The string that opens at `at` (a quote): its text, a view into `source` or unescaped, and
-/// the position of its closing quote. `None` when there is no string there, or one that
-/// serde_json must judge: a control character, invalid UTF-8, a `\u` escape (surrogates) or an
-/// unknown escape.
-fn string(source: &Bytes, at: usize) -> Option<(Bytes, usize)> {
-    let s: &[u8] = source;
+/// The string that opens at `at` (a quote): its text added to `found` (a range of `s`, or
+/// unescaped), and the position of its closing quote returned. `None` when there is no string
+/// there, or one that serde_json must judge: a control character, invalid UTF-8, a `\u`
+/// escape (surrogates) or an unknown escape.
+fn string(s: &[u8], at: usize, found: &mut LineValues) -> Option<usize> {
     if s.get(at) != Some(&b'"') {
         return None;
     }
@@ -243,19 +267,19 @@ fn string(source: &Bytes, at: usize) -> Option<(Bytes, usize)> {
     let raw = &s[start..end];
     // Escapes are ASCII: the raw text is valid UTF-8 exactly when the string is.
     // One pass for the common case (printable ASCII), the exact checks only when it fails.
-    if raw.iter().any(|&b| !(0x20..0x80).contains(&b))
-        && (raw.iter().any(|&b| b < 0x20) || std::str::from_utf8(raw).is_err())
+    if !printable_ascii(raw) && (raw.iter().any(|&b| b < 0x20) || std::str::from_utf8(raw).is_err())
     {
         return None;
     }
     if !escaped {
-        return Some((source.slice(start..end), end));
+        found.push_range(start, end);
+        return Some(end);
     }
-    let mut text = Vec::with_capacity(raw.len());
+    let made = found.begin_made();
     let mut rest = raw;
     while let Some(i) = memchr::memchr(b'\\', rest) {
-        text.extend_from_slice(&rest[..i]);
-        text.push(match rest.get(i + 1)? {
+        found.extend_made(&rest[..i]);
+        found.extend_made(&[match rest.get(i + 1)? {
             b'"' => b'"',
             b'\\' => b'\\',
             b'/' => b'/',
@@ -265,11 +289,27 @@ fn string(source: &Bytes, at: usize) -> Option<(Bytes, usize)> {
             b'r' => b'\r',
             b't' => b'\t',
             _ => return None,
-        });
+        }]);
         rest = &rest[i + 2..];
     }
-    text.extend_from_slice(rest);
-    Some((Bytes::from(text), end))
+    found.extend_made(rest);
+    found.end_made(made);
+    Some(end)
+}
+
+/// Whether every byte of `text` is printable ASCII (0x20 to 0x7f): eight bytes a step.
+fn printable_ascii(text: &[u8]) -> bool {
+    const LOW: u64 = 0x2020_2020_2020_2020;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut words = text.chunks_exact(8);
+    let ok = words.all(|word| {
+        let w = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+        // No byte with its high bit set, and none below 0x20: a byte below it sets bit 7 when
+        // 0x20 is taken from it (a borrow it passes up can mark another byte too, but only
+        // when there is one such byte already: the answer, any or none, is exact).
+        w & HIGH == 0 && (w.wrapping_sub(LOW) & !w & HIGH) == 0
+    });
+    ok && words.remainder().iter().all(|&b| (0x20..0x80).contains(&b))
 }
 
 /// The end of the JSON number that starts at `at` (`-? (0 | [1-9][0-9]*) (.[0-9]+)?
@@ -451,10 +491,10 @@ fn compact(source: &Bytes, raw: &str) -> Bytes {
 }
 
 impl EncodingParser for ParseJson {
-    type Scratch = Members;
+    type Scratch = Scratch;
 
     /// Processes one log; false when it is to be dropped.
-    fn process_log(&mut self, log: &mut crate::LogEvent, members: &mut Members) -> bool {
+    fn process_log(&mut self, log: &mut crate::LogEvent, scratch: &mut Scratch) -> bool {
         // A line as read from a file holds only its source: it is taken out rather than
         // cloned (a reference count less each way), and put back if a member needs it.
         let only_source = super::only_source(log, &self.source_key).is_some();
@@ -466,15 +506,15 @@ impl EncodingParser for ParseJson {
         let Some(raw) = raw else {
             return true;
         };
-        members.clear();
         // The whole object is parsed before any field is set: broken JSON adds nothing.
-        let success = parse_object(&raw, members);
+        let success = parse_object(&raw, scratch);
+        let members = &mut scratch.members;
         let mut overwritten = false;
         if success {
             // When the object's keys are distinct and none is the source's, they make the
             // new contents of a line that held only its source, appended without a search
             // per field (`finish` puts a kept source back at the end).
-            if only_source && distinct_and_not(members, &self.source_key) {
+            if only_source && distinct_and_not(members, member_key, &self.source_key) {
                 log.contents.extend(members.drain(..));
             } else {
                 if only_source {
@@ -499,13 +539,29 @@ impl EncodingParser for ParseJson {
     /// as a LogGroup's log; false, with nothing written, for any other log (which then takes
     /// [`ParseJson::process_log`]; a line that does not parse is parsed again there, and
     /// counted).
-    fn encode_line(&mut self, line: &Line<'_>, members: &mut Members, out: &mut Vec<u8>) -> bool {
+    fn encode_line(&mut self, line: &Line<'_>, scratch: &mut Scratch, out: &mut Vec<u8>) -> bool {
         if self.common.keep_on_success || !super::same_name(line.key, &self.source_key) {
             return false;
         }
+        let text = line.text();
+        scratch.flat.clear();
+        if !text.is_empty() && flat_object(text, &mut scratch.flat) {
+            // Resolved once: the keys are compared, then the members written.
+            let members: SmallVec<[(&[u8], &[u8]); 16]> =
+                flat_members(&scratch.flat, text).collect();
+            if !distinct_and_not(&members, |(key, _)| key, &self.source_key) {
+                return false;
+            }
+            crate::proto::encode_log(out, line.time, line.time_ns, members.iter().copied());
+            return true;
+        }
+        let members = &mut scratch.members;
         members.clear();
         let raw = line.to_bytes();
-        if !parse_object(&raw, members) || !distinct_and_not(members, &self.source_key) {
+        if raw.is_empty()
+            || !serde_object(&raw, members)
+            || !distinct_and_not(members, member_key, &self.source_key)
+        {
             return false;
         }
         crate::proto::encode_log(
@@ -726,9 +782,12 @@ mod tests {
                     }
                 }
                 let source = Bytes::from(text);
-                let (mut fast, mut slow) = (Members::new(), Members::new());
+                let (mut flat, mut slow) = (LineValues::default(), Members::new());
                 let slow_ok = serde_object(&source, &mut slow);
-                if flat_object(&source, &mut fast) {
+                if flat_object(&source, &mut flat) {
+                    let fast: Members = flat_members(&flat, &source)
+                        .map(|(k, v)| (Bytes::copy_from_slice(k), Bytes::copy_from_slice(v)))
+                        .collect();
                     checked += 1;
                     assert!(
                         slow_ok,
@@ -740,6 +799,31 @@ mod tests {
             }
         }
         assert!(checked > 2000, "the fast path took only {checked} lines");
+    }
+
+    #[test]
+    fn printable_ascii_is_the_bytewise_check() {
+        let mut seed: u32 = 5;
+        let mut rand = |n: usize| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (seed >> 16) as usize % n
+        };
+        let bytes = [
+            0u8, 0x1f, 0x20, 0x21, b'a', 0x7e, 0x7f, 0x80, 0x9f, 0xa0, 0xff,
+        ];
+        for _ in 0..20_000 {
+            let text: Vec<u8> = (0..rand(40))
+                .map(|_| {
+                    if rand(8) == 0 {
+                        bytes[rand(bytes.len())]
+                    } else {
+                        b'x'
+                    }
+                })
+                .collect();
+            let expected = text.iter().all(|&b| (0x20..0x80).contains(&b));
+            assert_eq!(printable_ascii(&text), expected, "{text:?}");
+        }
     }
 
     #[test]
