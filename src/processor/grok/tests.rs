@@ -505,6 +505,6 @@ fn process_encoded_writes_the_bytes_of_process_then_encode() {
         }
     }
     // Every content parsed (an empty source key): events, as they are.
-    let mut every = processor(json!({"Match": ["%{NUMBER:n}"], "SourceKey": ""}));
+    let every = processor(json!({"Match": ["%{NUMBER:n}"], "SourceKey": ""}));
     assert!(!every.takes_lines());
 }
