@@ -515,6 +515,32 @@ pub(crate) mod test_support {
         }
     }
 
+    /// A group of 1 to `most` logs, each with one of `samples` as `content` (a time in
+    /// nanoseconds in a quarter of them, a second content `host` in an eighth), drawn by
+    /// `random(n)` (a number below `n`).
+    pub fn sampled_group(
+        random: &mut dyn FnMut(usize) -> usize,
+        samples: &[&'static [u8]],
+        most: usize,
+    ) -> PipelineEventGroup {
+        let mut group = PipelineEventGroup::default();
+        for _ in 0..1 + random(most) {
+            let mut log = LogEvent::new(1_700_000_000, None);
+            if random(4) == 0 {
+                log.time_ns = Some(random(1_000_000_000) as u32);
+            }
+            log.set_content(
+                "content",
+                Bytes::from_static(samples[random(samples.len())]),
+            );
+            if random(8) == 0 {
+                log.set_content("host", "h1");
+            }
+            group.events.push(PipelineEvent::Log(log));
+        }
+        group
+    }
+
     /// A group of one log per line, each with the line as `content`.
     pub fn lines(lines: &[&[u8]]) -> PipelineEventGroup {
         let mut group = PipelineEventGroup::default();

@@ -577,7 +577,7 @@ impl EncodingParser for ParseJson {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::assert_encoded_as_events;
+    use super::super::test_support::{assert_encoded_as_events, sampled_group};
     use super::super::test_support::{contents, lines, options, pairs};
     use super::*;
     use crate::PipelineEvent;
@@ -613,21 +613,7 @@ mod tests {
         for config in configs {
             let (mut by_events, mut by_bytes) = (processor(config.clone()), processor(config));
             for _ in 0..200 {
-                let mut group = PipelineEventGroup::default();
-                for _ in 0..1 + random(10) {
-                    let mut log = crate::LogEvent::new(1_700_000_000, None);
-                    if random(4) == 0 {
-                        log.time_ns = Some(random(1_000_000_000) as u32);
-                    }
-                    log.set_content(
-                        "content",
-                        Bytes::from_static(samples[random(samples.len())]),
-                    );
-                    if random(8) == 0 {
-                        log.set_content("host", "h1");
-                    }
-                    group.events.push(PipelineEvent::Log(log));
-                }
+                let group = sampled_group(&mut random, &samples, 10);
                 assert_encoded_as_events(&mut by_events, &mut by_bytes, group);
                 assert_eq!(by_bytes.discarded, by_events.discarded);
             }

@@ -333,14 +333,19 @@ mod tests {
         );
     }
 
-    /// A pipeline parsing CSV lines into `outputs`, and the batch of lines it is given.
-    fn csv_work(outputs: Vec<Arc<SenderQueue>>) -> (Arc<Work>, PipelineEventGroup) {
+    /// The parser of [`csv_work`].
+    fn csv_parser() -> Box<dyn tailrace::plugin::Processor> {
         let options = serde_json::json!({"Separator": ",", "Keys": ["a", "b"]});
-        let parse = tailrace::processor::build(
+        tailrace::processor::build(
             "processor_parse_delimiter_native",
             options.as_object().unwrap(),
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    /// A pipeline parsing CSV lines into `outputs`, and the batch of lines it is given.
+    fn csv_work(outputs: Vec<Arc<SenderQueue>>) -> (Arc<Work>, PipelineEventGroup) {
+        let parse = csv_parser();
         let work = Arc::new(Work {
             pipeline: "p".into(),
             stats: Arc::default(),
@@ -364,14 +369,7 @@ mod tests {
         let (work, group) = csv_work(vec![q.clone()]);
         // What the parser's events serialize to: the bytes either way.
         let mut parsed = group.clone();
-        tailrace::processor::build(
-            "processor_parse_delimiter_native",
-            serde_json::json!({"Separator": ",", "Keys": ["a", "b"]})
-                .as_object()
-                .unwrap(),
-        )
-        .unwrap()
-        .process(&mut parsed);
+        csv_parser().process(&mut parsed);
         assert_eq!(parsed.events.len(), 3, "the unclosed quote is dropped");
         let mut expected = Vec::new();
         tailrace::proto::encode_group(&parsed, &mut expected);
@@ -473,14 +471,7 @@ mod tests {
         let mut expected = Vec::new();
         let mut parsed = lines.clone();
         parsed.make_events();
-        tailrace::processor::build(
-            "processor_parse_delimiter_native",
-            serde_json::json!({"Separator": ",", "Keys": ["a", "b"]})
-                .as_object()
-                .unwrap(),
-        )
-        .unwrap()
-        .process(&mut parsed);
+        csv_parser().process(&mut parsed);
         tailrace::proto::encode_group(&parsed, &mut expected);
         let encoded = got[0].encoded.as_ref().expect("serialized");
         assert_eq!(encoded.log_group.as_ref(), expected.as_slice());

@@ -454,7 +454,7 @@ fn long_values_with_many_escapes_parse() {
 
 #[test]
 fn process_encoded_writes_the_bytes_of_process_then_encode() {
-    use super::super::test_support::assert_encoded_as_events;
+    use super::super::test_support::{assert_encoded_as_events, sampled_group};
     let samples: [&[u8]; 7] = [
         APACHE,
         br#"10.3.0.212 - bob [24/Nov/2026:10:03:00 +0000] "GET /api?id=3 HTTP/1.1" 200 21703 "-" "curl/8.5.0""#,
@@ -485,21 +485,7 @@ fn process_encoded_writes_the_bytes_of_process_then_encode() {
     for config in configs {
         let (mut by_events, mut by_bytes) = (processor(config.clone()), processor(config));
         for _ in 0..100 {
-            let mut group = PipelineEventGroup::default();
-            for _ in 0..1 + random(8) {
-                let mut log = LogEvent::new(1_700_000_000, None);
-                if random(4) == 0 {
-                    log.time_ns = Some(random(1_000_000_000) as u32);
-                }
-                log.set_content(
-                    "content",
-                    Bytes::from_static(samples[random(samples.len())]),
-                );
-                if random(8) == 0 {
-                    log.set_content("host", "h1");
-                }
-                group.events.push(PipelineEvent::Log(log));
-            }
+            let group = sampled_group(&mut random, &samples, 8);
             assert_encoded_as_events(&mut by_events, &mut by_bytes, group);
             assert_eq!(by_bytes.timeouts, by_events.timeouts);
         }
