@@ -28,6 +28,15 @@ use crate::event::PipelineEventGroup;
 /// Groups are written once their lines reach this size (and at the end of a call).
 const WRITE_CHUNK: usize = 256 * 1024;
 
+thread_local! {
+    /// The lines of the groups being written, and where each group's lines end in them. Kept
+    /// per thread, not per writer: with a writer per pipeline (a `flusher_stdout` in each of a
+    /// thousand), buffers kept by each would cost memory by the number of pipelines; flushes
+    /// run on a fixed pool of threads.
+    static SCRATCH: std::cell::Cell<(Vec<u8>, Vec<usize>)> =
+        const { std::cell::Cell::new((Vec::new(), Vec::new())) };
+}
+
 /// Linux's ENOSPC, the error the write-limit test hook fails with.
 const ENOSPC: i32 = 28;
 
@@ -36,9 +45,6 @@ const ENOSPC: i32 = 28;
 /// lines from two flushers never mix.
 pub struct JsonLinesWriter {
     out: Output,
-    /// The lines of the groups being written, and where each group's lines end in it.
-    buf: Vec<u8>,
-    ends: Vec<usize>,
     /// The unwritten rest of the first pending group, after a write broke off inside it and
     /// could not be undone: written before anything else, it completes the broken line.
     carry: Vec<u8>,
@@ -119,8 +125,6 @@ impl JsonLinesWriter {
     fn with_output(out: Output) -> JsonLinesWriter {
         JsonLinesWriter {
             out,
-            buf: Vec::with_capacity(64 * 1024),
-            ends: Vec::new(),
             carry: Vec::new(),
             on_broken_pipe: None,
             closed: false,
@@ -416,8 +420,7 @@ impl crate::plugin::Flusher for JsonLinesWriter {
                 )
             })?;
         }
-        let mut buf = std::mem::take(&mut self.buf);
-        let mut ends = std::mem::take(&mut self.ends);
+        let (mut buf, mut ends) = SCRATCH.take();
         buf.clear();
         ends.clear();
         // Written a chunk of whole groups at a time: the chunk is still in the CPU's cache when
@@ -447,8 +450,7 @@ impl crate::plugin::Flusher for JsonLinesWriter {
         }
         buf.clear();
         ends.clear();
-        self.buf = buf;
-        self.ends = ends;
+        SCRATCH.set((buf, ends));
         match result {
             Ok(()) => {
                 groups.clear();

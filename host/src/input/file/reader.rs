@@ -102,7 +102,8 @@ pub struct TailedFile {
     /// Lines cut because they were longer than the maximum.
     pub cut_lines: u64,
     /// Joins lines into multi-line events, when the input asks for it.
-    multiline: Option<MultilineAssembler>,
+    /// Boxed: most files have none, and an assembler is 600 bytes (memory per tracked file).
+    multiline: Option<Box<MultilineAssembler>>,
     /// The file is GBK: contents are transcoded to UTF-8.
     gbk: bool,
     /// The file's size when last looked at.
@@ -138,7 +139,7 @@ impl TailedFile {
             partial: Bytes::new(),
             last_data: Instant::now(),
             cut_lines: 0,
-            multiline,
+            multiline: multiline.map(Box::new),
             gbk: false,
             last_size: 0,
             position_meta: false,
