@@ -443,36 +443,29 @@ pub(crate) mod test_support {
         group: PipelineEventGroup,
     ) {
         let as_lines = lines_of(&group);
-        assert_same_encoding(by_events, by_bytes, group);
+        assert_same_encoding(by_events, group.clone(), by_bytes, group);
         let mut made = as_lines.clone();
         made.make_events();
         assert!(made.lines.is_none());
         assert_eq!(made.len(), as_lines.len());
-        let mut expected = Vec::new();
-        by_events.process(&mut made);
-        crate::proto::encode_group(&made, &mut expected);
-        let mut from_lines = as_lines;
-        let mut got = Vec::new();
-        let written = by_bytes.process_encoded(&mut from_lines, &mut got);
-        assert_eq!(written, Some(made.events.len()));
-        assert!(from_lines.is_empty());
-        assert_eq!(got, expected);
-        assert_eq!(by_bytes.parse_failures(), by_events.parse_failures());
+        assert_same_encoding(by_events, made, by_bytes, as_lines);
     }
 
+    /// `events` through `by_events.process` then `encode_group`, and `group` (the same logs)
+    /// through `by_bytes.process_encoded`: the same bytes, logs and failures, `group` left empty.
     fn assert_same_encoding(
         by_events: &mut dyn crate::plugin::Processor,
+        mut events: PipelineEventGroup,
         by_bytes: &mut dyn crate::plugin::Processor,
         mut group: PipelineEventGroup,
     ) {
-        let mut processed = group.clone();
-        by_events.process(&mut processed);
+        by_events.process(&mut events);
         let mut expected = Vec::new();
-        crate::proto::encode_group(&processed, &mut expected);
+        crate::proto::encode_group(&events, &mut expected);
         let mut got = Vec::new();
         let written = by_bytes.process_encoded(&mut group, &mut got);
-        assert_eq!(written, Some(processed.events.len()));
-        assert!(group.events.is_empty());
+        assert_eq!(written, Some(events.events.len()));
+        assert!(group.is_empty());
         assert_eq!(got, expected);
         assert_eq!(by_bytes.parse_failures(), by_events.parse_failures());
     }
